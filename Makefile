@@ -1,0 +1,57 @@
+# Two commands set everything up on a fresh Debian/Ubuntu machine:
+#   make demo   - the main job on the embedded defaults (no servers needed)
+#   make test   - system packages (as root), virtualenv, ruff, mypy, pytest
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SYSTEM_PACKAGES := orthanc orthanc-dicomweb dcmtk redis-server postgresql dcm2niix chromium nodejs npm
+PYTEST_ARGS ?=
+
+.PHONY: all venv system-packages lint test demo bench clean
+
+all: test
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test,jupyter]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+# Installs only what is missing, and only when run as root; otherwise says what is missing.
+system-packages:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+		echo "installing system packages:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		/etc/init.d/orthanc stop >/dev/null 2>&1 || true; \
+	else \
+		echo "not root: missing system packages will make some tests skip:" $$missing; \
+	fi
+
+lint: venv
+	$(BIN)/ruff check adit_workbench tests bench
+	$(BIN)/ruff format --check adit_workbench tests bench
+	$(BIN)/mypy
+
+test: system-packages venv lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+demo: venv
+	$(BIN)/adit-workbench config
+	$(BIN)/adit-workbench sandbox start
+	$(BIN)/adit-workbench nodes list
+	$(BIN)/adit-workbench nodes echo SANDBOX
+	$(BIN)/adit-workbench nodes probe SANDBOX
+	$(BIN)/adit-workbench query SANDBOX --level study --format table --limit 10
+	$(BIN)/adit-workbench sandbox stop
+
+bench: venv
+	$(BIN)/python -m bench.query
+	$(BIN)/python -m bench.deid
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,20 @@
+"""``adit-workbench config``: the effective settings, secrets masked."""
+
+from __future__ import annotations
+
+import click
+
+from ..config import get_settings
+from . import app
+
+
+@app.command("config")
+@click.option("--help-text", is_flag=True, help="Also print each setting's help.")
+def show_config(help_text: bool) -> None:
+    """Print the effective settings (environment prefix ADIT_WB_), secrets masked."""
+    rows = list(get_settings().describe())
+    width = max(len(name) for name, _, _ in rows)
+    for name, value, text in rows:
+        click.echo(f"{name:<{width}}  {value}")
+        if help_text:
+            click.echo(f"{'':<{width}}  # {text}")

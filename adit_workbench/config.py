@@ -1,0 +1,224 @@
+"""Settings: the one place that reads the environment.
+
+Every option is an environment variable with the prefix ``ADIT_WB_`` (for example
+``ADIT_WB_DATA_DIR``), or a line in a ``.env`` file in the working directory. Each field
+carries its help text; ``adit-workbench config`` prints them all with secrets masked.
+
+The defaults are the embedded set-up for one person on one machine: a SQLite database
+in the data dir, no Redis (jobs run in-process), and a pseudonymization secret that is
+generated on first use and kept with mode 0600 in the data dir.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from enum import Enum
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigurationError
+
+__all__ = ["BurnedInPolicy", "Settings", "get_settings"]
+
+_SECRET_BYTES = 32
+
+
+class BurnedInPolicy(str, Enum):
+    """What pseudonymization does with instances that may carry burned-in text."""
+
+    REFUSE = "refuse"
+    WARN = "warn"
+    ALLOW = "allow"
+
+
+def _default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("adit-workbench", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """All settings of adit_workbench (environment prefix ``ADIT_WB_``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ADIT_WB_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    # -- storage --------------------------------------------------------------------
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Folder for the embedded database, the secret, the sandbox PACS and "
+        "default outputs. Default: the user's data dir.",
+    )
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the database, e.g. "
+        "postgresql+psycopg://user:pw@host/db. Default: SQLite file workbench.sqlite3 in "
+        "the data dir (upgraded automatically).",
+    )
+    redis_url: SecretStr | None = Field(
+        default=None,
+        description="Redis URL for RQ workers, e.g. redis://127.0.0.1:6379/0. Unset: jobs "
+        "run in-process (inline runner).",
+    )
+    secret_file: Path | None = Field(
+        default=None,
+        description="File holding the pseudonymization master secret. Default: secret.key "
+        "in the data dir, created with mode 0600 on first use.",
+    )
+
+    # -- the workbench's own DICOM identity ------------------------------------------
+    ae_title: str = Field(
+        default="ADIT_WB",
+        max_length=16,
+        description="AE title the workbench calls with and receives C-MOVE under.",
+    )
+    receiver_host: str = Field(
+        default="127.0.0.1",
+        description="Address the Store SCP receiver for C-MOVE listens on.",
+    )
+    receiver_port: int = Field(
+        default=11112, ge=0, le=65535, description="Port of the Store SCP receiver for C-MOVE."
+    )
+
+    # -- network behaviour -----------------------------------------------------------
+    connect_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds to wait for a TCP connection or association."
+    )
+    dimse_timeout: float = Field(
+        default=60.0, gt=0, description="Seconds to wait for one DIMSE response."
+    )
+    network_timeout: float = Field(
+        default=60.0, gt=0, description="Seconds without network activity before giving up."
+    )
+    http_timeout: float = Field(
+        default=60.0, gt=0, description="Seconds to wait for a DICOMweb (HTTP) response."
+    )
+    max_search_results: int = Field(
+        default=1000, ge=1, description="Default cap on results of one query per node."
+    )
+
+    # -- sandbox PACS ----------------------------------------------------------------
+    sandbox_ae_title: str = Field(
+        default="SANDBOX", max_length=16, description="AE title of the embedded sandbox PACS."
+    )
+    sandbox_port: int = Field(
+        default=11120, ge=0, le=65535, description="Port of the sandbox PACS on 127.0.0.1."
+    )
+    sandbox_patients: int = Field(
+        default=10, ge=1, description="Synthetic patients seeded into a new sandbox PACS."
+    )
+
+    # -- pseudonymization ------------------------------------------------------------
+    burned_in_policy: BurnedInPolicy = Field(
+        default=BurnedInPolicy.REFUSE,
+        description="Instances that may carry burned-in text: refuse, warn or allow.",
+    )
+    pseudonym_prefix: str = Field(
+        default="WB", description="Prefix of pseudonyms derived from the secret."
+    )
+    pseudonym_length: int = Field(
+        default=10, ge=6, le=40, description="Length of the derived part of a pseudonym."
+    )
+    date_shift_days: int = Field(
+        default=365,
+        ge=1,
+        description="Modified-dates option: dates move by up to this many days, per patient.",
+    )
+
+    # -- logging ---------------------------------------------------------------------
+    log_level: str = Field(default="WARNING", description="Log level of the package logger.")
+
+    @field_validator("ae_title", "sandbox_ae_title")
+    @classmethod
+    def _check_ae_title(cls, value: str) -> str:
+        if not value.strip() or "\\" in value or not value.isascii():
+            raise ValueError("an AE title is 1-16 ASCII characters without backslash")
+        return value.strip()
+
+    # -- derived values --------------------------------------------------------------
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL in use (the embedded SQLite file when none is set)."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{self.data_dir / 'workbench.sqlite3'}"
+
+    @property
+    def is_embedded_database(self) -> bool:
+        """True when the database is the default SQLite file in the data dir."""
+        return self.database_url is None
+
+    def ensure_data_dir(self) -> Path:
+        """Create the data dir (mode 0700) if needed and return it."""
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot create data dir {self.data_dir}: {exc}") from exc
+        return self.data_dir
+
+    def master_secret(self) -> bytes:
+        """The pseudonymization master secret, generated on first use.
+
+        The file holds hex text; it is created atomically with mode 0600 so that a
+        concurrent first use by two processes ends with one secret, not two.
+        """
+        path = self.secret_file or self.ensure_data_dir() / "secret.key"
+        if not path.exists():
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(_SECRET_BYTES) + "\n")
+            try:
+                os.link(tmp, path)  # fails if another process won the race
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        try:
+            text = path.read_text().strip()
+            return bytes.fromhex(text)
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(f"secret file {path} is unreadable or not hex") from exc
+
+    def describe(self) -> Iterator[tuple[str, str, str]]:
+        """Yield ``(ENV_VAR, effective value with secrets masked, help)`` per setting."""
+        for name, field in type(self).model_fields.items():
+            value: Any = getattr(self, name)
+            if isinstance(value, SecretStr):
+                shown = _mask_url(value.get_secret_value())
+            elif value is None and name == "database_url":
+                shown = f"(embedded) {self.effective_database_url}"
+            elif value is None and name == "secret_file":
+                shown = f"(default) {self.data_dir / 'secret.key'}"
+            elif isinstance(value, Enum):
+                shown = str(value.value)
+            else:
+                shown = "" if value is None else str(value)
+            yield f"ADIT_WB_{name.upper()}", shown, field.description or ""
+
+
+def _mask_url(url: str) -> str:
+    """Mask the password of a URL (``scheme://user:***@host``), or all of a bare secret."""
+    if "://" not in url:
+        return "***"
+    scheme, rest = url.split("://", 1)
+    if "@" in rest:
+        cred, host = rest.rsplit("@", 1)
+        user = cred.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}" if ":" in cred else f"{scheme}://{user}@{host}"
+    return url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings read once per process from the environment (tests clear the cache)."""
+    try:
+        return Settings()
+    except ValueError as exc:
+        raise ConfigurationError(f"invalid settings: {exc}") from exc

@@ -1,0 +1,91 @@
+"""Plain descriptions of nodes: what the database stores and the node classes are built from.
+
+These are value objects only (no I/O): the persistence layer maps its rows to them and
+the DICOM layer builds live node objects from them, so neither needs the other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+__all__ = ["Capabilities", "FolderSpec", "ServerSpec"]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a DICOM server supports: typed by an admin or measured by ``probe()``.
+
+    Each flag names one service. ``details`` holds a short human-readable finding per
+    check (``"ok"``, ``"status 0xA702"`` …) when the flags come from a probe.
+    """
+
+    echo: bool = True
+    patient_root_find: bool = False
+    study_root_find: bool = True
+    patient_root_get: bool = False
+    study_root_get: bool = False
+    patient_root_move: bool = False
+    study_root_move: bool = False
+    store: bool = False
+    qido: bool = False
+    wado: bool = False
+    stow: bool = False
+    probed_at: datetime | None = None
+    details: dict[str, str] = field(default_factory=dict, compare=False)
+
+    FLAGS = (
+        "echo",
+        "patient_root_find",
+        "study_root_find",
+        "patient_root_get",
+        "study_root_get",
+        "patient_root_move",
+        "study_root_move",
+        "store",
+        "qido",
+        "wado",
+        "stow",
+    )
+
+    def as_flags(self) -> dict[str, bool]:
+        """The support flags alone, in a stable order."""
+        return {name: getattr(self, name) for name in self.FLAGS}
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """A DICOM server reached by DIMSE and/or DICOMweb.
+
+    ``dicomweb_authorization`` is an HTTP ``Authorization`` header value; it is kept
+    out of ``repr`` so that it never reaches a log or a notebook output.
+    """
+
+    name: str
+    ae_title: str
+    host: str
+    port: int
+    capabilities: Capabilities = field(default_factory=Capabilities)
+    dicomweb_root_url: str | None = None
+    dicomweb_qido_prefix: str = ""
+    dicomweb_wado_prefix: str = ""
+    dicomweb_stow_prefix: str = ""
+    dicomweb_authorization: str | None = field(default=None, repr=False)
+    max_search_results: int = 1000
+    max_associations: int = 2
+
+    def replace(self, **changes: object) -> ServerSpec:
+        """A copy with some fields changed (e.g. new probed capabilities)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class FolderSpec:
+    """A folder used as a source (upload) or destination of studies."""
+
+    name: str
+    path: Path
+    quota_gb: float | None = None
+    warn_size_gb: float | None = None
