@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
-from enum import Enum
+from enum import Enum, StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ __all__ = ["BurnedInPolicy", "Settings", "get_settings"]
 _SECRET_BYTES = 32
 
 
-class BurnedInPolicy(str, Enum):
+class BurnedInPolicy(StrEnum):
     """What pseudonymization does with instances that may carry burned-in text."""
 
     REFUSE = "refuse"

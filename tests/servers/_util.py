@@ -35,8 +35,13 @@ def require(path_or_name: str, install_hint: str) -> str:
     pytest.skip(message)
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str, proc: subprocess.Popen | None = None,
-               log: Path | None = None) -> None:
+def wait_until(
+    check: Callable[[], bool],
+    timeout: float,
+    what: str,
+    proc: subprocess.Popen | None = None,
+    log: Path | None = None,
+) -> None:
     """Poll ``check`` until it is true; fail with the server's log tail if it never is."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
