@@ -1,0 +1,1 @@
+"""access layer (see DESIGN.md section 2)."""

@@ -1,0 +1,1 @@
+"""adit-workbench query commands."""

@@ -1,0 +1,1 @@
+"""Pseudonymization: PS3.15 Annex E profile as data, keyed pseudonyms, leak scanner."""

@@ -1,0 +1,1 @@
+"""DICOM layer: nodes (DIMSE, DICOMweb, folder), queries, retrieve/store streams."""

@@ -1,0 +1,1 @@
+"""Sandbox PACS: an embedded Query/Retrieve SCP seeded with synthetic patients."""

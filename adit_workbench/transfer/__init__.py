@@ -1,0 +1,1 @@
+"""transfer layer (see DESIGN.md section 2)."""

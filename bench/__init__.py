@@ -1,0 +1,1 @@
+"""Benchmarks: ratios against dcmtk, dicognito or plain pydicom, run side by side."""
