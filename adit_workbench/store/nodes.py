@@ -191,8 +191,12 @@ def _get_row(session: Session, name: str) -> Node:
     return row
 
 
+def _existing_kind(session: Session, name: str) -> str | None:
+    return session.scalars(select(Node.kind).where(Node.name == name)).first()
+
+
 def _insert(session: Session, row: Node) -> None:
-    existing = session.scalars(select(Node.kind).where(Node.name == row.name)).first()
+    existing = _existing_kind(session, row.name)
     if existing is not None:
         raise InputError(f"a node named {row.name!r} already exists (a {existing})")
     try:
