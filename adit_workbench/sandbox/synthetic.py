@@ -80,6 +80,7 @@ class _Patient:
     address: str
     phone: str
     other_id: str
+    first_study_offset: int
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ def _patient(seed: int, index: int, pid_prefix: str) -> _Patient:
         address=f"{rng.randrange(1, 200)} {rng.choice(_STREETS)}^^{rng.choice(_CITIES)}",
         phone=f"+1-555-{rng.randrange(1000, 10000):04d}-{index:03d}",
         other_id=f"MRN{seed % 100:02d}{index + 1:06d}",
+        first_study_offset=rng.randrange(_STUDY_SPREAD_DAYS),
     )
 
 
@@ -132,7 +134,8 @@ def _study(seed: int, patient: _Patient, index: int, modality: str, start: date)
     protocols = _CT_PROTOCOLS if modality == "CT" else _MR_PROTOCOLS
     body_part, description, code, series_desc = rng.choice(protocols)
     # Later studies of one patient come later in time, as in a real record.
-    day = start + timedelta(days=index * 30 + rng.randrange(_STUDY_SPREAD_DAYS))
+    offset = patient.first_study_offset + index * 400 + rng.randrange(365)
+    day = start + timedelta(days=offset)
     return _Study(
         index=index,
         uid=_uid(seed, "study", patient.index, index),
@@ -356,7 +359,8 @@ def iter_datasets(
             with two or more studies has both modalities).
         seed: Everything (UIDs, names, dates, pixels) is a function of the seed.
         pid_prefix: Prefix of patient IDs, to keep several archives apart.
-        start_date: Earliest study date; studies spread over the following five years.
+        start_date: Earliest study date. First studies spread over the following five
+            years; each further study of a patient comes about a year after the one before.
 
     Yields:
         One :class:`pydicom.Dataset` per instance, in patient/study/series/instance order.

@@ -72,6 +72,10 @@ def test_mixed_gives_both_modalities_per_patient() -> None:
 def test_dates_start_at_start_date_and_geometry_is_consistent() -> None:
     dss = list(iter_datasets(patients=2, instances=4, start_date=date(2021, 6, 1)))
     assert all("20210601" <= ds.StudyDate <= "20270101" for ds in dss)
+    two = list(iter_datasets(patients=3, studies=3, series=1, instances=1))
+    for pid in ("SYN0001", "SYN0002", "SYN0003"):
+        dates = [ds.StudyDate for ds in two if ds.PatientID == pid]
+        assert dates == sorted(dates) and len(set(dates)) == 3
     series = [ds for ds in dss if ds.SeriesInstanceUID == dss[0].SeriesInstanceUID]
     zs = [float(ds.ImagePositionPatient[2]) for ds in series]
     assert zs == sorted(zs, reverse=True) and len(set(zs)) == 4
