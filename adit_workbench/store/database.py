@@ -6,7 +6,9 @@ API with a configuration built here, so no ``alembic.ini`` is needed at run time
 
 from __future__ import annotations
 
+import os
 import re
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +36,19 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 _UPGRADE_LOCK_KEY = 0x41_44_49_54  # "ADIT"
 
 UPGRADE_HINT = "run `adit-workbench db upgrade`"
+
+# Engines of this process. RQ's default worker forks per job: a child that used the
+# parent's pooled connections would share their sockets and corrupt both sides, so each
+# child forgets them (without closing what the parent still uses) and opens its own.
+_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def _forget_pools_after_fork() -> None:
+    for engine in list(_ENGINES):
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_pools_after_fork)
 
 
 class Database:
@@ -67,6 +82,7 @@ class Database:
             ) from exc
         if self.is_sqlite:
             _configure_sqlite(self._engine)
+        _ENGINES.add(self._engine)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
 
     # -- basics ------------------------------------------------------------------------
@@ -89,8 +105,14 @@ class Database:
         return f"Database({self.url_for_display!r})"
 
     def dispose(self) -> None:
-        """Close every pooled connection (call before dropping the database or forking)."""
+        """Close every pooled connection (the database stays usable; it reconnects)."""
         self._engine.dispose()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.dispose()
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -149,3 +150,33 @@ def test_open_database_refuses_newer_schema(database: Database, database_url: st
         conn.execute(text("UPDATE alembic_version SET version_num = 'zzzz_future'"))
     with pytest.raises(StoreError, match="does not know"):
         open_database(Settings(database_url=database_url), upgrade=True)
+
+
+def test_forked_child_gets_its_own_connections(database: Database) -> None:
+    """RQ forks a work-horse per job: parent and child must not share pooled sockets."""
+    postgres = database.engine.dialect.name == "postgresql"
+    who = text("SELECT pg_backend_pid()" if postgres else "SELECT count(*) FROM node")
+    with database.session() as session:
+        session.add(DicomServer(name="A", ae_title="A", host="h", port=104))
+    with database.session() as session:
+        parent_backend = session.scalar(who)  # this connection now sits in the pool
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            with database.session() as session:
+                code = 0 if session.scalar(text("SELECT count(*) FROM node")) == 1 else 2
+                if postgres and session.scalar(who) == parent_backend:
+                    code = 3  # reused the parent's socket
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    with database.session() as session:  # the parent's pooled connection still works
+        assert session.scalar(who) == parent_backend
+
+
+def test_database_as_context_manager(database_url: str) -> None:
+    with Database(database_url) as db:
+        assert db.current_revision() is None
+        assert "Database(" in repr(db)
