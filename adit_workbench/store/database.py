@@ -68,6 +68,9 @@ class Database:
             self._url: URL = make_url(url)
         except ArgumentError as exc:
             raise ConfigurationError("invalid database URL (it could not be parsed)") from exc
+        if self._url.drivername == "postgresql":
+            # Plain postgresql:// means psycopg2 to SQLAlchemy, which we do not ship.
+            self._url = self._url.set(drivername="postgresql+psycopg")
         self._secrets = [self._url.password] if self._url.password else []
         kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
         if self.is_sqlite:

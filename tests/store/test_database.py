@@ -180,3 +180,9 @@ def test_database_as_context_manager(database_url: str) -> None:
     with Database(database_url) as db:
         assert db.current_revision() is None
         assert "Database(" in repr(db)
+
+
+def test_plain_postgresql_url_uses_psycopg3() -> None:
+    db = Database("postgresql://u:pw@127.0.0.1:5/db")
+    assert db.engine.dialect.driver == "psycopg"
+    assert db.url_for_display == "postgresql+psycopg://u:***@127.0.0.1:5/db"
