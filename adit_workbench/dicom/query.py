@@ -18,8 +18,10 @@ Every function takes any object with the node protocol's ``name`` and ``find``; 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import warnings
+from collections import defaultdict
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, Protocol, TypeVar, cast
@@ -120,12 +122,16 @@ def _node_find(
     node: FindNode, route: Route, level: Level, identifier: Dataset, limit: int
 ) -> Iterator[Dataset]:
     """One find on the node by ``route``; the node layer does transport and errors."""
-    if route is Route.QIDO:
-        target = getattr(node, "dicomweb", None) or node
-        return target.find(level.value, identifier, limit=limit)
-    target = getattr(node, "dimse", None) or node
     root = "patient" if route is Route.PATIENT_ROOT else "study"
-    return target.find(level.value, identifier, limit=limit, root=root)
+    if hasattr(node, "dimse") and hasattr(node, "dicomweb"):
+        # A server reachable both ways: tell it which side this route is.
+        via = "dicomweb" if route is Route.QIDO else "dimse"
+        server = cast(Any, node)
+        return cast(
+            Iterator[Dataset],
+            server.find(level.value, identifier, limit=limit, root=root, via=via),
+        )
+    return node.find(level.value, identifier, limit=limit, root=root)
 
 
 class ResultStream(Iterator[T], Generic[T]):
@@ -145,6 +151,7 @@ class ResultStream(Iterator[T], Generic[T]):
         self._via = str(Via(str(via).lower()))
         self._node = node
         self._query = query
+        self._studies_of: defaultdict[str, set[str]] = defaultdict(set)
         self._gen = self._run()
 
     def __next__(self) -> T:
@@ -165,6 +172,10 @@ class ResultStream(Iterator[T], Generic[T]):
         key_name = _UNIQUE_KEY[query.level]
         seen: set[str] = set()
         produced = 0
+        # Study rows standing in for patients also tell how many studies each one has,
+        # unless study filters hid some of them.
+        count_studies = grouped and ask_level(query, Route.PATIENT_ROOT) is Level.PATIENT
+        studies_of = self._studies_of
         for identifier in identifiers(query, route):
             raw = 0
             answers = _node_find(self._node, route, asked, identifier, raw_cap)
@@ -174,6 +185,8 @@ class ResultStream(Iterator[T], Generic[T]):
                     if not matches(query, ds):
                         continue
                     key = str(ds.get(key_name, "") or "")
+                    if count_studies:
+                        studies_of[key].add(str(ds.get("StudyInstanceUID", "")))
                     if key:
                         if key in seen:
                             continue
@@ -232,6 +245,13 @@ def find(
         # A collected result shows its truncation itself (repr, HTML, .truncated).
         warnings.simplefilter("ignore", ResultsTruncated)
         items = list(stream)
+    if stream._studies_of and not stream.truncated:
+        items = [
+            dataclasses.replace(p, study_count=len(stream._studies_of[p.patient_id]))
+            if p.study_count is None and p.patient_id in stream._studies_of
+            else p
+            for p in items
+        ]
     return Results(
         items,
         stream.level,

@@ -209,6 +209,8 @@ def test_patient_level_is_emulated_without_patient_root(node: FakeNode) -> None:
     patients = find_patients(node, patient_name="*")
     assert len(patients) == 6
     assert node.calls[0][0] == "STUDY"  # study root only: asked at study level, grouped
+    assert {p.study_count for p in patients} == {2}  # counted from the study rows
+    assert {p.study_count for p in find_patients(node, modality="CT")} == {None}
 
 
 def test_patient_root_used_when_it_is_all_there_is(archive: list[Dataset]) -> None:
@@ -228,7 +230,7 @@ def test_qido_route_and_pn_caret(archive: list[Dataset]) -> None:
     hits = find_studies(node, patient_name="Weber, L")
     assert {s.patient_id for s in hits} == {"SYN0002"}
     _, root, identifier, _ = node.calls[-1]
-    assert root is None and identifier.PatientName == "Weber*L*"
+    assert root == "study" and identifier.PatientName == "Weber*L*"
     assert hits.route == "QIDO-RS"
 
 
