@@ -1,0 +1,304 @@
+"""A DICOM server reached over DIMSE (pynetdicom): C-ECHO, C-FIND, C-GET and C-MOVE.
+
+Every operation runs on a leased association from the node's
+:class:`~.association.AssociationPool`, so a notebook loop of many finds reuses one
+association and a worker never opens more than ``spec.max_associations``. Failures are
+exceptions naming the node and the operation (see :mod:`adit_workbench.errors`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydicom import Dataset
+
+from ..errors import InputError, NodeError, NotSupported
+from .association import (
+    QR_MODELS,
+    AssociationKind,
+    AssociationPool,
+    PooledAssociation,
+    lost_association_error,
+)
+from .node import NodeBase, QueryLevel, QueryRoot, default_root
+from .spec import Capabilities, ServerSpec
+from .status import Status, category, is_pending, raise_for_status, status_code
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+__all__ = ["DimseNode", "RetrieveResult"]
+
+log = logging.getLogger(__name__)
+
+_FIND = {root: QR_MODELS[root.value, "find"] for root in QueryRoot}
+_GET = {root: QR_MODELS[root.value, "get"] for root in QueryRoot}
+_MOVE = {root: QR_MODELS[root.value, "move"] for root in QueryRoot}
+
+
+@dataclass(frozen=True)
+class RetrieveResult:
+    """The final counts of a C-GET or C-MOVE (sub-operations, as the server reports)."""
+
+    status: int
+    completed: int = 0
+    failed: int = 0
+    warning: int = 0
+
+    @property
+    def category(self) -> str:
+        """Success, Warning, Failure or Cancel."""
+        return category(self.status).value
+
+
+def _identifier(level: QueryLevel, query: Dataset) -> Dataset:
+    identifier = Dataset()
+    identifier.update(query)
+    identifier.QueryRetrieveLevel = level.value
+    return identifier
+
+
+class DimseNode(NodeBase):
+    """A DICOM server spoken to over DIMSE.
+
+    Parameters
+    ----------
+    spec:
+        The server (its AE title, host and port; ``max_associations`` bounds the pool).
+    settings:
+        Our AE title and the timeouts.
+    calling_ae:
+        Call with this AE title instead of ``settings.ae_title``.
+    """
+
+    def __init__(
+        self, spec: ServerSpec, settings: Settings, *, calling_ae: str | None = None
+    ) -> None:
+        super().__init__(spec.name)
+        self.spec = spec
+        self.settings = settings
+        self.calling_ae = calling_ae or settings.ae_title
+        self.pool = AssociationPool(
+            spec.name,
+            host=spec.host,
+            port=spec.port,
+            called_ae=spec.ae_title,
+            calling_ae=self.calling_ae,
+            settings=settings,
+            limit=spec.max_associations,
+        )
+
+    def close(self) -> None:
+        """Release the pooled associations."""
+        self.pool.close()
+
+    # -- C-ECHO ------------------------------------------------------------------------
+    def echo(self) -> None:
+        """C-ECHO; raises on a refused connection, rejection, timeout or failure status."""
+        with self.pool.lease(AssociationKind.QUERY, "C-ECHO") as pooled:
+            started = time.monotonic()
+            try:
+                status = pooled.assoc.send_c_echo(msg_id=pooled.next_message_id())
+            except ValueError as exc:
+                raise NotSupported(self.name, "C-ECHO", "verification not accepted") from exc
+            if not status:
+                raise lost_association_error(
+                    self.name, "C-ECHO", time.monotonic() - started, self.settings.dimse_timeout
+                )
+            raise_for_status(self.name, "C-ECHO", status)
+
+    # -- C-FIND ------------------------------------------------------------------------
+    def find(
+        self,
+        level: QueryLevel | str,
+        query: Dataset,
+        *,
+        limit: int | None = None,
+        root: QueryRoot | str | None = None,
+    ) -> Iterator[Dataset]:
+        """Stream C-FIND matches; after ``limit`` matches a C-CANCEL ends the search.
+
+        Study root unless ``root`` says otherwise (PATIENT level uses patient root).
+        """
+        level = QueryLevel.parse(level)
+        chosen = default_root(level, root)
+        if limit is not None and limit < 0:
+            raise InputError("limit must be None or >= 0")
+        return self._find(_identifier(level, query), _FIND[chosen], limit)
+
+    def _find(self, identifier: Dataset, model: str, limit: int | None) -> Iterator[Dataset]:
+        if limit == 0:
+            return
+        operation = "C-FIND"
+        for attempt in (1, 2):
+            with self.pool.lease(AssociationKind.QUERY, operation, fresh=attempt > 1) as pooled:
+                stale = pooled.uses > 1
+                outcome = yield from self._find_on(pooled, identifier, model, limit, stale)
+                if outcome == "retry":
+                    continue
+                return
+
+    def _find_on(
+        self,
+        pooled: PooledAssociation,
+        identifier: Dataset,
+        model: str,
+        limit: int | None,
+        reused: bool,
+    ) -> Generator[Dataset, None, str]:
+        operation = "C-FIND"
+        assoc = pooled.assoc
+        msg_id = pooled.next_message_id()
+        try:
+            responses = assoc.send_c_find(identifier, model, msg_id=msg_id)
+        except ValueError as exc:
+            raise NotSupported(self.name, operation, f"{_root_name(model)} not accepted") from exc
+        except RuntimeError as exc:  # association died between lease and send
+            raise lost_association_error(self.name, operation, 0.0, 1.0) from exc
+        yielded = 0
+        cancelled = False
+        finished = False
+        last = time.monotonic()
+        try:
+            for status, match in responses:
+                if not status:
+                    finished = True
+                    if reused and yielded == 0 and time.monotonic() - last < 1.0:
+                        # The server closed an idle association we tried to reuse.
+                        return "retry"
+                    raise lost_association_error(
+                        self.name, operation, time.monotonic() - last, self.settings.dimse_timeout
+                    )
+                last = time.monotonic()
+                if is_pending(status):
+                    if match is None or cancelled:
+                        continue
+                    yielded += 1
+                    yield match
+                    if limit is not None and yielded >= limit:
+                        assoc.send_c_cancel(msg_id, query_model=model)
+                        cancelled = True
+                    continue
+                finished = True
+                if cancelled and status_code(status) == Status.CANCEL:
+                    return "done"
+                raise_for_status(self.name, operation, status)
+                return "done"
+            finished = True
+            return "done"
+        finally:
+            if not finished:
+                self._abandon(pooled, responses, msg_id, model, cancelled)
+
+    def _abandon(
+        self,
+        pooled: PooledAssociation,
+        responses: Iterator[Any],
+        msg_id: int,
+        model: str,
+        cancelled: bool,
+    ) -> None:
+        """The caller stopped early: cancel and drain, so the association stays usable.
+
+        pynetdicom pauses its reactor until the response generator is exhausted, so an
+        abandoned generator would wedge the association; abort it if draining fails.
+        """
+        try:
+            if not cancelled and pooled.assoc.is_established:
+                pooled.assoc.send_c_cancel(msg_id, query_model=model)
+            for status, _ in responses:
+                if not status or not is_pending(status):
+                    break
+        except Exception:
+            log.debug("%s: draining a cancelled C-FIND failed; aborting", self.name)
+            pooled.assoc.abort()
+
+    # -- C-GET and C-MOVE --------------------------------------------------------------
+    def get(
+        self,
+        level: QueryLevel | str,
+        query: Dataset,
+        on_store: Callable[[Any], int],
+        *,
+        root: QueryRoot | str | None = None,
+    ) -> RetrieveResult:
+        """C-GET; ``on_store(event)`` gets each instance (pynetdicom C-STORE event).
+
+        ``on_store`` returns the C-STORE status to answer (0x0000 when kept). Raises
+        :class:`~adit_workbench.errors.DicomStatusError` on a failed final status.
+        """
+        level = QueryLevel.parse(level)
+        chosen = default_root(level, root)
+        with self.pool.lease(AssociationKind.GET, "C-GET") as pooled:
+            pooled.on_store = on_store
+            try:
+                responses = pooled.assoc.send_c_get(
+                    _identifier(level, query), _GET[chosen], msg_id=pooled.next_message_id()
+                )
+            except ValueError as exc:
+                raise NotSupported(
+                    self.name, "C-GET", f"{chosen.value}-root C-GET not accepted"
+                ) from exc
+            return self._final(responses, "C-GET")
+
+    def move(
+        self,
+        level: QueryLevel | str,
+        query: Dataset,
+        destination: str,
+        *,
+        root: QueryRoot | str | None = None,
+    ) -> RetrieveResult:
+        """C-MOVE to the AE title ``destination`` (which the server must know)."""
+        level = QueryLevel.parse(level)
+        chosen = default_root(level, root)
+        with self.pool.lease(AssociationKind.QUERY, "C-MOVE") as pooled:
+            try:
+                responses = pooled.assoc.send_c_move(
+                    _identifier(level, query),
+                    destination,
+                    _MOVE[chosen],
+                    msg_id=pooled.next_message_id(),
+                )
+            except ValueError as exc:
+                raise NotSupported(
+                    self.name, "C-MOVE", f"{chosen.value}-root C-MOVE not accepted"
+                ) from exc
+            return self._final(responses, "C-MOVE", f"destination {destination}")
+
+    def _final(self, responses: Iterator[Any], operation: str, detail: str = "") -> RetrieveResult:
+        last = time.monotonic()
+        result = RetrieveResult(status=-1)
+        for status, _ in responses:
+            if not status:
+                raise lost_association_error(
+                    self.name, operation, time.monotonic() - last, self.settings.dimse_timeout
+                )
+            last = time.monotonic()
+            result = RetrieveResult(
+                status=status_code(status),
+                completed=int(status.get("NumberOfCompletedSuboperations", 0) or 0),
+                failed=int(status.get("NumberOfFailedSuboperations", 0) or 0),
+                warning=int(status.get("NumberOfWarningSuboperations", 0) or 0),
+            )
+            if is_pending(status):
+                continue
+            raise_for_status(self.name, operation, status, detail)
+        if result.status < 0:
+            raise NodeError(self.name, operation, "no final response")
+        return result
+
+    # -- probe -------------------------------------------------------------------------
+    def probe(self) -> Capabilities:
+        """Measure the DIMSE services this server supports (see :mod:`.probe`)."""
+        from .probe import probe_dimse
+
+        return probe_dimse(self)
+
+
+def _root_name(model: str) -> str:
+    return "patient-root C-FIND" if model == _FIND[QueryRoot.PATIENT] else "study-root C-FIND"
