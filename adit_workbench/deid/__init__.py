@@ -1,1 +1,56 @@
-"""Pseudonymization: PS3.15 Annex E profile as data, keyed pseudonyms, leak scanner."""
+"""Pseudonymization: PS3.15 Annex E profile as data, keyed pseudonyms, leak scanner.
+
+Typical use::
+
+    from adit_workbench.deid import Option, Profile, Pseudonymizer, pseudonymize_folder
+
+    profile = Profile(Option.RETAIN_LONG_MODIFIED_DATES | Option.RETAIN_PATIENT_CHARACTERISTICS)
+    pseudonymizer = Pseudonymizer(secret, profile)
+    pseudonymizer(ds)                                   # in place
+    report = pseudonymize_folder("in", "out", pseudonymizer)
+    leaks = scan_leaks(originals, outputs)              # falsy when nothing leaked
+"""
+
+from .explain import ExplainRow, Explanation, explain, mask
+from .folder import FolderReport, iter_files, pseudonymize_file, pseudonymize_folder, read_dicom
+from .keys import date_shift, keyed_uid, project_key, pseudonym_for
+from .leaks import KINDS, Leak, LeakReport, collect_identifiers, scan_leaks
+from .profile import ADIT_KEPT_DATES, Option, Profile
+from .pseudonymizer import BURNED_IN_MODALITIES, BurnedInRefused, Pseudonymizer
+from .rules import Rule, Rules, compile_rules
+from .table import Action, SafePrivate, TableRow, load_safe_private, load_table
+
+__all__ = [
+    "ADIT_KEPT_DATES",
+    "BURNED_IN_MODALITIES",
+    "KINDS",
+    "Action",
+    "BurnedInRefused",
+    "ExplainRow",
+    "Explanation",
+    "FolderReport",
+    "Leak",
+    "LeakReport",
+    "Option",
+    "Profile",
+    "Pseudonymizer",
+    "Rule",
+    "Rules",
+    "SafePrivate",
+    "TableRow",
+    "collect_identifiers",
+    "compile_rules",
+    "date_shift",
+    "explain",
+    "iter_files",
+    "keyed_uid",
+    "load_safe_private",
+    "load_table",
+    "mask",
+    "project_key",
+    "pseudonym_for",
+    "pseudonymize_file",
+    "pseudonymize_folder",
+    "read_dicom",
+    "scan_leaks",
+]
