@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import socket
 import warnings
 from collections import defaultdict
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
@@ -28,7 +29,7 @@ from typing import Any, Generic, Protocol, TypeVar, cast
 
 from pydicom import Dataset
 
-from ..errors import InputError, WorkbenchError
+from ..errors import AssociationRejected, InputError, NodeUnreachable, WorkbenchError
 from .filters import Level, Query, matches, normalize
 from .query_plan import Route, Via, ask_level, choose_route, identifiers
 from .results import RESULT_TYPES, Instance, Patient, Results, Series, Study, _Result
@@ -134,6 +135,27 @@ def _node_find(
     return node.find(level.value, identifier, limit=limit, root=root)
 
 
+def _clarified(answers: Iterator[Dataset], node: FindNode, route: Route) -> Iterator[Dataset]:
+    """Re-raise "aborted during negotiation" as unreachable when nothing listens there.
+
+    pynetdicom reports a refused TCP connection as an aborted association, which reads
+    as a negotiation problem; one quick connect attempt tells the two apart.
+    """
+    try:
+        yield from answers
+    except AssociationRejected as exc:
+        spec = _spec(node)
+        if not route.is_dimse or spec is None or "aborted" not in exc.detail:
+            raise
+        try:
+            with socket.create_connection((spec.host, spec.port), timeout=2):
+                pass
+        except OSError:
+            where = f"{spec.host}:{spec.port}"
+            raise NodeUnreachable(exc.node, exc.operation, f"cannot connect to {where}") from exc
+        raise
+
+
 class ResultStream(Iterator[T], Generic[T]):
     """The streaming answer of an ``iter_*`` call.
 
@@ -180,7 +202,7 @@ class ResultStream(Iterator[T], Generic[T]):
             raw = 0
             answers = _node_find(self._node, route, asked, identifier, raw_cap)
             try:
-                for ds in answers:
+                for ds in _clarified(answers, self._node, route):
                     raw += 1
                     if not matches(query, ds):
                         continue
