@@ -5,7 +5,8 @@ detached process for the CLI. ``synthetic`` generates the deterministic, PHI-ric
 archive both use.
 """
 
-from .background import (
+from .pacs import SandboxPacs
+from .process import (
     SandboxError,
     SandboxStatus,
     set_peers,
@@ -13,7 +14,6 @@ from .background import (
     status,
     stop_background,
 )
-from .pacs import SandboxPacs
 from .synthetic import PRIVATE_CREATOR, generate, iter_datasets, phi_values
 
 __all__ = [

@@ -87,7 +87,7 @@ def serve(args: argparse.Namespace) -> int:
         while not stop.wait(1.0):
             pass
     finally:
-        pacs.stop()
+        pacs.close()
         log.info("stopped")
     return 0
 

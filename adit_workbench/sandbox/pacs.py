@@ -120,9 +120,16 @@ class SandboxPacs:
         self.allow_move = allow_move
         self.allow_patient_root = allow_patient_root
         self.peers_file = peers_file
-        self.archive = Archive(self.root)
+        self._archive: Archive | None = Archive(self.root)
         self._server: ThreadedAssociationServer | None = None
         self._lock = threading.Lock()
+
+    @property
+    def archive(self) -> Archive:
+        """The archive behind the server (reopened if :meth:`close` closed it)."""
+        if self._archive is None:
+            self._archive = Archive(self.root)
+        return self._archive
 
     # -- lifecycle ---------------------------------------------------------------------
     def _make_ae(self) -> AE:
@@ -172,12 +179,19 @@ class SandboxPacs:
             return self
 
     def stop(self) -> None:
-        """Stop serving and close the index (idempotent)."""
+        """Stop serving (idempotent); the archive stays usable and ``start()`` may follow."""
         with self._lock:
             if self._server is not None:
                 self._server.shutdown()
                 self._server = None
-                self.archive.close()
+
+    def close(self) -> None:
+        """Stop serving and close the archive index."""
+        self.stop()
+        with self._lock:
+            if self._archive is not None:
+                self._archive.close()
+                self._archive = None
 
     @property
     def running(self) -> bool:
@@ -193,7 +207,7 @@ class SandboxPacs:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.stop()
+        self.close()
 
     # -- archive -----------------------------------------------------------------------
     def seed(self, patients: int, seed: int = 0, **options: Any) -> int:

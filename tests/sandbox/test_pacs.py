@@ -251,3 +251,17 @@ def test_store_then_find_and_persisted_index(tmp_path: Path) -> None:
         assert rebuilt.count() == {"patients": 1, "studies": 1, "series": 1, "instances": 2}
         path = rebuilt.add_file(files[0])
         assert path.exists() and rebuilt.count()["instances"] == 2
+
+
+def test_stop_then_start_again(tmp_path: Path) -> None:
+    pacs = SandboxPacs(tmp_path).start()
+    try:
+        pacs.seed(1, studies=1, series=1, instances=1)
+        pacs.stop()
+        assert not pacs.running and pacs.count()["instances"] == 1
+        pacs.start()
+        assert Scu(pacs).echo() == 0
+    finally:
+        pacs.close()
+    assert pacs.count()["instances"] == 1  # the archive reopens on demand
+    pacs.close()

@@ -84,6 +84,10 @@ def test_start_without_get_then_restart_keeps_archive(sandbox_settings: Settings
     again = start_background(settings)
     assert again.allow_get is True and again.counts["instances"] == 24
     assert again.peers["X"] == ("127.0.0.1", 104)
+    # Asking for other services restarts it; asking for the same ones does not.
+    restarted = start_background(settings, allow_get=False)
+    assert restarted.allow_get is False and restarted.pid != again.pid
+    assert start_background(settings, allow_get=False).pid == restarted.pid
 
 
 def test_port_taken_by_another_server_is_reported(sandbox_settings: Settings) -> None:
@@ -99,7 +103,7 @@ def test_start_failure_reports_log_tail(
     sandbox_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = sandbox_settings
-    monkeypatch.setattr("adit_workbench.sandbox.background._port_open", lambda h, p: False)
+    monkeypatch.setattr("adit_workbench.sandbox.process._port_open", lambda h, p: False)
     with (
         SandboxPacs(settings.data_dir / "other", port=settings.sandbox_port),
         pytest.raises(SandboxError) as info,

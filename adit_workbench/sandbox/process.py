@@ -18,7 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -207,9 +207,12 @@ def start_background(
     settings: Settings,
     *,
     allow_get: bool = True,
-    peers: dict[str, tuple[str, int]] | None = None,
+    peers: Mapping[str, tuple[str, int]] | None = None,
 ) -> SandboxStatus:
     """Start the sandbox PACS as a detached process, or return the running one.
+
+    Idempotent: a running sandbox is returned as it is (with ``peers`` applied), unless
+    it runs with another ``allow_get``, in which case it is restarted with the new one.
 
     A new archive is seeded with ``settings.sandbox_patients`` synthetic patients. The
     workbench's own receiver (``settings.ae_title`` at ``receiver_host:receiver_port``)
@@ -233,8 +236,11 @@ def start_background(
         if current is not None and current.running:
             if peers is not None:
                 _store_peers(root, settings, peers)
-                current = status(settings) or current
-            return current
+            if current.allow_get == allow_get:
+                return status(settings) or current
+            # Asked for other services than it runs with: restart rather than mislead.
+            assert current.pid is not None
+            _terminate(current.pid)
         if _port_open(_HOST, settings.sandbox_port):
             raise SandboxError(
                 settings.sandbox_ae_title,
@@ -332,7 +338,7 @@ def stop_background(settings: Settings) -> bool:
         return running
 
 
-def _store_peers(root: Path, settings: Settings, peers: dict[str, tuple[str, int]]) -> None:
+def _store_peers(root: Path, settings: Settings, peers: Mapping[str, tuple[str, int]]) -> None:
     receiver_host = settings.receiver_host
     if receiver_host in ("0.0.0.0", "", "::"):
         receiver_host = _HOST  # a listener on all interfaces is reachable on loopback
@@ -345,7 +351,7 @@ def _store_peers(root: Path, settings: Settings, peers: dict[str, tuple[str, int
     _write_state(root, state)
 
 
-def set_peers(settings: Settings, peers: dict[str, tuple[str, int]]) -> None:
+def set_peers(settings: Settings, peers: Mapping[str, tuple[str, int]]) -> None:
     """Replace the sandbox's C-MOVE destinations (the workbench receiver always stays).
 
     Takes effect at the next C-MOVE of a running sandbox, and survives restarts.
