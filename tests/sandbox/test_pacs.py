@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydicom.dataset import Dataset
@@ -265,3 +266,26 @@ def test_stop_then_start_again(tmp_path: Path) -> None:
         pacs.close()
     assert pacs.count()["instances"] == 1  # the archive reopens on demand
     pacs.close()
+
+
+def _nodelay(assoc: Any) -> bool:
+    import socket
+
+    return bool(assoc.dul.socket.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+
+def test_server_sockets_have_nodelay(pacs: SandboxPacs) -> None:
+    from pynetdicom import AE
+
+    from adit_workbench.sandbox.pacs import Verification
+
+    ae = AE(ae_title="NAGLE")
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", pacs.port, ae_title=pacs.ae_title)
+    try:
+        server: Any = pacs._server
+        assert _nodelay(assoc)
+        assert server.active_associations
+        assert all(_nodelay(a) for a in server.active_associations)
+    finally:
+        assoc.release()
