@@ -22,6 +22,8 @@ __all__ = [
     "DicomStatusError",
     "DicomWebError",
     "InputError",
+    "MaintenanceMode",
+    "NodeAccessDenied",
     "NodeError",
     "NodeTimeout",
     "NodeUnreachable",
@@ -149,3 +151,39 @@ class PseudonymizationError(WorkbenchError):
 
 class TransferError(WorkbenchError):
     """A transfer did not deliver what was expected."""
+
+
+class NodeAccessDenied(PermissionDenied):
+    """The current user's groups may not use a node in the requested role.
+
+    Attributes
+    ----------
+    node:
+        Name of the node.
+    role:
+        ``"source"``, ``"destination"`` or ``None`` (any use at all).
+    """
+
+    def __init__(self, message: str, *, node: str, role: str | None) -> None:
+        super().__init__(message, permission=f"{role or 'any'} access to node {node}")
+        self.node = node
+        self.role = role
+
+
+class MaintenanceMode(WorkbenchError):
+    """The site is in maintenance: no new jobs until an admin ends it.
+
+    Attributes
+    ----------
+    announcement:
+        The admins' message (may be empty).
+    """
+
+    retriable = True
+
+    def __init__(self, announcement: str = "") -> None:
+        text = "the workbench is in maintenance mode: new jobs are not accepted"
+        if announcement:
+            text += f" ({announcement})"
+        super().__init__(text)
+        self.announcement = announcement
