@@ -146,7 +146,8 @@ def leak_scan(originals: Path, outputs: Path, ignore: tuple[str, ...]) -> None:
     def files(path: Path) -> list[Path]:
         return list(iter_files(path)) if path.is_dir() else [path]
 
-    report = scan_leaks(files(originals), files(outputs), ignore=ignore)
+    root = outputs if outputs.is_dir() else None
+    report = scan_leaks(files(originals), files(outputs), ignore=ignore, output_root=root)
     click.echo(str(report))
     if report:
         raise PseudonymizationError(f"{len(report.leaks)} identifying value(s) found in output")

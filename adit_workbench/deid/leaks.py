@@ -16,12 +16,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
@@ -30,6 +30,7 @@ from pydicom.uid import UID_dictionary
 from ..errors import InputError
 from .explain import mask
 from .rules import describe_tag
+from .table import load_table
 
 __all__ = ["KINDS", "Leak", "LeakReport", "collect_identifiers", "scan_leaks"]
 
@@ -37,7 +38,19 @@ __all__ = ["KINDS", "Leak", "LeakReport", "collect_identifiers", "scan_leaks"]
 KINDS = ("name", "person", "id", "date", "address", "uid", "institution", "device", "private")
 
 _PATIENT_NAMES = {"PatientName", "OtherPatientNames", "PatientBirthName", "PatientMotherBirthName"}
-_DEVICE = {"StationName", "DeviceSerialNumber", "DetectorID", "GantryID", "PlateID"}
+#: Attributes naming vendors, software and coding schemes: a hospital named like its
+#: scanner's vendor, or a name that is also a coding scheme, must not count as a leak there.
+_BENIGN = frozenset(
+    {
+        "ImplementationClassUID",
+        "ImplementationVersionName",
+        "Manufacturer",
+        "ManufacturerModelName",
+        "SoftwareVersions",
+        "CodingSchemeDesignator",
+        "CodingSchemeVersion",
+    }
+)
 #: Values the pseudonymizer writes itself; never counted as leaks.
 _OURS = {"anonymous", "anonymized", "19000101", "000000", "19000101000000", "yes", "no"}
 _SEGMENT = re.compile(r"[\x00\\]+")
@@ -91,28 +104,44 @@ class LeakReport:
             f"({self.values_collected} identifying values checked)"
         )
         lines = [head, *(str(leak) for leak in self.leaks)]
-        lines += [f"{name}: unreadable, not scanned" for name in self.unreadable]
+        lines += [f"unreadable: {name}" for name in self.unreadable]
         return "\n".join(lines)
 
 
+@lru_cache(maxsize=1)
+def _table_keywords() -> tuple[frozenset[str], frozenset[str]]:
+    """(keywords of Table E.1-1, those the device-identity option keeps)."""
+    rows = load_table()
+    listed = frozenset(r.keyword for r in rows if r.keyword)
+    device = frozenset(r.keyword for r in rows if r.keyword and r.options.get("device") == "K")
+    return listed, device
+
+
 def _kind(keyword: str, vr: str, private: bool) -> str | None:
+    """The kind of identifying value an element holds, or None if it is not one.
+
+    Names, UIDs and dates count wherever they are; other attributes only when Table
+    E.1-1 lists them, so the scanner's idea of identifying is the standard's.
+    """
     if private:
         return "private"
     if vr == "UI":
-        return None if keyword.endswith(("ClassUID", "SyntaxUID")) else "uid"
+        return None if keyword in _BENIGN or keyword.endswith(("ClassUID", "SyntaxUID")) else "uid"
     if vr == "PN":
         return "name" if keyword in _PATIENT_NAMES else "person"
     if vr in ("DA", "DT"):
         return "date"
+    listed, device = _table_keywords()
+    if keyword not in listed:
+        return None
     if any(w in keyword for w in ("Address", "Telephone", "Telecom")):
         return "address"
-    if keyword.startswith("Institution"):
+    if keyword.startswith("Institution") or "Issuer" in keyword:
+        # an issuer of IDs is an organisation: retained with the institution's identity
         return "institution"
-    if keyword in _DEVICE:
+    if keyword in device:
         return "device"
-    if vr in ("LO", "SH", "CS", "LT", "UC") and keyword.endswith(
-        ("ID", "IDs", "Number", "Identifier", "Locator", "Issuer")
-    ):
+    if keyword.endswith(("ID", "IDs", "Number", "Identifier", "Locator")):
         return "id"
     return None
 
@@ -229,11 +258,13 @@ def scan_leaks(
     outputs: Iterable[Path | str],
     *,
     ignore: Iterable[str] = (),
+    output_root: Path | str | None = None,
 ) -> LeakReport:
     """Report every identifying value of ``originals`` found anywhere in ``outputs``.
 
     ``ignore`` names kinds (see :data:`KINDS`) that the profile keeps on purpose, e.g.
-    ``"date"`` for the full-dates option.
+    ``"date"`` for the full-dates option. File names are checked too: the file's own
+    name, and its folders below ``output_root`` when given.
     """
     ignored = set(ignore)
     unknown = ignored - set(KINDS)
@@ -244,34 +275,67 @@ def scan_leaks(
     for item in originals:
         try:
             _collect(_read(item), needles)
-        except (InvalidDicomError, OSError, ValueError):
+        except Exception:  # anything pydicom cannot parse is not an original to learn from
             report.unreadable.append(str(item))
     for kind_map in (needles.values, needles.phrases):
         for key in [k for k, (kind, _) in kind_map.items() if kind in ignored]:
             del kind_map[key]
     report.values_collected = len(needles)
+    root = Path(output_root).resolve() if output_root is not None else None
     for path in outputs:
         report.files_scanned += 1
         try:
             data = Path(path).read_bytes()
-            ds = pydicom.dcmread(path, force=True)
-        except (InvalidDicomError, OSError, ValueError):
+        except OSError:
             report.unreadable.append(str(path))
             continue
-        found: set[str] = set()
-        for hit, kind, source in needles.find("/".join(Path(path).parts[-4:])):
-            found.add(hit)
-            report.leaks.append(Leak(str(path), "file name", kind, source, mask(hit)))
-        for location, _, _, _, value in _elements(ds):
-            for text in _values(value):
-                for hit, kind, source in needles.find(text):
-                    found.add(hit)
-                    report.leaks.append(Leak(str(path), location, kind, source, mask(hit)))
-        for match in _PRINTABLE.finditer(data):
-            run = match.group().decode("ascii")
-            for hit, kind, source in needles.find(run):
-                if hit not in found:
-                    found.add(hit)
-                    where = f"raw bytes at offset {match.start()}"
-                    report.leaks.append(Leak(str(path), where, kind, source, mask(hit)))
+        elements: list[tuple[str, int, str, str, Any]]
+        try:
+            elements = list(_elements(pydicom.dcmread(path, force=True)))
+        except Exception:  # not parseable: its raw bytes are still searched
+            elements = []
+            report.unreadable.append(f"{path} (not DICOM: raw bytes scanned)")
+        _scan_one(str(path), _name_to_check(Path(path), root), elements, data, needles, report)
     return report
+
+
+def _name_to_check(path: Path, root: Path | None) -> str:
+    if root is not None:
+        try:
+            return str(path.resolve().relative_to(root))
+        except ValueError:
+            pass
+    return path.name
+
+
+def _scan_one(
+    name: str,
+    file_name: str,
+    elements: list[tuple[str, int, str, str, Any]],
+    data: bytes,
+    needles: _Needles,
+    report: LeakReport,
+) -> None:
+    found: set[str] = set()
+    benign: set[str] = set()
+    for hit, kind, source in needles.find(file_name):
+        found.add(hit)
+        report.leaks.append(Leak(name, "file name", kind, source, mask(hit)))
+    for location, _, keyword, _, value in elements:
+        sources: set[str] = set()  # one leak per location and source: "DOE" and "JOHN" are one
+        for text in _values(value):
+            for hit, kind, source in needles.find(text):
+                if keyword in _BENIGN:
+                    benign.add(hit)
+                    continue
+                found.add(hit)
+                if source not in sources:
+                    sources.add(source)
+                    report.leaks.append(Leak(name, location, kind, source, mask(hit)))
+    for match in _PRINTABLE.finditer(data):
+        run = match.group().decode("ascii")
+        for hit, kind, source in needles.find(run):
+            if hit not in found and hit not in benign:
+                found.add(hit)
+                where = f"raw bytes at offset {match.start()}"
+                report.leaks.append(Leak(name, where, kind, source, mask(hit)))

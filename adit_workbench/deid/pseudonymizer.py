@@ -20,14 +20,13 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
-from pydicom.tag import BaseTag
 from pydicom.uid import UID_dictionary
 
 from ..config import BurnedInPolicy
 from ..errors import PseudonymizationError
 from .keys import check_secret, date_shift, keyed_uid, pseudonym_for
 from .profile import Profile
-from .rules import Rule, Rules, compile_rules
+from .rules import Rule, Rules, compile_rules, describe_tag
 from .table import Action
 from .temporal import DUMMY_DATE, DUMMY_DATETIME, DUMMY_TIME, shift_da, shift_dt
 
@@ -265,7 +264,7 @@ class Pseudonymizer:
                 ds[tag] = DataElement(tag, "SQ", Sequence())
                 return
             elem = ds[tag]
-            name = f"{path}{BaseTag(tag)}"
+            name = f"{path}{describe_tag(tag)}"
             for index, item in enumerate(elem.value or ()):
                 self._walk(item, inst, trace, f"{name}[{index}].")
             return
