@@ -1,1 +1,105 @@
-"""adit-workbench nodes commands."""
+"""``adit-workbench nodes``: register, list, echo, probe and remove DICOM nodes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from ..dicom.spec import Capabilities, ServerSpec
+from . import app
+from ._common import open_workbench
+
+
+@app.group("nodes")
+def nodes() -> None:
+    """DICOM servers and folders known to the workbench."""
+
+
+@nodes.command("add-server")
+@click.argument("name")
+@click.option("--ae", "ae_title", required=True, help="AE title of the server.")
+@click.option("--host", required=True, help="Host name or address.")
+@click.option("--port", required=True, type=click.IntRange(1, 65535), help="DICOM port.")
+@click.option("--dicomweb", "dicomweb_url", default=None, help="DICOMweb root URL.")
+def add_server(name: str, ae_title: str, host: str, port: int, dicomweb_url: str | None) -> None:
+    """Register a DICOM server NAME (probe it afterwards to learn what it supports)."""
+    open_workbench().add_server(
+        name, ae_title=ae_title, host=host, port=port, dicomweb_url=dicomweb_url
+    )
+    click.echo(f"added server {name} ({ae_title}@{host}:{port})")
+
+
+@nodes.command("add-folder")
+@click.argument("name")
+@click.argument("path", type=click.Path(file_okay=False, path_type=Path))
+def add_folder(name: str, path: Path) -> None:
+    """Register a folder NAME at PATH as a source or destination."""
+    spec = open_workbench().add_folder(name, path)
+    click.echo(f"added folder {name} ({spec.path})")
+
+
+@nodes.command("list")
+def list_nodes() -> None:
+    """List registered nodes with what they support."""
+    specs = open_workbench().node_specs()
+    if not specs:
+        click.echo("no nodes registered (see: adit-workbench nodes add-server --help)")
+        return
+    rows = [("NAME", "KIND", "ADDRESS", "SUPPORTS", "PROBED")]
+    for spec in specs:
+        if isinstance(spec, ServerSpec):
+            address = f"{spec.ae_title}@{spec.host}:{spec.port}"
+            if spec.dicomweb_root_url:
+                address += f" {spec.dicomweb_root_url}"
+            caps = spec.capabilities
+            probed = caps.probed_at.strftime("%Y-%m-%d %H:%M") if caps.probed_at else "never"
+            rows.append((spec.name, "server", address, _supports(caps), probed))
+        else:
+            rows.append((spec.name, "folder", str(spec.path), "read,write", "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+
+
+@nodes.command("echo")
+@click.argument("name")
+def echo(name: str) -> None:
+    """Verify that node NAME answers (C-ECHO, or the DICOMweb/folder equivalent)."""
+    started = time.perf_counter()
+    open_workbench().echo(name)
+    click.echo(f"{name}: echo ok ({(time.perf_counter() - started) * 1000:.0f} ms)")
+
+
+@nodes.command("probe")
+@click.argument("name")
+def probe(name: str) -> None:
+    """Measure what node NAME really supports and store the result."""
+    caps = open_workbench().probe(name)
+    click.echo(f"{name}: probed")
+    for flag, supported in caps.as_flags().items():
+        detail = caps.details.get(flag, "")
+        click.echo(f"  {flag:<18} {'yes' if supported else 'no ':<4} {detail}".rstrip())
+
+
+@nodes.command("remove")
+@click.argument("name")
+def remove(name: str) -> None:
+    """Unregister node NAME."""
+    open_workbench().remove_node(name)
+    click.echo(f"removed {name}")
+
+
+def _supports(caps: Capabilities) -> str:
+    short = {
+        "patient_root_find": "find(P)",
+        "study_root_find": "find(S)",
+        "patient_root_get": "get(P)",
+        "study_root_get": "get(S)",
+        "patient_root_move": "move(P)",
+        "study_root_move": "move(S)",
+    }
+    names = [short.get(flag, flag) for flag, ok in caps.as_flags().items() if ok]
+    return ",".join(names) or "-"
+
