@@ -297,11 +297,14 @@ class AssociationPool:
             raise NodeError(self.node, operation, "the node has been closed")
         ae = self._make_ae(kind)
         ext_neg: list[Any] = []
-        handlers: list[Any] = []
         holder: list[PooledAssociation] = []
+        connected = threading.Event()
+        # pynetdicom reports a refused connection as an aborted association; whether the
+        # TCP connection opened tells the two apart.
+        handlers: list[Any] = [(evt.EVT_CONN_OPEN, lambda event: connected.set())]
         if kind is AssociationKind.GET:
             ext_neg = [build_role(uid, scp_role=True) for uid in GET_STORAGE_SOP_CLASSES]
-            handlers = [(evt.EVT_C_STORE, lambda event: holder[0].handle_store(event))]
+            handlers.append((evt.EVT_C_STORE, lambda event: holder[0].handle_store(event)))
         started = time.monotonic()
         try:
             assoc = ae.associate(
@@ -309,7 +312,7 @@ class AssociationPool:
                 self.port,
                 ae_title=self.called_ae,
                 ext_neg=ext_neg or None,
-                evt_handlers=handlers or None,
+                evt_handlers=handlers,
                 max_pdu=0 if kind is AssociationKind.GET else 16382,
             )
         except (OSError, ValueError, RuntimeError) as exc:
@@ -326,7 +329,7 @@ class AssociationPool:
             raise AssociationRejected(
                 self.node, operation, f"association rejected by {self.called_ae}: {reason}"
             )
-        if assoc.is_aborted:
+        if assoc.is_aborted and connected.is_set():
             raise AssociationRejected(
                 self.node,
                 operation,

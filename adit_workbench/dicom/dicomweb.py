@@ -132,9 +132,10 @@ class DicomWebNode(NodeBase):
             stow_url_prefix=spec.dicomweb_stow_prefix or None,
             timeout=timeout,
         )
-        # dicomweb-client retries 429/503 with exponential waits up to 5 times by
-        # default (~15 s); a notebook user would rather hear about a busy server sooner.
-        self.client.set_http_retry_params(max_attempts=3, wait_exponential_multiplier=500)
+        # dicomweb-client's retry decorator also retries every exception, so a server
+        # that is down costs 30 s of back-off before the error shows. Retrying is the
+        # job layer's decision (it knows ``retriable``); here one attempt answers.
+        self.client.set_http_retry_params(retry=False)
 
     def close(self) -> None:
         """Close the HTTP connections."""

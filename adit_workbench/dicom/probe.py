@@ -29,6 +29,8 @@ from ..errors import (
     DicomStatusError,
     DicomWebError,
     NodeError,
+    NodeTimeout,
+    NodeUnreachable,
     NotSupported,
 )
 from .association import GET_STORAGE_SOP_CLASSES, AssociationKind
@@ -55,6 +57,18 @@ _REFUSALS = {
     Status.MOVE_DESTINATION_UNKNOWN,
     Status.UNABLE_TO_PROCESS,
 }
+
+
+_DIMSE_FLAGS = (
+    "echo",
+    "patient_root_find",
+    "study_root_find",
+    "patient_root_get",
+    "study_root_get",
+    "patient_root_move",
+    "study_root_move",
+    "store",
+)
 
 
 def _unknown_uid() -> str:
@@ -135,6 +149,8 @@ def _judge(
 
 def _port_free(host: str, port: int) -> bool:
     with socket.socket() as sock:
+        # As a server would: a port in TIME_WAIT after the last receiver is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -181,11 +197,17 @@ def probe_dimse(node: DimseNode) -> Capabilities:
     caps: dict[str, bool] = {}
     details: dict[str, str] = {}
 
-    def echo() -> str:
+    try:
         node.echo()
-        return "ok"
-
-    _check(caps, details, "echo", echo)
+        caps["echo"], details["echo"] = True, "ok"
+    except (NodeUnreachable, NodeTimeout, AssociationRejected) as exc:
+        # Every further check would wait for the same timeout and say the same thing.
+        for flag in _DIMSE_FLAGS:
+            caps[flag], details[flag] = False, f"not tried: {_reason(exc)}"
+        details["echo"] = _reason(exc)
+        return _dimse_capabilities(caps, details)
+    except NodeError as exc:  # e.g. verification not supported: finds may still work
+        caps["echo"], details["echo"] = False, _reason(exc)
 
     def study_find() -> str:
         query = Dataset()
@@ -248,6 +270,12 @@ def probe_dimse(node: DimseNode) -> Capabilities:
         return f"ok ({len(accepted)} storage SOP classes accepted; nothing sent)"
 
     _check(caps, details, "store", store)
+    return _dimse_capabilities(caps, details)
+
+
+def _dimse_capabilities(caps: dict[str, bool], details: dict[str, str]) -> Capabilities:
+    for flag in ("qido", "wado", "stow"):
+        details.setdefault(flag, "not probed: no DICOMweb root configured")
     return Capabilities(**caps, probed_at=datetime.now(UTC), details=details)
 
 

@@ -58,15 +58,16 @@ def server_spec(
     **changes: Any,
 ) -> ServerSpec:
     """A ServerSpec for a test Orthanc (DIMSE and/or DICOMweb)."""
-    return ServerSpec(
-        name=server.name,
-        ae_title=server.ae_title if dimse else "",
-        host=server.host if dimse else "",
-        port=server.dicom_port if dimse else 0,
-        dicomweb_root_url=server.dicomweb_url if dicomweb else None,
-        capabilities=capabilities or Capabilities(),
-        **changes,
-    )
+    fields: dict[str, Any] = {
+        "name": server.name,
+        "ae_title": server.ae_title if dimse else "",
+        "host": server.host if dimse else "",
+        "port": server.dicom_port if dimse else 0,
+        "dicomweb_root_url": server.dicomweb_url if dicomweb else None,
+        "capabilities": capabilities or Capabilities(),
+    }
+    fields.update(changes)
+    return ServerSpec(**fields)
 
 
 @pytest.fixture(scope="module")

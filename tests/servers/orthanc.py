@@ -65,6 +65,10 @@ class OrthancServer:
         self.overrides = dict(overrides or {})
         self.proc: subprocess.Popen[bytes] | None = None
         self._http = requests.Session()
+        users = self.overrides.get("RegisteredUsers") or {}
+        if self.overrides.get("AuthenticationEnabled") and users:
+            # The helpers (clear, upload, statistics) log in as the first user.
+            self._http.auth = next(iter(users.items()))
 
     # -- addresses ---------------------------------------------------------------------
     @property
