@@ -13,7 +13,8 @@ caller's rollback.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -240,6 +241,28 @@ class Access:
         """Append an audit row for this user (own transaction). Details stay in the database."""
         with self._database.session() as session:
             record(session, self._user, action, node=node, details=details, outcome=outcome)
+
+    @contextmanager
+    def audited(
+        self,
+        action: str,
+        *,
+        node: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Audit the enclosed operation: ``ok`` when it returns, ``failed`` when it raises.
+
+        Yields the details dict, so that the operation can add what it learned (counts,
+        UIDs) before the row is written. Only the error's type is recorded on failure.
+        """
+        collected: dict[str, Any] = dict(details or {})
+        try:
+            yield collected
+        except BaseException as exc:
+            collected["error"] = type(exc).__name__
+            self.audit(action, node=node, details=collected, outcome=Outcome.FAILED)
+            raise
+        self.audit(action, node=node, details=collected)
 
     def _denied(
         self,
