@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--files", type=int, default=500)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--repeat", type=int, default=1, help="Runs per contender (best counts).")
     args = parser.parse_args(argv)
 
     import dicognito.anonymizer
@@ -87,16 +88,34 @@ def main(argv: list[str] | None = None) -> None:
             report = pseudonymize_folder(src, root / "ours", pseudonymizer, workers=args.workers)
             assert report.ok and len(report.written) == n, str(report)
 
-        r_dicognito = _time(
-            "dicognito API (seeded)", lambda: _mirror(src, root / "dcg", files, dicognito_one), n
+        # Each contender starts with no dirty pages from the one before (sync, untimed) and
+        # its output is deleted afterwards, so write-back of earlier runs does not bill it.
+        contenders: list[tuple[str, str, Callable[[], object]]] = [
+            (
+                "dicognito API (seeded)",
+                "dcg",
+                lambda: _mirror(src, root / "dcg", files, dicognito_one),
+            ),
+            (
+                "pydicom read+write loop",
+                "plain",
+                lambda: _mirror(src, root / "plain", files, plain),
+            ),
+            ("adit_workbench, 1 process", "ours1", ours_serial),
+            (f"adit_workbench, {args.workers} processes", "ours", ours),
+        ]
+        rates: dict[str, float] = {}
+        for _ in range(args.repeat):
+            for label, folder, run in contenders:
+                os.sync()
+                rate = _time(label, run, n)
+                rates[folder] = max(rates.get(folder, 0.0), rate)
+                shutil.rmtree(root / folder, ignore_errors=True)
+        r_dicognito, r_plain, r_serial, r_ours = (
+            rates[k] for k in ("dcg", "plain", "ours1", "ours")
         )
-        r_plain = _time(
-            "pydicom read+write loop", lambda: _mirror(src, root / "plain", files, plain), n
-        )
-        r_serial = _time("adit_workbench, 1 process", ours_serial, n)
-        r_ours = _time(f"adit_workbench, {args.workers} processes", ours, n)
-        for name in ("dcg", "plain", "ours1", "ours"):
-            shutil.rmtree(root / name, ignore_errors=True)
+        if args.repeat > 1:
+            print(f"best of {args.repeat} runs each:")
         print(f"ours / dicognito        = {r_ours / r_dicognito:5.2f}x  (aim >= 2.5x)")
         print(f"ours / read+write loop  = {r_ours / r_plain:5.2f}x  (aim >= 0.8x)")
         print(f"ours 1 process / dicognito = {r_serial / r_dicognito:5.2f}x")

@@ -89,13 +89,16 @@ class _Instance:
 
 
 def _vr_of(elem: Any, tag: int) -> str:
+    """The element's VR; the dictionary's when the file left it implicit or wrote UN."""
     vr = elem.VR
-    if vr:
+    if vr and vr != "UN":
         return str(vr)
     try:
-        return str(dictionary_VR(tag))
+        vr = dictionary_VR(tag)
     except KeyError:
         return "UN"
+    # Ambiguous dictionary VRs ("US or SS", "OB or OW") only matter for dummy values.
+    return str(vr).split(" or ")[0]
 
 
 def _dummy(vr: str) -> Any:
@@ -182,6 +185,11 @@ class Pseudonymizer:
 
     # -- the walk ------------------------------------------------------------------------
     def __call__(self, ds: Dataset, *, trace: Tracer | None = None) -> Dataset:
+        """Pseudonymize ``ds`` in place and return it.
+
+        ``trace`` receives ``(path, tag, rule, before, after)`` for every attribute (what
+        :func:`~.explain.explain` uses); it slows the walk down and is meant for one file.
+        """
         if self.burned_in_risk(ds):
             policy = self.profile.burned_in_policy
             if policy is BurnedInPolicy.REFUSE:
@@ -370,6 +378,9 @@ class Pseudonymizer:
         if meta is not None:
             if "SOPInstanceUID" in ds:
                 meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            elif "MediaStorageSOPInstanceUID" in meta:
+                if self.rules.rule_for(0x00080018).action is _U:
+                    meta.MediaStorageSOPInstanceUID = self.uid(meta.MediaStorageSOPInstanceUID)
             for tag in _META_DROPPED:
                 if tag in meta:
                     del meta[tag]
