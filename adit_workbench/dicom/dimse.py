@@ -12,11 +12,11 @@ import logging
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydicom import Dataset
 
-from ..errors import InputError, NodeError, NotSupported
+from ..errors import AssociationRejected, InputError, NodeError, NotSupported
 from .association import (
     QR_MODELS,
     AssociationKind,
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from ..config import Settings
 
 __all__ = ["DimseNode", "RetrieveResult"]
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +57,42 @@ class RetrieveResult:
         return category(self.status).value
 
 
+_STALE_SECONDS = 1.0
+
+
+class _Stale(Exception):
+    """A reused association turned out to be closed before the request got an answer."""
+
+
 def _identifier(level: QueryLevel, query: Dataset) -> Dataset:
     identifier = Dataset()
     identifier.update(query)
     identifier.QueryRetrieveLevel = level.value
+    if "SpecificCharacterSet" not in identifier:
+        charset = _charset(identifier)
+        if charset:
+            identifier.SpecificCharacterSet = charset
     return identifier
+
+
+def _charset(identifier: Dataset) -> str | None:
+    """The character set a query with non-ASCII text needs (names like "Müller").
+
+    Latin-1 when it suffices, because more archives support it than UTF-8.
+    """
+    texts = [
+        str(element.value)
+        for element in identifier
+        if element.VR in ("PN", "LO", "SH", "ST", "LT", "UT") and element.value
+    ]
+    if all(text.isascii() for text in texts):
+        return None
+    try:
+        for text in texts:
+            text.encode("latin-1")
+    except UnicodeEncodeError:
+        return "ISO_IR 192"
+    return "ISO_IR 100"
 
 
 class DimseNode(NodeBase):
@@ -96,20 +129,52 @@ class DimseNode(NodeBase):
         """Release the pooled associations."""
         self.pool.close()
 
+    # -- one-shot operations on a leased association ----------------------------------
+    def _run(
+        self, kind: AssociationKind, operation: str, send: Callable[[PooledAssociation], T]
+    ) -> T:
+        """``send(pooled)`` on a leased association, once more on a fresh one if stale.
+
+        A server may close an idle association just before we reuse it; that shows as
+        :class:`_Stale` before any response arrived, so repeating cannot duplicate work.
+        """
+        for attempt in (1, 2):
+            with self.pool.lease(kind, operation, fresh=attempt > 1) as pooled:
+                try:
+                    return send(pooled)
+                except _Stale:
+                    if pooled.uses > 1 and attempt == 1:
+                        continue
+                    raise AssociationRejected(
+                        self.name, operation, "the association was closed by the peer"
+                    ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _first_response_lost(self, pooled: PooledAssociation, started: float) -> bool:
+        """Whether an empty first response means a dead (stale) association."""
+        return pooled.uses > 1 and time.monotonic() - started < _STALE_SECONDS
+
     # -- C-ECHO ------------------------------------------------------------------------
     def echo(self) -> None:
         """C-ECHO; raises on a refused connection, rejection, timeout or failure status."""
-        with self.pool.lease(AssociationKind.QUERY, "C-ECHO") as pooled:
+
+        def send(pooled: PooledAssociation) -> None:
             started = time.monotonic()
             try:
                 status = pooled.assoc.send_c_echo(msg_id=pooled.next_message_id())
             except ValueError as exc:
                 raise NotSupported(self.name, "C-ECHO", "verification not accepted") from exc
+            except RuntimeError as exc:
+                raise _Stale from exc
             if not status:
+                if self._first_response_lost(pooled, started):
+                    raise _Stale
                 raise lost_association_error(
                     self.name, "C-ECHO", time.monotonic() - started, self.settings.dimse_timeout
                 )
             raise_for_status(self.name, "C-ECHO", status)
+
+        self._run(AssociationKind.QUERY, "C-ECHO", send)
 
     # -- C-FIND ------------------------------------------------------------------------
     def find(
@@ -157,8 +222,10 @@ class DimseNode(NodeBase):
             responses = assoc.send_c_find(identifier, model, msg_id=msg_id)
         except ValueError as exc:
             raise NotSupported(self.name, operation, f"{_root_name(model)} not accepted") from exc
-        except RuntimeError as exc:  # association died between lease and send
-            raise lost_association_error(self.name, operation, 0.0, 1.0) from exc
+        except RuntimeError as exc:  # the association died between lease and send
+            if reused:
+                return "retry"
+            raise AssociationRejected(self.name, operation, "the association was closed") from exc
         yielded = 0
         cancelled = False
         finished = False
@@ -167,7 +234,7 @@ class DimseNode(NodeBase):
             for status, match in responses:
                 if not status:
                     finished = True
-                    if reused and yielded == 0 and time.monotonic() - last < 1.0:
+                    if reused and yielded == 0 and time.monotonic() - last < _STALE_SECONDS:
                         # The server closed an idle association we tried to reuse.
                         return "retry"
                     raise lost_association_error(
@@ -233,17 +300,24 @@ class DimseNode(NodeBase):
         """
         level = QueryLevel.parse(level)
         chosen = default_root(level, root)
-        with self.pool.lease(AssociationKind.GET, "C-GET") as pooled:
+        identifier = _identifier(level, query)
+
+        def send(pooled: PooledAssociation) -> RetrieveResult:
             pooled.on_store = on_store
+            started = time.monotonic()
             try:
                 responses = pooled.assoc.send_c_get(
-                    _identifier(level, query), _GET[chosen], msg_id=pooled.next_message_id()
+                    identifier, _GET[chosen], msg_id=pooled.next_message_id()
                 )
             except ValueError as exc:
                 raise NotSupported(
                     self.name, "C-GET", f"{chosen.value}-root C-GET not accepted"
                 ) from exc
-            return self._final(responses, "C-GET")
+            except RuntimeError as exc:
+                raise _Stale from exc
+            return self._final(pooled, responses, "C-GET", started)
+
+        return self._run(AssociationKind.GET, "C-GET", send)
 
     def move(
         self,
@@ -256,25 +330,38 @@ class DimseNode(NodeBase):
         """C-MOVE to the AE title ``destination`` (which the server must know)."""
         level = QueryLevel.parse(level)
         chosen = default_root(level, root)
-        with self.pool.lease(AssociationKind.QUERY, "C-MOVE") as pooled:
+        identifier = _identifier(level, query)
+
+        def send(pooled: PooledAssociation) -> RetrieveResult:
+            started = time.monotonic()
             try:
                 responses = pooled.assoc.send_c_move(
-                    _identifier(level, query),
-                    destination,
-                    _MOVE[chosen],
-                    msg_id=pooled.next_message_id(),
+                    identifier, destination, _MOVE[chosen], msg_id=pooled.next_message_id()
                 )
             except ValueError as exc:
                 raise NotSupported(
                     self.name, "C-MOVE", f"{chosen.value}-root C-MOVE not accepted"
                 ) from exc
-            return self._final(responses, "C-MOVE", f"destination {destination}")
+            except RuntimeError as exc:
+                raise _Stale from exc
+            return self._final(pooled, responses, "C-MOVE", started, f"destination {destination}")
 
-    def _final(self, responses: Iterator[Any], operation: str, detail: str = "") -> RetrieveResult:
-        last = time.monotonic()
+        return self._run(AssociationKind.QUERY, "C-MOVE", send)
+
+    def _final(
+        self,
+        pooled: PooledAssociation,
+        responses: Iterator[Any],
+        operation: str,
+        started: float,
+        detail: str = "",
+    ) -> RetrieveResult:
+        last = started
         result = RetrieveResult(status=-1)
         for status, _ in responses:
             if not status:
+                if result.status < 0 and self._first_response_lost(pooled, started):
+                    raise _Stale
                 raise lost_association_error(
                     self.name, operation, time.monotonic() - last, self.settings.dimse_timeout
                 )

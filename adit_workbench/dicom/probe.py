@@ -356,6 +356,9 @@ def probe_dicomweb(node: DicomWebNode) -> Capabilities:
         raise DicomWebError(node.name, "STOW-RS", code, reason)
 
     _check(caps, details, "stow", stow)
+    for flag in _DIMSE_FLAGS:
+        details[flag] = "not probed: no DIMSE address configured"
+    details["echo"] = "ok (QIDO answered)" if caps["qido"] else f"no: {details['qido']}"
     return Capabilities(
         echo=caps["qido"],
         study_root_find=False,

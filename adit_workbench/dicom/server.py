@@ -120,7 +120,10 @@ class DicomServer(NodeBase):
             if side is None:
                 continue
             found = side.probe()
-            for name in side_flags(side):
+            names = side_flags(side)
+            if self.dimse is None:
+                names += ("echo",)  # a DICOMweb-only server's echo is a QIDO search
+            for name in names:
                 flags[name] = getattr(found, name)
                 details[name] = found.details.get(name, "")
         for name in Capabilities.FLAGS:

@@ -106,6 +106,7 @@ class FakeScp:
     open_max: int = 0
     associations: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    server: Any = None
 
     def handle_find(self, event: Event) -> Iterator[tuple[int, Dataset | None]]:
         for index in range(self.matches):
@@ -151,9 +152,9 @@ def fake_scp() -> Iterator[FakeScp]:
         (evt.EVT_RELEASED, fake.on_close),
         (evt.EVT_ABORTED, fake.on_close),
     ]
-    server = ae.start_server(("127.0.0.1", fake.port), block=False, evt_handlers=handlers)
+    fake.server = ae.start_server(("127.0.0.1", fake.port), block=False, evt_handlers=handlers)
     yield fake
-    server.shutdown()
+    fake.server.shutdown()
 
 
 def study_query(**values: Any) -> Dataset:

@@ -11,8 +11,8 @@ from pydicom import Dataset
 from pynetdicom import AE
 
 from adit_workbench.config import Settings
-from adit_workbench.dicom.dimse import DimseNode
-from adit_workbench.dicom.node import QueryRoot
+from adit_workbench.dicom.dimse import DimseNode, _identifier
+from adit_workbench.dicom.node import QueryLevel, QueryRoot
 from adit_workbench.dicom.spec import ServerSpec
 from adit_workbench.errors import (
     AssociationRejected,
@@ -236,3 +236,33 @@ def test_messages_carry_no_phi(fake_scp: FakeScp, node_settings: Settings) -> No
     with DimseNode(fake_scp.spec(), node_settings) as node, pytest.raises(DicomStatusError) as info:
         list(node.find("STUDY", study_query(PatientID="SECRET123", PatientName="DOE^JANE")))
     assert "SECRET123" not in str(info.value) and "DOE" not in str(info.value)
+
+
+def test_reuse_after_the_server_dropped_an_idle_association(
+    fake_scp: FakeScp, node_settings: Settings
+) -> None:
+    with DimseNode(fake_scp.spec(), node_settings) as node:
+        node.echo()
+        assert fake_scp.server is not None
+        for assoc in fake_scp.server.active_associations:
+            assoc.abort()
+        node.echo()
+        assert len(list(node.find("STUDY", study_query(), limit=2))) == 2
+    assert fake_scp.associations == 2
+
+
+def test_non_ascii_query_declares_its_character_set(dimse: DimseNode) -> None:
+    assert (
+        _identifier(QueryLevel.PATIENT, study_query(PatientName="Müller*")).get(
+            "SpecificCharacterSet"
+        )
+        == "ISO_IR 100"
+    )
+    assert (
+        _identifier(QueryLevel.PATIENT, study_query(PatientName="Ωmega")).get(
+            "SpecificCharacterSet"
+        )
+        == "ISO_IR 192"
+    )
+    assert "SpecificCharacterSet" not in _identifier(QueryLevel.STUDY, study_query())
+    assert list(dimse.find("STUDY", study_query(PatientName="Müller*"))) == []

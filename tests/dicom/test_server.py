@@ -56,3 +56,14 @@ def test_missing_side_and_bad_via(loaded_orthanc: OrthancServer, node_settings: 
             list(server.find("STUDY", study_query(), via="carrier-pigeon"))
     with pytest.raises(InputError):
         DicomServer(server_spec(loaded_orthanc, dimse=False, dicomweb=False), node_settings)
+
+
+def test_probe_of_a_dicomweb_only_server(
+    loaded_orthanc: OrthancServer, node_settings: Settings
+) -> None:
+    with DicomServer(server_spec(loaded_orthanc, dimse=False), node_settings) as server:
+        caps = server.probe()
+    assert caps.echo and caps.qido and caps.wado and caps.stow
+    assert not caps.study_root_find and not caps.study_root_get
+    assert caps.details["echo"] == "ok (QIDO answered)"
+    assert caps.details["study_root_get"] == "not configured"
