@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pydicom import config
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
@@ -45,6 +46,8 @@ _K, _C, _X, _Z, _D, _U = (
     Action.DUMMY,
     Action.UID,
 )
+#: Values built here are valid by construction: skip pydicom's per-value validation.
+_TRUSTED = config.IGNORE
 _TEXT_VRS = frozenset({"AE", "AS", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"})
 _NUMBER_VRS = frozenset({"IS", "DS"})
 _DUMMY_TEXT = {"PN": "ANONYMOUS", "AE": "ANONYMIZED", "AS": "000Y", "UR": ""}
@@ -277,13 +280,11 @@ class Pseudonymizer:
                 self._walk(item, inst, trace, f"{name}[{index}].")
             return
         if action is _Z:
-            ds[tag] = DataElement(
-                tag, vr, "" if vr in _TEXT_VRS or vr in ("DA", "DT", "TM", "UI") else None
-            )
+            empty = "" if vr in _TEXT_VRS or vr in ("DA", "DT", "TM", "UI") else None
+            ds[tag] = DataElement(tag, vr, empty, validation_mode=_TRUSTED)
         elif action is _D:
-            ds[tag] = DataElement(
-                tag, vr, self.uid(str(ds[tag].value)) if vr == "UI" else _dummy(vr)
-            )
+            value = self.uid(str(ds[tag].value)) if vr == "UI" else _dummy(vr)
+            ds[tag] = DataElement(tag, vr, value, validation_mode=_TRUSTED)
         elif action is _U:
             elem = ds[tag]
             value = elem.value
@@ -378,9 +379,11 @@ class Pseudonymizer:
         if meta is not None:
             if "SOPInstanceUID" in ds:
                 meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-            elif "MediaStorageSOPInstanceUID" in meta:
-                if self.rules.rule_for(0x00080018).action is _U:
-                    meta.MediaStorageSOPInstanceUID = self.uid(meta.MediaStorageSOPInstanceUID)
+            elif (
+                "MediaStorageSOPInstanceUID" in meta
+                and self.rules.rule_for(0x00080018).action is _U
+            ):
+                meta.MediaStorageSOPInstanceUID = self.uid(meta.MediaStorageSOPInstanceUID)
             for tag in _META_DROPPED:
                 if tag in meta:
                     del meta[tag]
