@@ -62,9 +62,16 @@ def _read_secret(path: Path | None, project: str | None) -> bytes:
     "options",
     multiple=True,
     metavar="NAME",
-    help=f"PS3.15 option (repeatable): {', '.join(_OPTION_NAMES)}.",
+    help=f"PS3.15 option by name or CID 7050 code (repeatable): {', '.join(_OPTION_NAMES)}.",
 )
-@click.option("--preset", type=click.Choice(["basic", "adit"]), default="basic", show_default=True)
+@click.option(
+    "--preset",
+    type=click.Choice(["basic", "adit"]),
+    default="basic",
+    show_default=True,
+    help="adit: pseudonym as PatientID and name; study, series, acquisition and content "
+    "dates kept; patient characteristics and cleaned descriptions kept.",
+)
 @click.option("--trial-id", help="ClinicalTrialProtocolID to write.")
 @click.option("--trial-name", help="ClinicalTrialProtocolName to write.")
 @click.option(

@@ -9,6 +9,11 @@ Typical use::
     pseudonymizer(ds)                                   # in place
     report = pseudonymize_folder("in", "out", pseudonymizer)
     leaks = scan_leaks(originals, outputs)              # falsy when nothing leaked
+
+Conformance (PS3.2 N.11.2.6): replacement UIDs, pseudonyms and date shifts are keyed on the
+secret alone, so referential integrity holds across instances, series, studies and jobs
+that share a key, and re-processing the same input gives the same output byte for byte.
+Without the key, an original UID cannot be confirmed from its replacement.
 """
 
 from .explain import ExplainRow, Explanation, explain, mask
