@@ -10,6 +10,7 @@ import pytest
 from adit_workbench.config import Settings, get_settings
 
 pytest_plugins = [
+    "tests.servers.jupyterhub",
     "tests.servers.orthanc",
     "tests.servers.postgres",
     "tests.servers.redis",
