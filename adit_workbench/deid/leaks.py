@@ -29,7 +29,7 @@ from pydicom.uid import UID_dictionary
 
 from ..errors import InputError
 from .explain import mask
-from .rules import describe_tag
+from .rules import DEFINITION_UID_SUFFIXES, DEFINITION_UIDS, describe_tag
 from .table import load_table
 
 __all__ = ["KINDS", "Leak", "LeakReport", "collect_identifiers", "scan_leaks"]
@@ -126,7 +126,8 @@ def _kind(keyword: str, vr: str, private: bool) -> str | None:
     if private:
         return "private"
     if vr == "UI":
-        return None if keyword in _BENIGN or keyword.endswith(("ClassUID", "SyntaxUID")) else "uid"
+        definition = keyword in DEFINITION_UIDS or keyword.endswith(DEFINITION_UID_SUFFIXES)
+        return None if definition or keyword in _BENIGN else "uid"
     if vr == "PN":
         return "name" if keyword in _PATIENT_NAMES else "person"
     if vr in ("DA", "DT"):
@@ -227,6 +228,7 @@ def collect_identifiers(ds: Dataset) -> dict[str, tuple[str, str]]:
 
 def _collect(ds: Dataset, needles: _Needles) -> None:
     public: set[str] = set()
+    identifying: dict[str, tuple[str, str]] = {}
     private: list[tuple[str, str]] = []
     for _, tag, keyword, vr, value in _elements(ds):
         is_private = bool((tag >> 16) & 1)
@@ -240,10 +242,18 @@ def _collect(ds: Dataset, needles: _Needles) -> None:
                 continue
             elif kind is not None:
                 needles.add(text, kind, keyword)
+                for token in (text.lower(), *_TOKEN.split(text.lower())):
+                    identifying.setdefault(token, (kind, keyword))
             else:
                 public.add(text.lower())
     for text, source in private:
-        if text.lower() not in public:
+        key = text.lower()
+        if key in identifying:
+            # A vendor block repeating a public value (the station name, say) is that
+            # value: it is judged by the public attribute's kind, so retaining the
+            # device identity also retains its private copy.
+            needles.add(text, *identifying[key])
+        elif key not in public:
             needles.add(text, "private", source)
 
 

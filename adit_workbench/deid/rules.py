@@ -20,7 +20,14 @@ from pydicom.datadict import DicomDictionary, keyword_for_tag
 from .profile import Option, Profile
 from .table import Action, TableRow, load_table
 
-__all__ = ["Rule", "Rules", "compile_rules"]
+__all__ = [
+    "DEFINITION_UIDS",
+    "DEFINITION_UID_SUFFIXES",
+    "Rule",
+    "Rules",
+    "compile_rules",
+    "describe_tag",
+]
 
 _K, _C, _X, _Z, _D, _U = (
     Action.KEEP,
@@ -32,8 +39,8 @@ _K, _C, _X, _Z, _D, _U = (
 )
 
 #: UI attributes that name a definition, not an instance: never remapped.
-_DEFINITION_UID_SUFFIXES = ("ClassUID", "SyntaxUID")
-_DEFINITION_UIDS = frozenset(
+DEFINITION_UID_SUFFIXES = ("ClassUID", "SyntaxUID")
+DEFINITION_UIDS = frozenset(
     {
         "CodingSchemeUID",
         "ContextUID",
@@ -61,7 +68,7 @@ def _dictionary_by_vr() -> tuple[frozenset[int], frozenset[int], frozenset[int]]
             pn.add(tag)
         elif vr == "UI":
             keyword = entry[4]
-            if not keyword.endswith(_DEFINITION_UID_SUFFIXES) and keyword not in _DEFINITION_UIDS:
+            if not keyword.endswith(DEFINITION_UID_SUFFIXES) and keyword not in DEFINITION_UIDS:
                 ui.add(tag)
         elif vr in ("DA", "DT", "TM"):
             dates.add(tag)
