@@ -24,6 +24,7 @@ from ..config import BurnedInPolicy
 from ..errors import InputError
 from .profile import Option
 from .pseudonymizer import BurnedInRefused, Pseudonymizer
+from .splice import read_source, write_spliced
 
 __all__ = [
     "FolderReport",
@@ -88,10 +89,10 @@ def pseudonymize_file(
     pseudonymizer: Pseudonymizer, src: str | os.PathLike[str], dst: str | os.PathLike[str]
 ) -> Dataset:
     """Read ``src``, pseudonymize it and write it to ``dst`` (parents created)."""
-    ds = read_dicom(src)
+    ds, data = read_source(src)
     pseudonymizer(ds)
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(dst)
+    write_spliced(ds, data, dst)
     return ds
 
 
@@ -123,15 +124,15 @@ def output_name(pseudonymizer: Pseudonymizer, rel: Path, patient_id: str) -> Pat
 
 def _one(pseudonymizer: Pseudonymizer, src: Path, rel: Path, dst_root: Path) -> tuple[str, str]:
     try:
-        ds = read_dicom(src)
-    except (InvalidDicomError, EOFError, ValueError, KeyError) as exc:
+        ds, data = read_source(src)
+    except (InvalidDicomError, EOFError, ValueError, KeyError, NotImplementedError) as exc:
         return _SKIPPED, type(exc).__name__
     try:
         risky = pseudonymizer.burned_in_risk(ds)
         dst = dst_root / output_name(pseudonymizer, rel, str(ds.get("PatientID", "") or ""))
         pseudonymizer(ds)
         dst.parent.mkdir(parents=True, exist_ok=True)
-        ds.save_as(dst)
+        write_spliced(ds, data, dst)
     except BurnedInRefused as exc:
         return _REFUSED, str(exc)
     except Exception as exc:  # one bad file must not stop a folder; reported, no PHI
