@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..errors import MaintenanceMode, NodeAccessDenied, PermissionDenied
+from ..errors import MaintenanceMode, NodeAccessDenied, NotFound, PermissionDenied
 from ..store.access import GroupPermission, Membership, NodeAccess, User
 from ..store.models import Node
 from .audit import Outcome, record
@@ -204,12 +204,17 @@ class Access:
         in ``role`` (any role when ``None``).
 
         A node that does not exist is refused the same way, so that the message does not
-        tell users about nodes they may not see.
+        tell users about nodes they may not see; only admins get NotFound.
         """
         wanted = parse_role(role) if role is not None else None
-        roles = self.node_roles().get(name, frozenset())
+        with self._database.session() as session:
+            row = find_user(session, self._user)
+            admin = Permission.ADMIN in effective_permissions(session, row)
+            roles = node_roles(session, row, admin=admin).get(name, frozenset())
         if roles and (wanted is None or wanted in roles):
             return
+        if admin:  # admins see every node, so for them a missing node is just missing
+            raise NotFound(f"no node named {name!r}")
         how = f"as a {wanted.value}" if wanted else "at all"
         self._denied(
             action or "require.node", name, details, permission=f"{wanted or 'any'} access"

@@ -90,6 +90,12 @@ def test_node_access_per_role(admin: Access, hub_user: HubUser) -> None:
     ]
 
 
+def test_admin_gets_not_found_for_a_missing_node(admin: Access) -> None:
+    admin.require_node("PACS", "destination")
+    with pytest.raises(NotFound):
+        admin.require_node("NOPE")
+
+
 def test_grant_adds_roles_and_revoke_removes_them(admin: Access, hub_user: HubUser) -> None:
     admin.admin.grant("radiology", "PACS", source=True)
     info = admin.admin.grant("radiology", "PACS", destination=True)

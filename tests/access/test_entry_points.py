@@ -120,3 +120,21 @@ def test_workbench_without_access_resolves_the_caller(
     """No unchecked construction: the OS user signs in (admin of an embedded database)."""
     wb = Workbench(settings, database)
     assert wb.user and wb.access.is_admin
+
+
+def test_connect_outside_a_hub_is_the_local_admin_of_the_embedded_database(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import getpass
+
+    from adit_workbench.workbench import connect
+
+    for var in ("JUPYTERHUB_USER", "JUPYTERHUB_API_TOKEN", "JUPYTERHUB_API_URL"):
+        monkeypatch.delenv(var, raising=False)
+    wb = connect(settings)
+    try:
+        profile = wb.access.profile()
+        assert profile.name == getpass.getuser() == wb.user
+        assert profile.is_admin and profile.groups == ("admins",)
+    finally:
+        wb.database.dispose()
