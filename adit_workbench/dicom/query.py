@@ -30,6 +30,7 @@ from typing import Any, Generic, Protocol, TypeVar, cast
 from pydicom import Dataset
 
 from ..errors import AssociationRejected, InputError, NodeUnreachable, WorkbenchError
+from . import query_reactor
 from .filters import Level, Query, matches, normalize
 from .query_plan import Route, Via, ask_level, choose_route, identifiers
 from .results import RESULT_TYPES, Instance, Patient, Results, Series, Study, _Result
@@ -53,6 +54,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# Without it pynetdicom loses C-FIND responses on reused associations (see query_reactor).
+query_reactor.install()
 
 T = TypeVar("T", bound=_Result)
 

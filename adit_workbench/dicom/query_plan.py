@@ -16,11 +16,12 @@ how to ask one node for it:
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from enum import StrEnum
+from functools import lru_cache
 
-from pydicom import Dataset
+from pydicom import DataElement, Dataset
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 
 from ..errors import NotSupported
 from .filters import KEYWORD_LEVEL, Level, Query
@@ -132,16 +133,27 @@ def _qido_value(keyword: str, value: str) -> str:
     return value
 
 
+@lru_cache(maxsize=256)
+def _tag_vr(keyword: str) -> tuple[int, str]:
+    tag = tag_for_keyword(keyword)
+    assert tag is not None, keyword  # filters.normalize only lets dictionary keywords in
+    return tag, dictionary_VR(tag)
+
+
+def _element(keyword: str, value: str) -> DataElement:
+    # Built from cached tag and VR: Dataset.__setattr__ looks both up on every call, which
+    # was a third of the query layer's own time in a batch of small queries.
+    tag, vr = _tag_vr(keyword)
+    return DataElement(tag, vr, value)
+
+
 def identifiers(query: Query, route: Route) -> list[Dataset]:
     """The C-FIND identifiers (or QIDO search datasets) to send, one per modality.
 
     Empty elements are return keys; the others are matching keys.
     """
     level = ask_level(query, route)
-    base = Dataset()
-    base.QueryRetrieveLevel = level.value
-    for keyword in RETURN_KEYS[level]:
-        setattr(base, keyword, "")
+    keys: dict[str, str] = dict.fromkeys(RETURN_KEYS[level], "")
     if level is Level.PATIENT:
         # Patient-level identifiers may only carry patient keys.
         criteria = {
@@ -150,14 +162,15 @@ def identifiers(query: Query, route: Route) -> list[Dataset]:
     else:
         criteria = dict(query.criteria)
     for keyword, value in criteria.items():
-        setattr(base, keyword, _qido_value(keyword, value) if route is Route.QIDO else value)
-    if not query.modalities:
-        return [base]
-    keyword = "Modality" if level.depth >= Level.SERIES.depth else "ModalitiesInStudy"
+        keys[keyword] = _qido_value(keyword, value) if route is Route.QIDO else value
+    modality_key = "Modality" if level.depth >= Level.SERIES.depth else "ModalitiesInStudy"
     out = []
-    for modality in query.modalities:
-        # A deep copy: Dataset.update would share the element objects between identifiers.
-        ds = copy.deepcopy(base)
-        setattr(ds, keyword, modality)
+    for modality in query.modalities or (None,):
+        ds = Dataset()
+        ds.add(_element("QueryRetrieveLevel", level.value))
+        for keyword, value in keys.items():
+            ds.add(_element(keyword, value))
+        if modality is not None:
+            ds.add(_element(modality_key, modality))
         out.append(ds)
     return out
