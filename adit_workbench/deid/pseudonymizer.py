@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydicom import config
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -78,6 +78,21 @@ _IDENTITY_KEYWORDS = (
     "PhysiciansOfRecord",
     "RequestingPhysician",
 )
+#: Attributes written after the walk: keyword -> (tag, VR).
+_WRITTEN = {
+    keyword: (int(tag), str(dictionary_VR(tag)))
+    for keyword in (
+        "PatientID",
+        "PatientName",
+        "ClinicalTrialProtocolID",
+        "ClinicalTrialProtocolName",
+        "PatientComments",
+        "PatientIdentityRemoved",
+        "DeidentificationMethod",
+        "LongitudinalTemporalInformationModified",
+    )
+    if (tag := tag_for_keyword(keyword)) is not None
+}
 _META_DROPPED = (0x00020016, 0x00020017, 0x00020018, 0x00020100, 0x00020102)
 
 #: Callback receiving (path, tag, rule, before, after) for explain().
@@ -372,10 +387,10 @@ class Pseudonymizer:
         written["DeidentificationMethod"] = [*methods, profile.method_description()]
         written["LongitudinalTemporalInformationModified"] = profile.temporal_information
         for keyword, value in written.items():
-            before = ds.get(keyword) if trace is not None else None
-            setattr(ds, keyword, value)
+            tag, vr = _WRITTEN[keyword]
+            before = ds[tag].value if trace is not None and tag in ds else None
+            ds[tag] = DataElement(tag, vr, value, validation_mode=_TRUSTED)
             if trace is not None:
-                tag = int(ds.data_element(keyword).tag)  # type: ignore[union-attr]
                 trace("", tag, Rule(Action.DUMMY, "written"), before, value)
         ds.DeidentificationMethodCodeSequence = _method_codes(ds, profile)
         if trace is not None:
@@ -411,8 +426,8 @@ def _method_codes(ds: Dataset, profile: Profile) -> Sequence:
         if (option.code, "DCM") in have:
             continue
         item = Dataset()
-        item.CodeValue = option.code
-        item.CodingSchemeDesignator = "DCM"
-        item.CodeMeaning = option.meaning
+        item[0x00080100] = DataElement(0x00080100, "SH", option.code, validation_mode=_TRUSTED)
+        item[0x00080102] = DataElement(0x00080102, "SH", "DCM", validation_mode=_TRUSTED)
+        item[0x00080104] = DataElement(0x00080104, "LO", option.meaning, validation_mode=_TRUSTED)
         items.append(item)
     return Sequence(items)
