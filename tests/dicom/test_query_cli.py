@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from pydicom import Dataset
@@ -77,3 +78,25 @@ def test_node_failure_exits_1(
     monkeypatch.setattr(query_cli, "_resolve_node", lambda name: down)
     assert main(["query", "PACS", "--patient-id", "SYN0001"]) == 1
     assert capsys.readouterr().err == "adit-workbench: FAKE: C-FIND failed: connection refused\n"
+
+
+def test_end_to_end_through_the_workbench(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from adit_workbench.dicom.spec import Capabilities
+    from adit_workbench.sandbox.pacs import SandboxPacs
+    from adit_workbench.workbench import connect
+
+    with SandboxPacs(tmp_path / "pacs", ae_title="CLISBX") as pacs:
+        pacs.seed(3, studies=2, series=1, instances=1, rows=8, cols=8)
+        connect().add_server(
+            "SBX", ae_title="CLISBX", host="127.0.0.1", port=pacs.port,
+            capabilities=Capabilities(study_root_find=True, patient_root_find=True),
+        )  # fmt: skip
+        assert main(["query", "SBX", "--patient-id", "SYN0001", "--format", "csv"]) == 0
+        out, err = capsys.readouterr()
+        assert len(out.strip().splitlines()) == 3 and "C-FIND study root" in err
+        assert main(["query", "SBX", "--level", "patient", "--patient-name", "*"]) == 0
+        assert capsys.readouterr().err.startswith("3 patients on SBX (C-FIND patient root)")
+        assert main(["query", "NOSUCH"]) == 2
+        assert "NOSUCH" in capsys.readouterr().err
