@@ -91,6 +91,12 @@ class Explanation(list[ExplainRow]):
             {name: getattr(row, name) for name in ExplainRow.__dataclass_fields__} for row in self
         ]
 
+    def to_dataframe(self) -> Any:
+        """The rows as a pandas DataFrame (for notebooks)."""
+        import pandas as pd
+
+        return pd.DataFrame.from_records(self.to_records())
+
     def __str__(self) -> str:
         header = ("tag", "attribute", "action", "reason", "before (masked)", "after")
         lines = [(r.tag, r.path + r.keyword, r.action, r.reason, r.before, r.after) for r in self]

@@ -169,6 +169,13 @@ class Pseudonymizer:
         names = ", ".join(o.name or "" for o in self.profile.options.members())
         return f"Pseudonymizer(options={names})"
 
+    def explain(self, ds: Dataset) -> Any:
+        """What this pseudonymizer would do to each attribute of ``ds`` (see
+        :func:`~.explain.explain`); ``ds`` is not changed."""
+        from .explain import explain  # explain builds on this module
+
+        return explain(ds, self)
+
     # -- keyed values ------------------------------------------------------------------
     def uid(self, uid: str) -> str:
         """The replacement of ``uid`` (registered, well-known UIDs are kept)."""

@@ -308,3 +308,5 @@ def test_explain_masks_before_and_shows_after(corpus_files: list[Path]) -> None:
     text = str(rows)
     assert name not in text and str(ds.PatientID) not in text
     assert rows.to_records()[0].keys() >= {"tag", "action", "before", "after"}
+    frame = Pseudonymizer(SECRET, Profile()).explain(ds).to_dataframe()
+    assert len(frame) == len(rows) and list(frame.columns)[:3] == ["path", "tag", "keyword"]
