@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,7 @@ def _run_findscu(findscu: str, queries: list[dict[str, str]], host: str, port: i
 def _run_workbench(spec: ServerSpec, settings: Settings, queries: list[dict[str, str]],
                    via: str) -> tuple[float, list[int]]:  # fmt: skip
     started = time.perf_counter()
-    with open_node(spec, settings) as node:
+    with closing(open_node(spec, settings)) as node:
         results = run_many(node, queries, level="study", via=via)
     elapsed = time.perf_counter() - started
     return elapsed, [len(r) for r in results]  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -228,7 +229,7 @@ def test_truncation_is_reported(route: str, routes: dict[str, tuple[Any, str]]) 
 
 
 def test_node_limit_caps_every_call(orthanc_q: OrthancServer, settings: Settings) -> None:
-    with open_node(_orthanc_spec(orthanc_q, max_search_results=4), settings) as node:
+    with closing(open_node(_orthanc_spec(orthanc_q, max_search_results=4), settings)) as node:
         for via in ("dimse", "dicomweb"):
             hits = find_studies(node, via=via, limit=100)
             assert len(hits) == 4 and hits.truncated and hits.limit == 4
@@ -251,7 +252,7 @@ def test_unreachable_node_is_an_error(settings: Settings) -> None:
         capabilities=Capabilities(study_root_find=True, qido=True),
         dicomweb_root_url=f"http://127.0.0.1:{port}/dicom-web",
     )  # fmt: skip
-    with open_node(spec, settings) as node:
+    with closing(open_node(spec, settings)) as node:
         for via in ("dimse", "dicomweb"):
             with pytest.raises(NodeUnreachable, match="NOWHERE") as info:
                 find_studies(node, via=via, patient_id="SYN0001")
@@ -264,10 +265,13 @@ def test_refusing_node_is_an_error(settings: Settings, tmp_path: Path) -> None:
             name="STRICT", ae_title="STRICT", host="127.0.0.1", port=pacs.port,
             capabilities=Capabilities(study_root_find=False, patient_root_find=True),
         )  # fmt: skip
-        with open_node(spec, settings) as node, pytest.raises(NodeError, match="STRICT") as info:
+        with (
+            closing(open_node(spec, settings)) as node,
+            pytest.raises(NodeError, match="STRICT") as info,
+        ):
             find_studies(node, patient_id="SYN0001")
         assert "SYN0001" not in str(info.value)
-        with open_node(spec, settings) as node, pytest.raises(NotSupported, match="QIDO"):
+        with closing(open_node(spec, settings)) as node, pytest.raises(NotSupported, match="QIDO"):
             find_studies(node, via="dicomweb")
 
 
@@ -279,7 +283,7 @@ def test_orthanc_refusing_find_is_an_error(
         name="REFUSING", ae_title="REFUSING", host="127.0.0.1", port=server.dicom_port,
         capabilities=DIMSE,
     )  # fmt: skip
-    with open_node(spec, settings) as node, pytest.raises(NodeError) as info:
+    with closing(open_node(spec, settings)) as node, pytest.raises(NodeError) as info:
         find_studies(node, patient_id="SYN0001")
     message = str(info.value)
     assert message.startswith("REFUSING: C-FIND failed") and "SYN0001" not in message
