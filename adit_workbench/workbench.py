@@ -1,0 +1,243 @@
+"""The facade: :func:`connect` returns the :class:`Workbench` a notebook, CLI or widget holds.
+
+It wires settings, the database and the DICOM layer together and holds no logic of its
+own: node specs come from the store, live nodes from :func:`adit_workbench.dicom.node.open_node`.
+Every public operation goes through one method here, which is where the access layer's
+checks sit: :func:`connect` resolves the identity (hub or local user) and each method asks
+:class:`~adit_workbench.access.Access` first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .access import Access, Permission, resolve_identity, sign_in
+from .config import Settings, get_settings
+from .dicom.spec import Capabilities, FolderSpec, ServerSpec
+from .errors import InputError
+from .store import Database, open_database
+from .store import nodes as node_store
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from .dicom.node import Node
+    from .sandbox.process import SandboxStatus
+
+__all__ = ["SANDBOX_NODE", "Workbench", "connect"]
+
+#: Name under which the embedded sandbox PACS is registered.
+SANDBOX_NODE = "SANDBOX"
+
+NodeSpec = ServerSpec | FolderSpec
+
+
+class Workbench:
+    """Entry point to nodes (and, with later issues, queries, transfers and jobs).
+
+    Create it with :func:`connect`. It is cheap to hold for a whole notebook session.
+    """
+
+    def __init__(
+        self, settings: Settings, database: Database, access: Access | None = None
+    ) -> None:
+        self.settings = settings
+        self.database = database
+        # Never unchecked: without an explicit Access the caller's identity is resolved.
+        self.access = (
+            access
+            if access is not None
+            else sign_in(database, resolve_identity(), embedded=settings.is_embedded_database)
+        )
+
+    @property
+    def user(self) -> str:
+        """The name of the user this workbench acts for."""
+        return self.access.user
+
+    def __repr__(self) -> str:
+        return f"<Workbench user={self.user!r} database={self.database.url_for_display!r}>"
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with self.database.session() as session:
+            yield session
+
+    # -- nodes ------------------------------------------------------------------------
+    def node_specs(self) -> list[NodeSpec]:
+        """The nodes (servers and folders) this user may use, sorted by name."""
+        visible = set(self.access.visible_nodes())
+        with self._session() as session:
+            return [s for s in node_store.list_nodes(session) if s.name in visible]
+
+    def node_spec(self, name: str) -> NodeSpec:
+        """The stored description of one node (raises NotFound or NodeAccessDenied)."""
+        self.access.require_node(name, action="node.read")
+        with self._session() as session:
+            return node_store.get_node(session, name)
+
+    def node(self, name: str) -> Node:
+        """A live node object for ``name``: echo, probe and find on it.
+
+        Every call on it checks this user's role on the node and is audited.
+        """
+        from .access.guarded import GuardedNode
+        from .dicom.node import open_node
+
+        return GuardedNode(open_node(self.node_spec(name), self.settings), self.access)
+
+    def add_server(
+        self,
+        name: str,
+        *,
+        ae_title: str,
+        host: str,
+        port: int,
+        dicomweb_url: str | None = None,
+        capabilities: Capabilities | None = None,
+        **options: Any,
+    ) -> ServerSpec:
+        """Register a DICOM server; ``options`` are further :class:`ServerSpec` fields.
+
+        Without explicit capabilities the server is assumed to answer C-ECHO and
+        study-root C-FIND (and QIDO/WADO/STOW when a DICOMweb URL is given) until
+        :meth:`probe` measures what it really supports.
+        """
+        self.access.require(Permission.ADMIN, action="node.add", node=name)
+        if capabilities is None:
+            web = dicomweb_url is not None
+            capabilities = Capabilities(qido=web, wado=web, stow=web)
+        try:
+            spec = ServerSpec(
+                name=name,
+                ae_title=ae_title,
+                host=host,
+                port=port,
+                dicomweb_root_url=dicomweb_url,
+                capabilities=capabilities,
+                **options,
+            )
+        except TypeError as exc:
+            raise InputError(f"server {name!r}: {exc}") from exc
+        audit = self.access.audited("node.add", node=name, details={"kind": "server"})
+        with audit, self._session() as session:
+            node_store.add_server(session, spec)
+        return spec
+
+    def add_folder(
+        self,
+        name: str,
+        path: str | Path,
+        *,
+        quota_gb: float | None = None,
+        warn_size_gb: float | None = None,
+    ) -> FolderSpec:
+        """Register a folder as a source or destination (the path is made absolute)."""
+        self.access.require(Permission.ADMIN, action="node.add", node=name)
+        spec = FolderSpec(
+            name=name,
+            path=Path(path).expanduser().resolve(),
+            quota_gb=quota_gb,
+            warn_size_gb=warn_size_gb,
+        )
+        audit = self.access.audited("node.add", node=name, details={"kind": "folder"})
+        with audit, self._session() as session:
+            node_store.add_folder(session, spec)
+        return spec
+
+    def remove_node(self, name: str) -> None:
+        """Unregister a node (raises NotFound)."""
+        self.access.require(Permission.ADMIN, action="node.remove", node=name)
+        with self.access.audited("node.remove", node=name), self._session() as session:
+            node_store.remove_node(session, name)
+
+    def echo(self, name: str) -> None:
+        """C-ECHO (or the folder/DICOMweb equivalent); raises a NodeError on failure."""
+        self.node(name).echo()  # the guarded node checks and audits
+
+    def probe(self, name: str) -> Capabilities:
+        """Measure what a node really supports and store the result."""
+        from .dicom.node import open_node
+
+        self.access.require(Permission.ADMIN, action="node.probe", node=name)
+        with self.access.audited("node.probe", node=name):
+            capabilities = open_node(self.node_spec(name), self.settings).probe()
+            with self._session() as session:
+                node_store.save_capabilities(session, name, capabilities)
+        return capabilities
+
+    # -- sandbox PACS -----------------------------------------------------------------
+    def start_sandbox(self, *, allow_get: bool = True) -> SandboxStatus:
+        """Start the embedded sandbox PACS (if needed) and register it as node SANDBOX.
+
+        Its C-MOVE destinations are the workbench's own receiver and every registered
+        DIMSE server, so that moves out of the sandbox work like out of a real PACS.
+        """
+        self.access.require(Permission.ADMIN, action="sandbox.start", node=SANDBOX_NODE)
+        from .sandbox import process as sandbox
+
+        status = sandbox.start_background(
+            self.settings, allow_get=allow_get, peers=self._move_destinations()
+        )
+        spec = ServerSpec(
+            name=SANDBOX_NODE,
+            ae_title=status.ae_title,
+            host=status.host,
+            port=status.port,
+            capabilities=Capabilities(
+                patient_root_find=True,
+                study_root_find=True,
+                patient_root_get=allow_get,
+                study_root_get=allow_get,
+                patient_root_move=True,
+                study_root_move=True,
+                store=True,
+            ),
+        )
+        with self._session() as session:
+            existing = {s.name: s for s in node_store.list_nodes(session)}.get(SANDBOX_NODE)
+            if existing != spec:
+                if existing is not None:
+                    node_store.remove_node(session, SANDBOX_NODE)
+                node_store.add_server(session, spec)
+        return status
+
+    def stop_sandbox(self) -> bool:
+        """Stop the sandbox PACS; False if it was not running. Its registration stays."""
+        self.access.require(Permission.ADMIN, action="sandbox.stop", node=SANDBOX_NODE)
+        from .sandbox import process as sandbox
+
+        return sandbox.stop_background(self.settings)
+
+    def sandbox_status(self) -> SandboxStatus | None:
+        """State of the sandbox PACS, or None if it was never started here."""
+        from .sandbox import process as sandbox
+
+        return sandbox.status(self.settings)
+
+    def _move_destinations(self) -> Mapping[str, tuple[str, int]]:
+        peers: dict[str, tuple[str, int]] = {
+            self.settings.ae_title: (self.settings.receiver_host, self.settings.receiver_port)
+        }
+        for spec in self.node_specs():
+            if isinstance(spec, ServerSpec) and spec.name != SANDBOX_NODE:
+                peers.setdefault(spec.ae_title, (spec.host, spec.port))
+        return peers
+
+
+def connect(settings: Settings | None = None) -> Workbench:
+    """Open the workbench: settings, database (an embedded one is upgraded automatically).
+
+    Parameters
+    ----------
+    settings:
+        Settings to use; by default read from the environment (``ADIT_WB_*``).
+    """
+    settings = settings or get_settings()
+    database = open_database(settings)
+    # Identity first: inside a hub this verifies the user and mirrors their hub groups.
+    access = sign_in(database, resolve_identity(), embedded=settings.is_embedded_database)
+    return Workbench(settings, database, access)
