@@ -95,6 +95,10 @@ class PooledAssociation:
         self.last_used = time.monotonic()
         #: Called for each C-STORE sub-operation of a C-GET; returns the status to send.
         self.on_store: StoreHandler | None = None
+        #: Set by the consumer of a C-GET to have it cancelled at the next sub-operation.
+        self.cancel: threading.Event | None = None
+        #: (message ID, SOP class) of the C-GET in progress, for the C-CANCEL.
+        self.current: tuple[int, str] | None = None
         self._msg_id = 0
 
     def next_message_id(self) -> int:
@@ -111,7 +115,16 @@ class PooledAssociation:
         if handler is None:
             # A C-STORE outside of a C-GET of ours: refuse rather than drop silently.
             return 0xA700
-        return handler(event)
+        status = handler(event)
+        if self.cancel is not None and self.cancel.is_set() and self.current is not None:
+            # Once is enough; servers that ignore it still get each further one refused.
+            msg_id, model = self.current
+            self.current = None
+            try:
+                self.assoc.send_c_cancel(msg_id, query_model=model)
+            except (RuntimeError, ValueError):
+                log.debug("C-CANCEL of a C-GET could not be sent")
+        return status
 
     def end(self) -> None:
         """Release the association, aborting it if the release fails."""
@@ -190,6 +203,8 @@ class AssociationPool:
             yield pooled
         finally:
             pooled.on_store = None
+            pooled.cancel = None
+            pooled.current = None
             self._give_back(pooled)
 
     def _acquire(self, kind: AssociationKind, operation: str, fresh: bool) -> PooledAssociation:
@@ -222,8 +237,8 @@ class AssociationPool:
                             f"{self.settings.network_timeout:g} s",
                         )
         finally:
-            for pooled in to_end:
-                pooled.end()
+            for old in to_end:
+                old.end()
         try:
             pooled = self._open_association(kind, operation)
         except BaseException:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -23,7 +23,9 @@ from pydicom.multival import MultiValue
 
 from ..errors import DicomWebError, InputError, NodeError, NodeTimeout, NodeUnreachable
 from .node import LEVEL_KEYS, NodeBase, QueryLevel, QueryRoot
+from .retrieve import iter_wado
 from .spec import Capabilities, ServerSpec
+from .storage import StoreItem, StoreResult, store_stow
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -276,6 +278,17 @@ class DicomWebNode(NodeBase):
                 yield patient
                 if limit is not None and len(seen) >= limit:
                     return
+
+    # -- streams ---------------------------------------------------------------------
+    def iter_instances(
+        self, level: QueryLevel | str, query: Dataset, *, root: QueryRoot | str | None = None
+    ) -> Iterator[Dataset]:
+        """Stream the instances named by ``query`` over WADO-RS (see :mod:`.retrieve`)."""
+        return iter_wado(self, level, query)
+
+    def store(self, items: Iterable[StoreItem]) -> StoreResult:
+        """STOW-RS datasets or files in batches (see :mod:`.storage`)."""
+        return store_stow(self, items)
 
     # -- probe -------------------------------------------------------------------------
     def probe(self) -> Capabilities:

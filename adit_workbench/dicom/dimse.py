@@ -9,8 +9,9 @@ exceptions naming the node and the operation (see :mod:`adit_workbench.errors`).
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -25,8 +26,10 @@ from .association import (
     lost_association_error,
 )
 from .node import NodeBase, QueryLevel, QueryRoot, default_root
+from .retrieve import iter_cget
 from .spec import Capabilities, ServerSpec
 from .status import Status, category, is_pending, raise_for_status, status_code
+from .storage import StoreItem, StoreResult, store_cstore
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -292,10 +295,12 @@ class DimseNode(NodeBase):
         on_store: Callable[[Any], int],
         *,
         root: QueryRoot | str | None = None,
+        cancel: threading.Event | None = None,
     ) -> RetrieveResult:
         """C-GET; ``on_store(event)`` gets each instance (pynetdicom C-STORE event).
 
-        ``on_store`` returns the C-STORE status to answer (0x0000 when kept). Raises
+        ``on_store`` returns the C-STORE status to answer (0x0000 when kept). Setting
+        ``cancel`` sends a C-CANCEL at the next instance. Raises
         :class:`~adit_workbench.errors.DicomStatusError` on a failed final status.
         """
         level = QueryLevel.parse(level)
@@ -304,11 +309,12 @@ class DimseNode(NodeBase):
 
         def send(pooled: PooledAssociation) -> RetrieveResult:
             pooled.on_store = on_store
+            pooled.cancel = cancel
+            msg_id = pooled.next_message_id()
+            pooled.current = (msg_id, _GET[chosen])
             started = time.monotonic()
             try:
-                responses = pooled.assoc.send_c_get(
-                    identifier, _GET[chosen], msg_id=pooled.next_message_id()
-                )
+                responses = pooled.assoc.send_c_get(identifier, _GET[chosen], msg_id=msg_id)
             except ValueError as exc:
                 raise NotSupported(
                     self.name, "C-GET", f"{chosen.value}-root C-GET not accepted"
@@ -378,6 +384,17 @@ class DimseNode(NodeBase):
         if result.status < 0:
             raise NodeError(self.name, operation, "no final response")
         return result
+
+    # -- streams ---------------------------------------------------------------------
+    def iter_instances(
+        self, level: QueryLevel | str, query: Dataset, *, root: QueryRoot | str | None = None
+    ) -> Iterator[Dataset]:
+        """Stream the instances named by ``query`` over C-GET (see :mod:`.retrieve`)."""
+        return iter_cget(self, level, query, root=root)
+
+    def store(self, items: Iterable[StoreItem]) -> StoreResult:
+        """C-STORE datasets or files (see :mod:`.storage`)."""
+        return store_cstore(self, items)
 
     # -- probe -------------------------------------------------------------------------
     def probe(self) -> Capabilities:

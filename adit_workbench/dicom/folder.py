@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +26,7 @@ from .spec import Capabilities, FolderSpec
 
 if TYPE_CHECKING:
     from ..config import Settings
+    from .storage import StoreItem, StoreResult
 
 __all__ = ["FolderNode", "iter_headers", "matches"]
 
@@ -192,3 +193,18 @@ class FolderNode(NodeBase):
             else:
                 result[element.tag] = element
         return result
+
+    # -- streams ---------------------------------------------------------------------
+    def iter_instances(
+        self, level: QueryLevel | str, query: Dataset, *, root: QueryRoot | str | None = None
+    ) -> Iterator[Dataset]:
+        """The matching files, read in full (see :mod:`.retrieve`)."""
+        from .retrieve import iter_folder  # retrieve imports this module
+
+        return iter_folder(self, level, query)
+
+    def store(self, items: Iterable[StoreItem]) -> StoreResult:
+        """Write datasets or files into the folder (see :mod:`.storage`)."""
+        from .storage import store_folder
+
+        return store_folder(self, items)

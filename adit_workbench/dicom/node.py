@@ -13,7 +13,8 @@ an empty iterator from ``find`` means the node answered "no matches".
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterable, Iterator
 from enum import StrEnum
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, Self, runtime_checkable
@@ -25,6 +26,7 @@ from .spec import Capabilities, FolderSpec, ServerSpec
 
 if TYPE_CHECKING:
     from ..config import Settings
+    from .storage import StoreResult
 
 __all__ = [
     "LEVEL_KEYS",
@@ -32,6 +34,8 @@ __all__ = [
     "NodeBase",
     "QueryLevel",
     "QueryRoot",
+    "RetrieveNode",
+    "StoreNode",
     "default_root",
     "open_node",
 ]
@@ -140,6 +144,26 @@ class Node(Protocol):
 
     def close(self) -> None:
         """Release connections (idempotent)."""
+        ...
+
+
+@runtime_checkable
+class RetrieveNode(Node, Protocol):
+    """A node instances can be fetched from (C-GET, WADO-RS, folder)."""
+
+    def iter_instances(
+        self, level: QueryLevel | str, query: Dataset, *, root: QueryRoot | str | None = None
+    ) -> Iterator[Dataset]:
+        """Stream the instances of the patient, study, series or instance in ``query``."""
+        ...
+
+
+@runtime_checkable
+class StoreNode(Node, Protocol):
+    """A node instances can be sent to (C-STORE, STOW-RS, folder)."""
+
+    def store(self, items: Iterable[Dataset | str | os.PathLike[str]]) -> StoreResult:
+        """Send datasets or Part-10 files; refused instances are reported, not raised."""
         ...
 
 

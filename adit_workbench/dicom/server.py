@@ -9,7 +9,7 @@ DICOMweb root for it. :class:`DicomServer` holds a :class:`~.dimse.DimseNode` an
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -21,6 +21,7 @@ from .dicomweb import DicomWebNode
 from .dimse import DimseNode
 from .node import NodeBase, QueryLevel, QueryRoot, default_root
 from .spec import Capabilities, ServerSpec
+from .storage import StoreItem, StoreResult
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -111,6 +112,30 @@ class DicomServer(NodeBase):
         )
         prefer_dimse = dimse_find or not caps.qido
         return self._side(via, prefer_dimse=prefer_dimse).find(level, query, limit=limit, root=root)
+
+    def iter_instances(
+        self,
+        level: QueryLevel | str,
+        query: Dataset,
+        *,
+        root: QueryRoot | str | None = None,
+        via: Via | str | None = None,
+    ) -> Iterator[Dataset]:
+        """C-GET or WADO-RS; without ``via``, C-GET if supported, else WADO-RS."""
+        level = QueryLevel.parse(level)
+        caps = self.capabilities
+        dimse_get = (
+            caps.patient_root_get
+            if default_root(level, root) is QueryRoot.PATIENT
+            else caps.study_root_get
+        )
+        side = self._side(via, prefer_dimse=dimse_get or not caps.wado)
+        return side.iter_instances(level, query, root=root)
+
+    def store(self, items: Iterable[StoreItem], *, via: Via | str | None = None) -> StoreResult:
+        """C-STORE or STOW-RS; without ``via``, C-STORE if supported, else STOW-RS."""
+        caps = self.capabilities
+        return self._side(via, prefer_dimse=caps.store or not caps.stow).store(items)
 
     def probe(self) -> Capabilities:
         """Probe every configured side and merge the findings."""
