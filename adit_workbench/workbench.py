@@ -46,6 +46,7 @@ class Workbench:
     ) -> None:
         self.settings = settings
         self.database = database
+        self._live_nodes: dict[str, tuple[NodeSpec, Node]] = {}
         # Never unchecked: without an explicit Access the caller's identity is resolved.
         self.access = (
             access
@@ -87,7 +88,27 @@ class Workbench:
         from .access.guarded import GuardedNode
         from .dicom.node import open_node
 
-        return GuardedNode(open_node(self.node_spec(name), self.settings), self.access)
+        spec = self.node_spec(name)
+        # One live node per server and spec: its association pool is what bounds the
+        # concurrent associations to the server, so two objects would double the bound.
+        cached = self._live_nodes.get(name)
+        if cached is None or cached[0] != spec:
+            if cached is not None:
+                cached[1].close()
+            cached = self._live_nodes[name] = (spec, open_node(spec, self.settings))
+        return GuardedNode(cached[1], self.access)
+
+    def close(self) -> None:
+        """Release the associations and HTTP connections of the nodes opened so far."""
+        for _, live in self._live_nodes.values():
+            live.close()
+        self._live_nodes.clear()
+
+    def __enter__(self) -> Workbench:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def add_server(
         self,

@@ -63,7 +63,10 @@ def test_secret_generated_once_with_mode_0600(settings: Settings) -> None:
 
 
 def test_secret_same_across_processes(settings: Settings, data_dir: Path) -> None:
-    code = "from adit_workbench.config import get_settings; print(get_settings().master_secret().hex())"
+    code = (
+        "from adit_workbench.config import get_settings; "
+        "print(get_settings().master_secret().hex())"
+    )
     env = {**os.environ, "ADIT_WB_DATA_DIR": str(data_dir)}
     runs = [
         subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)

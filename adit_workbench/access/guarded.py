@@ -97,10 +97,9 @@ class GuardedNode:
         """Query the node (needs the source role; audited with level and keys)."""
         return self._call("find", "query", NodeRole.SOURCE, args, kwargs)
 
-    def iter_instances(self, *args: Any, **kwargs: Any) -> Any:
-        """Retrieve instances, or stream an instance-level query (source role)."""
-        action = "retrieve" if args else "query"
-        return self._call("iter_instances", action, NodeRole.SOURCE, args, kwargs)
+    def retrieve(self, *args: Any, **kwargs: Any) -> Any:
+        """Retrieve instances (needs the source role)."""
+        return self._call("retrieve", "retrieve", NodeRole.SOURCE, args, kwargs)
 
     def store(self, items: Any, **kwargs: Any) -> Any:
         """Send instances to the node (needs the destination role)."""

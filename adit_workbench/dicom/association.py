@@ -20,7 +20,7 @@ from pynetdicom import AE, StoragePresentationContexts, build_role, evt
 from pynetdicom.association import Association
 
 from ..errors import AssociationRejected, NodeError, NodeTimeout, NodeUnreachable
-from . import nodelay
+from . import nodelay, reactor
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -176,6 +176,8 @@ class AssociationPool:
         idle_timeout: float = 15.0,
     ) -> None:
         nodelay.install()
+        # Reused associations lose responses to pynetdicom's reactor without it.
+        reactor.install()
         self.node = node
         self.host = host
         self.port = port

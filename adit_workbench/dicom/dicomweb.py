@@ -280,7 +280,7 @@ class DicomWebNode(NodeBase):
                     return
 
     # -- streams ---------------------------------------------------------------------
-    def iter_instances(
+    def retrieve(
         self, level: QueryLevel | str, query: Dataset, *, root: QueryRoot | str | None = None
     ) -> Iterator[Dataset]:
         """Stream the instances named by ``query`` over WADO-RS (see :mod:`.retrieve`)."""

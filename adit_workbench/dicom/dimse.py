@@ -386,7 +386,7 @@ class DimseNode(NodeBase):
         return result
 
     # -- streams ---------------------------------------------------------------------
-    def iter_instances(
+    def retrieve(
         self, level: QueryLevel | str, query: Dataset, *, root: QueryRoot | str | None = None
     ) -> Iterator[Dataset]:
         """Stream the instances named by ``query`` over C-GET (see :mod:`.retrieve`)."""

@@ -22,6 +22,7 @@ from pydicom.multival import MultiValue
 
 from ..errors import InputError, NodeError, NodeUnreachable
 from .node import LEVEL_KEYS, NodeBase, QueryLevel, QueryRoot
+from .query import QueryMixin
 from .spec import Capabilities, FolderSpec
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ def matches(header: Dataset, query: Dataset) -> bool:
     return True
 
 
-class FolderNode(NodeBase):
+class FolderNode(NodeBase, QueryMixin):
     """A folder of DICOM files (a source from an upload, or a destination)."""
 
     def __init__(self, spec: FolderSpec, settings: Settings | None = None) -> None:
@@ -195,7 +196,7 @@ class FolderNode(NodeBase):
         return result
 
     # -- streams ---------------------------------------------------------------------
-    def iter_instances(
+    def retrieve(
         self, level: QueryLevel | str, query: Dataset, *, root: QueryRoot | str | None = None
     ) -> Iterator[Dataset]:
         """The matching files, read in full (see :mod:`.retrieve`)."""

@@ -3,7 +3,7 @@
 Modelled on dicomweb-client's client protocol: one small interface, several
 implementations, behaviour tests parametrized over all of them. The query layer builds
 on :meth:`Node.find`; the transfer layer will add retrieve and store streams
-(``iter_instances`` over C-GET, C-MOVE through the receiver or WADO-RS; ``store`` over
+(``retrieve`` over C-GET, C-MOVE through the receiver or WADO-RS; ``store`` over
 C-STORE or STOW-RS) as further methods on the same classes, with a protocol of their own
 so that a node that cannot retrieve is rejected by the type checker, not at run time.
 
@@ -151,7 +151,7 @@ class Node(Protocol):
 class RetrieveNode(Node, Protocol):
     """A node instances can be fetched from (C-GET, WADO-RS, folder)."""
 
-    def iter_instances(
+    def retrieve(
         self, level: QueryLevel | str, query: Dataset, *, root: QueryRoot | str | None = None
     ) -> Iterator[Dataset]:
         """Stream the instances of the patient, study, series or instance in ``query``."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import socket
 import warnings
 from collections import defaultdict
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
@@ -29,8 +28,7 @@ from typing import Any, Generic, Protocol, TypeVar, cast
 
 from pydicom import Dataset
 
-from ..errors import AssociationRejected, InputError, NodeUnreachable, WorkbenchError
-from . import query_reactor
+from ..errors import InputError, WorkbenchError
 from .filters import Level, Query, matches, normalize
 from .query_plan import Route, Via, ask_level, choose_route, identifiers
 from .results import RESULT_TYPES, Instance, Patient, Results, Series, Study, _Result
@@ -55,8 +53,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Without it pynetdicom loses C-FIND responses on reused associations (see query_reactor).
-query_reactor.install()
 
 T = TypeVar("T", bound=_Result)
 
@@ -139,27 +135,6 @@ def _node_find(
     return node.find(level.value, identifier, limit=limit, root=root)
 
 
-def _clarified(answers: Iterator[Dataset], node: FindNode, route: Route) -> Iterator[Dataset]:
-    """Re-raise "aborted during negotiation" as unreachable when nothing listens there.
-
-    pynetdicom reports a refused TCP connection as an aborted association, which reads
-    as a negotiation problem; one quick connect attempt tells the two apart.
-    """
-    try:
-        yield from answers
-    except AssociationRejected as exc:
-        spec = _spec(node)
-        if not route.is_dimse or spec is None or "aborted" not in exc.detail:
-            raise
-        try:
-            with socket.create_connection((spec.host, spec.port), timeout=2):
-                pass
-        except OSError:
-            where = f"{spec.host}:{spec.port}"
-            raise NodeUnreachable(exc.node, exc.operation, f"cannot connect to {where}") from exc
-        raise
-
-
 class ResultStream(Iterator[T], Generic[T]):
     """The streaming answer of an ``iter_*`` call.
 
@@ -206,7 +181,7 @@ class ResultStream(Iterator[T], Generic[T]):
             raw = 0
             answers = _node_find(self._node, route, asked, identifier, raw_cap)
             try:
-                for ds in _clarified(answers, self._node, route):
+                for ds in answers:
                     raw += 1
                     if not matches(query, ds):
                         continue

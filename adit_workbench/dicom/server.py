@@ -20,6 +20,7 @@ from ..errors import InputError, NotSupported
 from .dicomweb import DicomWebNode
 from .dimse import DimseNode
 from .node import NodeBase, QueryLevel, QueryRoot, default_root
+from .query import QueryMixin
 from .spec import Capabilities, ServerSpec
 from .storage import StoreItem, StoreResult
 
@@ -41,7 +42,7 @@ def has_dimse(spec: ServerSpec) -> bool:
     return bool(spec.ae_title and spec.host and spec.port > 0)
 
 
-class DicomServer(NodeBase):
+class DicomServer(NodeBase, QueryMixin):
     """A server node over DIMSE, DICOMweb or both.
 
     Attributes
@@ -113,7 +114,7 @@ class DicomServer(NodeBase):
         prefer_dimse = dimse_find or not caps.qido
         return self._side(via, prefer_dimse=prefer_dimse).find(level, query, limit=limit, root=root)
 
-    def iter_instances(
+    def retrieve(
         self,
         level: QueryLevel | str,
         query: Dataset,
@@ -130,7 +131,7 @@ class DicomServer(NodeBase):
             else caps.study_root_get
         )
         side = self._side(via, prefer_dimse=dimse_get or not caps.wado)
-        return side.iter_instances(level, query, root=root)
+        return side.retrieve(level, query, root=root)
 
     def store(self, items: Iterable[StoreItem], *, via: Via | str | None = None) -> StoreResult:
         """C-STORE or STOW-RS; without ``via``, C-STORE if supported, else STOW-RS."""

@@ -45,6 +45,7 @@ ENTRY_POINTS: dict[str, Call] = {
     "start_sandbox": Call(),
     "stop_sandbox": Call(),
     "sandbox_status": Call(check="open"),  # state of this machine's sandbox process only
+    "close": Call(check="open"),  # releases this object's own connections
 }
 
 

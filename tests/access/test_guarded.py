@@ -43,8 +43,8 @@ class FakeNode:
         self.calls.append("find_studies")
         return ["s1", "s2", "s3"]
 
-    def iter_instances(self, *args: Any, **kwargs: Any) -> Iterator[str]:
-        self.calls.append("iter_instances")
+    def retrieve(self, *args: Any, **kwargs: Any) -> Iterator[str]:
+        self.calls.append("retrieve")
         return iter([])
 
     def store(self, items: list[str]) -> str:
@@ -108,7 +108,7 @@ def test_destination_role_stores_and_failures_are_audited(admin: Access, hub_use
     with pytest.raises(NodeAccessDenied):
         node.find_studies(patient_id="1")
     with pytest.raises(NodeAccessDenied):
-        node.iter_instances("STUDY", Dataset())
+        node.retrieve("STUDY", Dataset())
     stores = admin.admin.audit_events(user="bob", action="store")
     assert [(s.outcome, s.details.get("items")) for s in stores] == [("ok", 2), ("failed", None)]
     assert stores[1].details["error"] == "NodeUnreachable"

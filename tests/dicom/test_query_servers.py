@@ -237,7 +237,7 @@ def test_node_limit_caps_every_call(orthanc_q: OrthancServer, settings: Settings
 
 def test_batch_reuses_bounded_associations(routes: dict[str, tuple[Any, str]]) -> None:
     # Enough back-to-back queries on reused associations to catch pynetdicom's reactor
-    # race (query_reactor): without the fix a few in every hundred lost a match.
+    # race (dicom.reactor): without the fix a few in every hundred lost a match.
     node, _ = routes["orthanc-cfind"]
     queries = [{"patient_id": f"SYN{n:04d}"} for n in range(1, 9)] * 25
     for workers in (1, 2):

@@ -91,18 +91,18 @@ def test_retrieve_each_level(source: RetrieveNode, level: str, same: object) -> 
     assert isinstance(source, RetrieveNode)
     expected = {str(ds.SOPInstanceUID) for ds in ALL if same(ds)}  # type: ignore[operator]
     root = "patient" if level == "PATIENT" else None
-    got = list(source.iter_instances(level, _query(level, FIRST), root=root))
+    got = list(source.retrieve(level, _query(level, FIRST), root=root))
     assert {str(ds.SOPInstanceUID) for ds in got} == expected
     assert all("PixelData" in ds for ds in got)
     assert all(ds.file_meta.TransferSyntaxUID for ds in got)
 
 
 def test_stopping_a_retrieve_early_keeps_the_node_usable(source: RetrieveNode) -> None:
-    stream = source.iter_instances("STUDY", _query("STUDY", FIRST))
+    stream = source.retrieve("STUDY", _query("STUDY", FIRST))
     assert next(stream).SOPInstanceUID
     stream.close()  # type: ignore[attr-defined]
     source.echo()
-    assert list(source.iter_instances("IMAGE", _query("IMAGE", FIRST)))
+    assert list(source.retrieve("IMAGE", _query("IMAGE", FIRST)))
 
 
 def test_store_datasets_and_files(destination: StoreNode, archive_folder: Path) -> None:
@@ -147,7 +147,7 @@ def test_server_copies_a_study_from_orthanc1_to_orthanc2(
         DicomServer(server_spec(loaded_orthanc), node_settings) as source,
         DicomServer(server_spec(orthanc2), node_settings) as target,
     ):
-        result = target.store(source.iter_instances("STUDY", _query("STUDY", FIRST)))
+        result = target.store(source.retrieve("STUDY", _query("STUDY", FIRST)))
         assert result.ok
         expected = sum(1 for ds in ALL if ds.StudyInstanceUID == FIRST.StudyInstanceUID)
         assert result.stored == expected == orthanc2.statistics()["CountInstances"]
@@ -159,9 +159,9 @@ def test_server_copies_a_study_from_orthanc1_to_orthanc2(
 def test_wado_needs_uids(loaded_orthanc: OrthancServer, node_settings: Settings) -> None:
     with DicomWebNode(server_spec(loaded_orthanc, dimse=False), node_settings) as node:
         with pytest.raises(InputError):
-            list(node.iter_instances("STUDY", Dataset()))
+            list(node.retrieve("STUDY", Dataset()))
         with pytest.raises(InputError):
-            list(node.iter_instances("PATIENT", Dataset()))
+            list(node.retrieve("PATIENT", Dataset()))
 
 
 def test_stopping_a_c_get_sends_c_cancel(node_settings: Settings) -> None:
@@ -189,11 +189,11 @@ def test_stopping_a_c_get_sends_c_cancel(node_settings: Settings) -> None:
     try:
         spec = ServerSpec(name="GETSCP", ae_title="GETSCP", host="127.0.0.1", port=port)
         with DimseNode(spec, node_settings) as node:
-            stream = node.iter_instances("STUDY", _query("STUDY", FIRST))
+            stream = node.retrieve("STUDY", _query("STUDY", FIRST))
             first = [next(stream), next(stream)]
             stream.close()  # type: ignore[attr-defined]
             assert all(ds.SOPInstanceUID for ds in first)
             assert cancelled == [True]
-            assert len(list(node.iter_instances("STUDY", _query("STUDY", FIRST)))) == len(datasets)
+            assert len(list(node.retrieve("STUDY", _query("STUDY", FIRST)))) == len(datasets)
     finally:
         server.shutdown()

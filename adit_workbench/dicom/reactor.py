@@ -21,7 +21,8 @@ reactor's non-blocking take from the message queue share one lock, and the react
 nothing while the checkpoint is cleared. A service clears the checkpoint before it sends,
 so its responses can no longer reach the reactor; requests from the peer between services
 are served as before. It belongs with the node layer's other pynetdicom patch
-(``nodelay.install``); it lives here until it moves there.
+(``nodelay.install``): :class:`~.association.AssociationPool` installs both, so
+C-GET, C-MOVE and C-STORE on pooled associations are covered as well as C-FIND.
 """
 
 from __future__ import annotations
