@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-SYSTEM_PACKAGES := orthanc orthanc-dicomweb dcmtk redis-server postgresql dcm2niix chromium nodejs npm
+SYSTEM_PACKAGES := orthanc orthanc-dicomweb dcmtk redis-server postgresql dcm2niix chromium
 PYTEST_ARGS ?=
 
 .PHONY: all venv system-packages lint test demo bench clean
@@ -23,10 +23,11 @@ venv: $(BIN)/.installed
 # Installs only what is missing, and only when run as root; otherwise says what is missing.
 system-packages:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	command -v npm >/dev/null || missing="$$missing npm"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then \
 		echo "installing system packages:" $$missing; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || exit 1; \
 		/etc/init.d/orthanc stop >/dev/null 2>&1 || true; \
 	else \
 		echo "not root: missing system packages will make some tests skip:" $$missing; \

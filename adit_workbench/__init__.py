@@ -1,7 +1,16 @@
 """adit_workbench: find, copy, pseudonymize and account for DICOM studies, Jupyter-first.
 
-The public surface is small on purpose; see :func:`connect` (coming with the facade) and
-the exception tree in :mod:`adit_workbench.errors`.
+A small curated surface, in the style of rq and dicomweb-client::
+
+    import adit_workbench as aw
+    wb = aw.connect()                       # settings, identity, database
+    pacs = wb.node("SANDBOX")               # only nodes the user may use
+    pacs.echo()
+    hits = pacs.find_studies(patient_id="SYN0001", modality="CT")
+    hits.df
+
+Everything else stays importable from its sub-package (``adit_workbench.dicom``,
+``adit_workbench.deid`` …) without being advertised here.
 """
 
 from __future__ import annotations
@@ -9,7 +18,9 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from .config import Settings, get_settings
+from .deid import Option, Profile, Pseudonymizer, scan_leaks
 from .errors import InputError, NodeError, PermissionDenied, WorkbenchError
+from .workbench import Workbench, connect
 
 try:
     __version__ = version("adit-workbench")
@@ -19,9 +30,15 @@ except PackageNotFoundError:  # running from a source tree without installation
 __all__ = [
     "InputError",
     "NodeError",
+    "Option",
     "PermissionDenied",
+    "Profile",
+    "Pseudonymizer",
     "Settings",
+    "Workbench",
     "WorkbenchError",
     "__version__",
+    "connect",
     "get_settings",
+    "scan_leaks",
 ]

@@ -158,9 +158,13 @@ class Workbench:
     ) -> FolderSpec:
         """Register a folder as a source or destination (the path is made absolute)."""
         self.access.require(Permission.ADMIN, action="node.add", node=name)
+        try:
+            absolute = Path(path).expanduser().resolve()
+        except (ValueError, OSError, RuntimeError) as exc:
+            raise InputError(f"folder {name!r}: path is not usable: {exc}") from exc
         spec = FolderSpec(
             name=name,
-            path=Path(path).expanduser().resolve(),
+            path=absolute,
             quota_gb=quota_gb,
             warn_size_gb=warn_size_gb,
         )

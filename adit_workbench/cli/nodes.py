@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import click
 
@@ -33,8 +32,8 @@ def add_server(name: str, ae_title: str, host: str, port: int, dicomweb_url: str
 
 @nodes.command("add-folder")
 @click.argument("name")
-@click.argument("path", type=click.Path(file_okay=False, path_type=Path))
-def add_folder(name: str, path: Path) -> None:
+@click.argument("path")
+def add_folder(name: str, path: str) -> None:
     """Register a folder NAME at PATH as a source or destination."""
     spec = open_workbench().add_folder(name, path)
     click.echo(f"added folder {name} ({spec.path})")
@@ -102,4 +101,3 @@ def _supports(caps: Capabilities) -> str:
     }
     names = [short.get(flag, flag) for flag, ok in caps.as_flags().items() if ok]
     return ",".join(names) or "-"
-
