@@ -11,6 +11,7 @@ One schema for the embedded SQLite file and for a shared PostgreSQL server::
 from __future__ import annotations
 
 from . import access as access_models  # noqa: F401 (registers the tables with Base)
+from . import jobs as job_models  # noqa: F401 (registers the tables with Base)
 from . import nodes
 from .database import Database, open_database
 from .models import Base

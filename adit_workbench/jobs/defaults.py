@@ -1,0 +1,46 @@
+"""Defaults of the jobs layer, gathered in one module (as rq does).
+
+Each constant is a candidate setting; until :mod:`adit_workbench.config` grows the field,
+callers read it from here and tests override it per call.
+"""
+
+from __future__ import annotations
+
+#: Seconds between a running task's heartbeats (and its checks for a cancel request).
+HEARTBEAT_INTERVAL = 5.0
+#: A running task whose heartbeat is older than this is presumed dead and re-queued.
+STALE_AFTER = 60.0
+#: Seconds between two sweeps for dead tasks.
+SWEEP_INTERVAL = 30.0
+#: Attempts before a task whose workers keep dying (or keep failing retriably) fails.
+MAX_ATTEMPTS = 3
+#: RQ job timeout of one task in seconds (transfers; mass-transfer partitions are longer).
+TASK_TIMEOUT = 20 * 60
+MASS_TRANSFER_TASK_TIMEOUT = 24 * 60 * 60
+#: Threads of the inline runner.
+INLINE_WORKERS = 2
+#: Prefix of the RQ queue names (``<prefix>-<priority>``).
+QUEUE_PREFIX = "adit-wb"
+
+#: Row limits for users without the unlimited-batch-size permission (ADIT's values).
+MAX_BATCH_QUERY_ROWS = 1000
+MAX_BATCH_TRANSFER_ROWS = 500
+#: Studies of one selective transfer without the staff permission.
+MAX_SELECTIVE_STUDIES = 10
+#: Batch files larger than this are refused before they are parsed (ADIT: 5 MB).
+MAX_BATCH_FILE_BYTES = 5 * 1024 * 1024
+#: Hard cap on rows even for staff, so that a wrong file cannot flood the queue.
+HARD_MAX_ROWS = 100_000
+
+#: Mass transfer: smallest time window a capped study query is split down to (minutes).
+MIN_WINDOW_MINUTES = 30
+
+#: Finished mail: SMTP server and sender (port 0 disables mail).
+SMTP_HOST = "127.0.0.1"
+SMTP_PORT = 0
+SMTP_FROM = "adit-workbench@localhost"
+#: Domain appended to a user name that is not an e-mail address.
+MAIL_DOMAIN = "localhost"
+
+#: Optional time windows per job kind, e.g. ``{"mass_transfer": "18:00-07:00"}`` (local time).
+TIME_WINDOWS: dict[str, str] = {}

@@ -1,0 +1,346 @@
+"""Create jobs and act on them, each step checked by the access layer.
+
+:class:`JobManager` is what ``wb.jobs`` is. Creating a job checks (and audits) the app
+permission, the node roles, urgency, unpseudonymized transfer, batch size and maintenance
+mode, writes the job and all its tasks in one transaction, then queues one entry per task.
+Actions follow ADIT's table (owner or staff; verify and restart staff only).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, select, update
+
+from ..access import Access, NodeRole, Permission
+from ..errors import InputError, NotFound, PermissionDenied
+from ..store.jobs import Job, Task
+from ..store.models import utcnow
+from . import defaults
+from .queue import InlineBackend, QueueBackend, RQBackend
+from .runner import after_task, cancel_local, task_timeout
+from .status import FINAL_TASK_STATUSES, JobKind, JobStatus, TaskStatus, priority
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..store import Database
+    from .handle import JobHandle
+
+__all__ = ["JobManager", "backend_for"]
+
+_INLINE: dict[str, InlineBackend] = {}
+_INLINE_LOCK = threading.Lock()
+
+
+def backend_for(database: Database, settings: Settings) -> QueueBackend:
+    """RQ when Redis is configured, else this process's inline pool for the database."""
+    if settings.redis_url is not None:
+        return RQBackend(settings.redis_url.get_secret_value())
+    key = database.url_for_display
+    with _INLINE_LOCK:
+        backend = _INLINE.get(key)
+        if backend is None:
+            backend = _INLINE[key] = InlineBackend(database, settings)
+            from .sweeper import sweep
+
+            # Tasks left PENDING or dead by an earlier process run here now.
+            sweep(database, backend, include_pending=True)
+        return backend
+
+
+class JobManager:
+    """Jobs of one user: create, list, inspect and act (``wb.jobs``)."""
+
+    def __init__(
+        self,
+        database: Database,
+        access: Access,
+        settings: Settings,
+        backend: QueueBackend | None = None,
+    ) -> None:
+        self.database = database
+        self.access = access
+        self.settings = settings
+        self._backend = backend
+
+    def __repr__(self) -> str:
+        return f"<JobManager user={self.access.user!r}>"
+
+    @property
+    def backend(self) -> QueueBackend:
+        """The queue backend (created on first use)."""
+        if self._backend is None:
+            self._backend = backend_for(self.database, self.settings)
+        return self._backend
+
+    # -- reading -----------------------------------------------------------------------
+    def get(self, job_id: int) -> JobHandle:
+        """The job ``job_id`` (owner or staff only)."""
+        from .handle import JobHandle
+
+        self._job_row(job_id)
+        return JobHandle(self, job_id)
+
+    __getitem__ = get
+
+    def list(
+        self, *, status: str | JobStatus | None = None, all_users: bool = False, limit: int = 100
+    ) -> list[JobHandle]:
+        """This user's jobs, newest first (staff: everyone's with ``all_users``)."""
+        from .handle import JobHandle
+
+        if all_users:
+            self.access.require(Permission.STAFF, action="job.list_all")
+        query = select(Job.id).order_by(Job.id.desc()).limit(limit)
+        if not all_users:
+            query = query.where(Job.owner == self.access.user)
+        if status is not None:
+            query = query.where(Job.status == JobStatus.parse(status).value)
+        with self.database.session() as session:
+            ids = list(session.scalars(query))
+        return [JobHandle(self, job_id) for job_id in ids]
+
+    def df(self, **kwargs: Any) -> Any:
+        """:meth:`list` as a DataFrame (id, kind, status, owner, created, progress, message)."""
+        import pandas as pd
+
+        return pd.DataFrame([j.summary() for j in self.list(**kwargs)])
+
+    def _job_row(self, job_id: int, *, staff_only: bool = False, action: str = "job.read") -> Job:
+        with self.database.session() as session:
+            job = session.get(Job, job_id)
+        if job is None:
+            raise NotFound(f"no job {job_id}")
+        if staff_only or job.owner != self.access.user:
+            self.access.require(Permission.STAFF, action=action, details={"job": job_id})
+        return job
+
+    # -- creating ----------------------------------------------------------------------
+    def submit(
+        self,
+        kind: JobKind,
+        job: Job,
+        tasks: Sequence[Task],
+        *,
+        verified: bool = True,
+    ) -> JobHandle:
+        """Store a job and its tasks in one transaction and queue the tasks.
+
+        Callers (the job-kind modules) have checked the kind-specific rules.
+        """
+        from .handle import JobHandle
+
+        self.access.require_accepting_jobs(action=f"job.create.{kind.value}")
+        job.kind = kind.value
+        job.owner = self.access.user
+        job.status = (JobStatus.PENDING if verified else JobStatus.UNVERIFIED).value
+        if job.archive_password:
+            job.has_archive_password = True
+        for task in tasks:
+            task.status = TaskStatus.PENDING.value
+        job.tasks = list(tasks)
+        details = {"kind": kind.value, "tasks": len(tasks), "source": job.source}
+        with self.access.audited(f"job.create.{kind.value}", node=job.source, details=details):
+            with self.database.session() as session:
+                session.add(job)
+                session.flush()
+                job_id = job.id
+                if not tasks:
+                    job.status, job.message = JobStatus.SUCCESS.value, "No tasks to process."
+                    job.ended = utcnow()
+            details["job"] = job_id
+        if verified:
+            self._enqueue(job_id)
+        return JobHandle(self, job_id)
+
+    def check_common(
+        self,
+        kind: JobKind,
+        *,
+        source: str | None,
+        destination: str | None = None,
+        urgent: bool = False,
+        pseudonymize: bool = True,
+    ) -> None:
+        """The checks every job kind makes before it reads its input."""
+        action = f"job.create.{kind.value}"
+        self.access.require_accepting_jobs(action=action)
+        self.access.require(Permission(kind.value), action=action)
+        if source is not None:
+            self.access.require_node(source, NodeRole.SOURCE, action=action)
+        if destination is not None:
+            self.access.require_node(destination, NodeRole.DESTINATION, action=action)
+        if urgent:
+            self.access.require(Permission.URGENT, action=action)
+        if kind.is_transfer and not pseudonymize:
+            self.access.require(Permission.TRANSFER_UNPSEUDONYMIZED, action=action)
+
+    def row_limit(self, kind: JobKind) -> int:
+        """Rows a batch file of ``kind`` may have for this user."""
+        if self.access.has(Permission.UNLIMITED_BATCH_SIZE):
+            return defaults.HARD_MAX_ROWS
+        if kind is JobKind.BATCH_QUERY:
+            return defaults.MAX_BATCH_QUERY_ROWS
+        return defaults.MAX_BATCH_TRANSFER_ROWS
+
+    # -- queueing ----------------------------------------------------------------------
+    def _enqueue(self, job_id: int, task_ids: Iterable[int] | None = None) -> int:
+        now = utcnow()
+        with self.database.session() as session:
+            job = session.get(Job, job_id)
+            if job is None:
+                return 0
+            query = select(Task.id).where(
+                Task.job_id == job_id, Task.status == TaskStatus.PENDING.value
+            )
+            if task_ids is not None:
+                query = query.where(Task.id.in_(list(task_ids)))
+            ids = list(session.scalars(query.order_by(Task.id)))
+            session.execute(
+                update(Task).where(Task.id.in_(ids)).values(queued=now)
+                .execution_options(synchronize_session=False)
+            )  # fmt: skip
+            kind, urgent = JobKind(job.kind), job.urgent
+        for task_id in ids:
+            self.backend.enqueue(
+                task_id, priority=priority(kind, urgent), timeout=task_timeout(kind)
+            )
+        return len(ids)
+
+    # -- actions -----------------------------------------------------------------------
+    def verify(self, job_id: int) -> None:
+        """Staff: release an UNVERIFIED job to the queue."""
+        self._job_row(job_id, staff_only=True, action="job.verify")
+        self._set_status(job_id, JobStatus.UNVERIFIED, JobStatus.PENDING, "job.verify")
+        self._enqueue(job_id)
+
+    def cancel(self, job_id: int) -> None:
+        """Pending tasks are canceled; running ones stop at their next instance."""
+        job = self._job_row(job_id, action="job.cancel")
+        if job.status not in (JobStatus.UNVERIFIED, JobStatus.PENDING, JobStatus.IN_PROGRESS):
+            raise InputError(f"job {job_id} is {job.status}; only a waiting or running job "
+                             "can be canceled")  # fmt: skip
+        audit = self.access.audited("job.cancel", details={"job": job_id})
+        with audit, self.database.session() as session:
+            session.execute(
+                    update(Task)
+                    .where(Task.job_id == job_id, Task.status == TaskStatus.PENDING.value)
+                    .values(status=TaskStatus.CANCELED.value, message="Task manually canceled.",
+                            ended=utcnow())
+                    .execution_options(synchronize_session=False)
+                )  # fmt: skip
+            running = list(
+                session.scalars(
+                    select(Task.id).where(
+                        Task.job_id == job_id, Task.status == TaskStatus.IN_PROGRESS.value
+                    )
+                )
+            )
+            session.execute(
+                    update(Job).where(Job.id == job_id)
+                    .values(status=JobStatus.CANCELING.value)
+                    .execution_options(synchronize_session=False)
+                )  # fmt: skip
+        cancel_local(running)
+        after_task(self.database, job_id)
+
+    def resume(self, job_id: int) -> int:
+        """Canceled tasks of a CANCELED job run again; returns how many."""
+        return self._reset(job_id, JobStatus.CANCELED, [TaskStatus.CANCELED], "job.resume")
+
+    def retry(self, job_id: int) -> int:
+        """Failed tasks of a FAILURE job run again; returns how many."""
+        return self._reset(job_id, JobStatus.FAILURE, [TaskStatus.FAILURE], "job.retry")
+
+    def restart(self, job_id: int) -> int:
+        """Staff: every task of a finished job runs again."""
+        self._job_row(job_id, staff_only=True, action="job.restart")
+        return self._reset(job_id, None, list(FINAL_TASK_STATUSES), "job.restart")
+
+    def reset_task(self, task_id: int) -> None:
+        """Run one finished task again."""
+        with self.database.session() as session:
+            task = session.get(Task, task_id)
+            if task is None:
+                raise NotFound(f"no task {task_id}")
+            job_id, status = task.job_id, task.status
+        self._job_row(job_id, action="task.reset")
+        if status not in FINAL_TASK_STATUSES:
+            raise InputError(f"task {task_id} is {status}; only a finished task can be reset")
+        self._reset(job_id, None, list(FINAL_TASK_STATUSES), "task.reset", task_ids=[task_id])
+
+    def delete(self, job_id: int) -> None:
+        """Delete a job that has not started (UNVERIFIED or PENDING) or has finished."""
+        job = self._job_row(job_id, action="job.delete")
+        if job.status in (JobStatus.IN_PROGRESS, JobStatus.CANCELING):
+            raise InputError(f"job {job_id} is {job.status}; cancel it first")
+        audit = self.access.audited("job.delete", details={"job": job_id})
+        with audit, self.database.session() as session:
+            session.execute(delete(Job).where(Job.id == job_id))
+
+    def make_urgent(self, job_id: int) -> None:
+        """Move a job's waiting tasks to the urgent priority (needs ``urgent``)."""
+        job = self._job_row(job_id, action="job.urgent")
+        self.access.require(Permission.URGENT, action="job.urgent", details={"job": job_id})
+        if job.kind == JobKind.MASS_TRANSFER and not self.access.has(Permission.STAFF):
+            raise PermissionDenied("mass transfers are made urgent by staff only",
+                                   permission="staff")  # fmt: skip
+        audit = self.access.audited("job.urgent", details={"job": job_id})
+        with audit, self.database.session() as session:
+            session.execute(
+                    update(Job).where(Job.id == job_id).values(urgent=True)
+                    .execution_options(synchronize_session=False)
+                )  # fmt: skip
+        # The old entries become no-ops: whichever runs first claims the task.
+        if job.status != JobStatus.UNVERIFIED:
+            self._enqueue(job_id)
+
+    def _set_status(self, job_id: int, before: JobStatus, after: JobStatus, action: str) -> None:
+        audit = self.access.audited(action, details={"job": job_id})
+        with audit, self.database.session() as session:
+            result = session.execute(
+                    update(Job).where(Job.id == job_id, Job.status == before.value)
+                    .values(status=after.value)
+                    .execution_options(synchronize_session=False)
+                )  # fmt: skip
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                raise InputError(f"job {job_id} is not {before.value}")
+
+    def _reset(
+        self,
+        job_id: int,
+        job_status: JobStatus | None,
+        task_statuses: Sequence[TaskStatus],
+        action: str,
+        *,
+        task_ids: Sequence[int] | None = None,
+    ) -> int:
+        job = self._job_row(job_id, action=action)
+        if job_status is not None and job.status != job_status.value:
+            raise InputError(f"job {job_id} is {job.status}; {action.split('.')[-1]} needs "
+                             f"{job_status.value}")  # fmt: skip
+        if task_ids is None and job.status not in {s.value for s in FINAL_TASK_STATUSES}:
+            raise InputError(f"job {job_id} is {job.status}; wait for it to finish")
+        with self.access.audited(action, details={"job": job_id}) as details:
+            with self.database.session() as session:
+                query = update(Task).where(
+                    Task.job_id == job_id, Task.status.in_([s.value for s in task_statuses])
+                )
+                if task_ids is not None:
+                    query = query.where(Task.id.in_(list(task_ids)))
+                count = session.execute(
+                    query.values(status=TaskStatus.PENDING.value, attempts=0, message="", log="",
+                                 worker=None, heartbeat=None, started=None, ended=None, done=0)
+                    .execution_options(synchronize_session=False)
+                ).rowcount  # type: ignore[attr-defined]  # fmt: skip
+                session.execute(
+                    update(Job).where(Job.id == job_id)
+                    .values(status=JobStatus.PENDING.value, ended=None, mail_sent=False)
+                    .execution_options(synchronize_session=False)
+                )  # fmt: skip
+            details["tasks"] = count
+        after_task(self.database, job_id)
+        self._enqueue(job_id)
+        return int(count)
