@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from .dicom.node import Node
+    from .jobs import JobHandle, JobManager
     from .sandbox.process import SandboxStatus
 
 __all__ = ["SANDBOX_NODE", "Workbench", "connect"]
@@ -243,6 +245,66 @@ class Workbench:
 
         return sandbox.status(self.settings)
 
+    # -- jobs (each job kind checks its permissions in adit_workbench.jobs) -------------
+    @cached_property
+    def jobs(self) -> JobManager:
+        """This user's jobs: ``list()``, ``[id]``, ``cancel``, ``resume``, ``retry`` …"""
+        from .jobs import JobManager
+
+        return JobManager(self.database, self.access, self.settings)
+
+    def transfer(
+        self,
+        studies: Any,
+        *,
+        to: str,
+        source: str | None = None,
+        pseudonym: str | None = None,
+        **options: Any,
+    ) -> JobHandle:
+        """Transfer studies or series (query results, UIDs or dicts) to node ``to``.
+
+        ``source`` defaults to the node the results came from. Options: ``pseudonymize``,
+        ``urgent``, ``trial_protocol_id``, ``trial_protocol_name``, ``project_name``,
+        ``deid_options``, ``archive_password``, ``convert_to_nifti``, ``send_finished_mail``.
+        Returns the queued job (``.wait()`` shows its progress).
+        """
+        from .jobs.kinds import selective_transfer
+
+        if source is None:
+            source = _source_of(studies)
+        return selective_transfer(
+            self.jobs, studies, source=source, destination=to, pseudonym=pseudonym, **options
+        )
+
+    def batch_query(self, file: Any, *, source: str, **options: Any) -> JobHandle:
+        """Query ``source`` for each row of a batch file (.csv/.xlsx, ADIT's columns).
+
+        Every invalid row is reported at once (BatchFileError) and nothing is queued.
+        """
+        from .jobs.kinds import batch_query
+
+        return batch_query(self.jobs, file, source=source, **options)
+
+    def batch_transfer(self, file: Any, *, source: str, to: str, **options: Any) -> JobHandle:
+        """Transfer the studies of a batch file (PatientID, StudyInstanceUID,
+        SeriesInstanceUID, Pseudonym) from ``source`` to ``to``; one task per study."""
+        from .jobs.kinds import batch_transfer
+
+        return batch_transfer(self.jobs, file, source=source, destination=to, **options)
+
+    def mass_transfer(
+        self, *, source: str, to: str, start: Any, end: Any, filters: Any, **options: Any
+    ) -> JobHandle:
+        """Every series from ``start`` to ``end`` matching ``filters`` (a list, JSON text
+        or a JSON file), one task per day (``granularity="weekly"``: per week)."""
+        from .jobs.kinds import mass_transfer
+
+        return mass_transfer(
+            self.jobs, source=source, destination=to, start=start, end=end, filters=filters,
+            **options,
+        )  # fmt: skip
+
     def _move_destinations(self) -> Mapping[str, tuple[str, int]]:
         peers: dict[str, tuple[str, int]] = {
             self.settings.ae_title: (self.settings.receiver_host, self.settings.receiver_port)
@@ -251,6 +313,16 @@ class Workbench:
             if isinstance(spec, ServerSpec) and spec.name != SANDBOX_NODE:
                 peers.setdefault(spec.ae_title, (spec.host, spec.port))
         return peers
+
+
+def _source_of(studies: Any) -> str:
+    """The node query results came from (they remember it)."""
+    items = [studies] if hasattr(studies, "study_uid") else list(studies)
+    node = getattr(items[0], "node", None) if items else None
+    name = getattr(node, "name", None)
+    if not isinstance(name, str):
+        raise InputError("give source=NODE: the studies do not say which node they came from")
+    return name
 
 
 def connect(settings: Settings | None = None) -> Workbench:

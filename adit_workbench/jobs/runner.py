@@ -147,7 +147,7 @@ def run_task(
     *,
     backend: QueueBackend | None = None,
     worker: str | None = None,
-    heartbeat_interval: float = defaults.HEARTBEAT_INTERVAL,
+    heartbeat_interval: float | None = None,
 ) -> TaskStatus | None:
     """Run task ``task_id`` if it can be claimed; returns its new status (None: not ours)."""
     worker = worker or worker_id()
@@ -163,8 +163,9 @@ def run_task(
     with _LOCAL_LOCK:
         _LOCAL_CANCEL[task_id] = ctx.cancel_event
     stop = threading.Event()
+    interval = defaults.HEARTBEAT_INTERVAL if heartbeat_interval is None else heartbeat_interval
     beater = threading.Thread(
-        target=_beat, args=(ctx, stop, heartbeat_interval), name=f"beat-{task_id}", daemon=True
+        target=_beat, args=(ctx, stop, interval), name=f"beat-{task_id}", daemon=True
     )
     beater.start()
     retry_after = 0.0
@@ -176,7 +177,7 @@ def run_task(
     except WorkbenchError as exc:
         text = str(exc) or type(exc).__name__
         if exc.retriable and claimed.attempts < defaults.MAX_ATTEMPTS and backend is not None:
-            retry_after = 30.0 * claimed.attempts
+            retry_after = _retry_delay(claimed.attempts)
             outcome = TaskOutcome(
                 TaskStatus.PENDING,
                 "Task failed, but will be retried.",
@@ -207,6 +208,11 @@ def run_task(
         )
     after_task(database, claimed.job_id)
     return outcome.status
+
+
+def _retry_delay(attempt: int) -> float:
+    """Seconds before a retriable failure is tried again (ADIT: 2, 4, 6 minutes)."""
+    return 120.0 * attempt
 
 
 def task_timeout(kind: JobKind) -> int:

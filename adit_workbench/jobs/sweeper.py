@@ -33,11 +33,13 @@ def sweep(
     database: Database,
     backend: QueueBackend,
     *,
-    stale_after: float = defaults.STALE_AFTER,
+    stale_after: float | None = None,
     include_pending: bool = False,
 ) -> list[int]:
     """Re-queue dead tasks (and, with ``include_pending``, every PENDING task of a runnable
     job, for a backend that starts empty); returns the task ids queued."""
+    if stale_after is None:
+        stale_after = defaults.STALE_AFTER
     requeue: list[tuple[int, int, str, bool]] = []
     touched_jobs: set[int] = set()
     with database.session() as session:

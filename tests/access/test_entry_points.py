@@ -29,7 +29,8 @@ class Call:
 
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
-    #: "admin" (PermissionDenied for admin), "node" (NodeAccessDenied), or "open".
+    #: "admin" (PermissionDenied for admin), "node" (NodeAccessDenied), "open", or the
+    #: name of another permission the call must be refused for.
     check: str = "admin"
 
 
@@ -46,6 +47,21 @@ ENTRY_POINTS: dict[str, Call] = {
     "stop_sandbox": Call(),
     "sandbox_status": Call(check="open"),  # state of this machine's sandbox process only
     "close": Call(check="open"),  # releases this object's own connections
+    # Job kinds: bob lacks the app permission (checked before any input is read).
+    "transfer": Call(("1.2.3",), {"to": "RESEARCH", "source": "PACS"}, "selective_transfer"),
+    "batch_query": Call(("q.csv",), {"source": "PACS"}, "batch_query"),
+    "batch_transfer": Call(("t.csv",), {"source": "PACS", "to": "RESEARCH"}, "batch_transfer"),
+    "mass_transfer": Call(
+        (),
+        {
+            "source": "PACS",
+            "to": "RESEARCH",
+            "start": "2020-01-01",
+            "end": "2020-01-02",
+            "filters": [{"modality": "CT"}],
+        },
+        "mass_transfer",
+    ),
 }
 
 
@@ -77,7 +93,9 @@ def test_each_entry_point_refuses_and_audits(
     expected = NodeAccessDenied if call.check == "node" else PermissionDenied
     with pytest.raises(expected) as caught:
         getattr(bob_wb, method)(*call.args, **call.kwargs)
-    if call.check == "admin":
+    if call.check not in ("admin", "node"):
+        assert caught.value.permission == call.check
+    elif call.check == "admin":
         assert caught.value.permission == "admin"
     else:
         assert "ARCHIVE" in str(caught.value)
