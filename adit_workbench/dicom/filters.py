@@ -20,7 +20,6 @@ import re
 from collections.abc import Iterable, Mapping, MutableSequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
-from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
@@ -28,6 +27,7 @@ from pydicom import Dataset
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 
 from ..errors import InputError
+from .node import QueryLevel
 
 __all__ = [
     "FILTERS",
@@ -42,34 +42,8 @@ __all__ = [
 ]
 
 
-class Level(StrEnum):
-    """A query level; the value is the DICOM QueryRetrieveLevel."""
-
-    PATIENT = "PATIENT"
-    STUDY = "STUDY"
-    SERIES = "SERIES"
-    INSTANCE = "IMAGE"
-
-    @classmethod
-    def parse(cls, value: str | Level) -> Level:
-        """Accept a Level or "patient", "study", "series", "instance" or "image"."""
-        if isinstance(value, Level):
-            return value
-        text = str(value).strip().upper()
-        if text == "INSTANCE":
-            return cls.INSTANCE
-        try:
-            return cls(text)
-        except ValueError:
-            raise InputError("level must be one of patient, study, series, instance") from None
-
-    @property
-    def depth(self) -> int:
-        """0 for patient … 3 for instance, so levels can be compared."""
-        return _DEPTH[self]
-
-
-_DEPTH = {Level.PATIENT: 0, Level.STUDY: 1, Level.SERIES: 2, Level.INSTANCE: 3}
+#: The query level of the node layer (INSTANCE is an alias of IMAGE).
+Level = QueryLevel
 
 #: The named filters: Python keyword → DICOM keyword. ``modality`` maps to
 #: ModalitiesInStudy at patient/study level and to Modality below.

@@ -36,6 +36,7 @@ __all__ = [
     "QueryRoot",
     "RetrieveNode",
     "StoreNode",
+    "Via",
     "default_root",
     "open_node",
 ]
@@ -48,6 +49,13 @@ class QueryLevel(StrEnum):
     STUDY = "STUDY"
     SERIES = "SERIES"
     IMAGE = "IMAGE"
+    #: The name users know (DICOMweb's "instances"); an alias of IMAGE.
+    INSTANCE = "IMAGE"
+
+    @property
+    def depth(self) -> int:
+        """0 for patient … 3 for instance, so levels can be compared."""
+        return _LEVEL_DEPTH[self]
 
     @classmethod
     def parse(cls, value: QueryLevel | str) -> QueryLevel:
@@ -64,6 +72,13 @@ class QueryLevel(StrEnum):
             ) from None
 
 
+_LEVEL_DEPTH = {
+    QueryLevel.PATIENT: 0,
+    QueryLevel.STUDY: 1,
+    QueryLevel.SERIES: 2,
+    QueryLevel.IMAGE: 3,
+}
+
 _LEVEL_ALIASES = {
     "PATIENTS": "PATIENT",
     "STUDIES": "STUDY",
@@ -71,6 +86,24 @@ _LEVEL_ALIASES = {
     "INSTANCES": "IMAGE",
     "IMAGES": "IMAGE",
 }
+
+
+class Via(StrEnum):
+    """Which protocol family a call uses; ``auto`` lets the node's capabilities decide."""
+
+    AUTO = "auto"
+    DIMSE = "dimse"
+    DICOMWEB = "dicomweb"
+
+    @classmethod
+    def parse(cls, value: Via | str | None) -> Via:
+        """Accept an enum, a case-insensitive name, or None (meaning auto)."""
+        if value is None:
+            return cls.AUTO
+        try:
+            return cls(str(value).strip().lower())
+        except ValueError:
+            raise InputError(f"unknown via {value!r}: use auto, dimse or dicomweb") from None
 
 
 class QueryRoot(StrEnum):

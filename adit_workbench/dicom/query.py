@@ -30,7 +30,8 @@ from pydicom import Dataset
 
 from ..errors import InputError, WorkbenchError
 from .filters import Level, Query, matches, normalize
-from .query_plan import Route, Via, ask_level, choose_route, identifiers
+from .node import Via
+from .query_plan import Route, ask_level, choose_route, identifiers
 from .results import RESULT_TYPES, Instance, Patient, Results, Series, Study, _Result
 from .spec import Capabilities, ServerSpec
 
@@ -149,7 +150,7 @@ class ResultStream(Iterator[T], Generic[T]):
         self.limit = effective_limit(node, limit)
         self.route = choose_route(_capabilities(node), query, via, node=node.name)
         self.truncated = False
-        self._via = str(Via(str(via).lower()))
+        self._via = str(Via.parse(via))
         self._node = node
         self._query = query
         self._studies_of: defaultdict[str, set[str]] = defaultdict(set)

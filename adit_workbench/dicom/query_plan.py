@@ -25,6 +25,7 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 
 from ..errors import NotSupported
 from .filters import KEYWORD_LEVEL, Level, Query
+from .node import Via
 from .spec import Capabilities
 
 __all__ = ["RETURN_KEYS", "Route", "Via", "ask_level", "choose_route", "identifiers"]
@@ -41,14 +42,6 @@ class Route(StrEnum):
     def is_dimse(self) -> bool:
         """True for the two C-FIND routes."""
         return self is not Route.QIDO
-
-
-class Via(StrEnum):
-    """The caller's route preference: ``auto`` lets the node's capabilities decide."""
-
-    AUTO = "auto"
-    DIMSE = "dimse"
-    DICOMWEB = "dicomweb"
 
 
 _PATIENT = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex")
@@ -107,7 +100,7 @@ def choose_route(
     NotSupported
         The node supports no find route matching ``via``.
     """
-    want = Via(str(via).lower())
+    want = Via.parse(via)
     caps = capabilities
     if want is not Via.DICOMWEB:
         plain_patient = query.level is Level.PATIENT and ask_level(query, Route.PATIENT_ROOT) is (

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from pydicom import Dataset
@@ -19,7 +18,7 @@ from pydicom import Dataset
 from ..errors import InputError, NotSupported
 from .dicomweb import DicomWebNode
 from .dimse import DimseNode
-from .node import NodeBase, QueryLevel, QueryRoot, default_root
+from .node import NodeBase, QueryLevel, QueryRoot, Via, default_root
 from .query import QueryMixin
 from .spec import Capabilities, ServerSpec
 from .storage import StoreItem, StoreResult
@@ -28,13 +27,6 @@ if TYPE_CHECKING:
     from ..config import Settings
 
 __all__ = ["DicomServer", "Via"]
-
-
-class Via(StrEnum):
-    """Which protocol family a call uses."""
-
-    DIMSE = "dimse"
-    DICOMWEB = "dicomweb"
 
 
 def has_dimse(spec: ServerSpec) -> bool:
@@ -76,11 +68,8 @@ class DicomServer(NodeBase, QueryMixin):
                 side.close()
 
     def _side(self, via: Via | str | None, *, prefer_dimse: bool) -> DimseNode | DicomWebNode:
-        if via is not None:
-            try:
-                chosen = Via(str(via).lower())
-            except ValueError:
-                raise InputError(f"unknown via {via!r}: use 'dimse' or 'dicomweb'") from None
+        chosen = Via.parse(via)
+        if chosen is not Via.AUTO:
             side = self.dimse if chosen is Via.DIMSE else self.dicomweb
             if side is None:
                 raise NotSupported(self.name, chosen.value, f"no {chosen.value} configured")

@@ -25,8 +25,8 @@ from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts
 from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.transport import ThreadedAssociationServer
 
+from ..dicom import nodelay
 from ..errors import InputError, NodeError, StoreError
-from . import _nodelay
 from .archive import Archive, StoredInstance
 from .matching import LEVELS, UNIQUE_KEYS, build_response, matches
 
@@ -158,7 +158,7 @@ class SandboxPacs:
         with self._lock:
             if self._server is not None:
                 return self
-            _nodelay.install()
+            nodelay.install()
             handlers: list[Any] = [
                 (evt.EVT_C_FIND, self._on_find),
                 (evt.EVT_C_GET, self._on_get),

@@ -131,7 +131,7 @@ def test_bad_values_name_the_filter_not_the_value() -> None:
         normalize("series", modality="C T")
     with pytest.raises(InputError, match="given twice"):
         normalize("study", {"patient_id": "1"}, PatientID="2")
-    with pytest.raises(InputError, match="level must be"):
+    with pytest.raises(InputError, match="unknown query level"):
         normalize("frame")
 
 
