@@ -130,9 +130,13 @@ def claim_task(database: Database, task_id: int, worker: str) -> ClaimedTask | N
 
 
 def heartbeat(
-    database: Database, task_id: int, worker: str, *, done: int | None = None,
+    database: Database,
+    task_id: int,
+    worker: str,
+    *,
+    done: int | None = None,
     total: int | None = None,
-) -> tuple[bool, bool]:  # fmt: skip
+) -> tuple[bool, bool]:
     """Prove ``worker`` still runs the task; returns ``(still_owner, cancel_requested)``."""
     values: dict[str, Any] = {"heartbeat": utcnow()}
     if done is not None:

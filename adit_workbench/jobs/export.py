@@ -118,23 +118,36 @@ class BatchQueryResults:
                 line = ",".join(map(str, task.lines))
                 hits = found.get(task.id, [])
                 for r in hits:
-                    out.append({
-                        "Line": line, "Pseudonym": r.pseudonym, "PatientID": r.patient_id,
-                        "PatientName": r.patient_name, "BirthDate": r.patient_birth_date,
-                        "ModalitiesInStudy": r.modalities, "StudyDate": r.study_date,
-                        "StudyTime": r.study_time, "StudyDescription": r.study_description,
-                        "NumberOfStudyRelatedInstances": r.image_count,
-                        "AccessionNumber": r.accession_number, "StudyInstanceUID": r.study_uid,
-                        "SeriesInstanceUID": r.series_uid,
-                        "SeriesDescription": r.series_description,
-                        "SeriesNumber": r.series_number, "Status": task.status,
-                        "Message": task.message,
-                    })  # fmt: skip
+                    out.append(
+                        {
+                            "Line": line,
+                            "Pseudonym": r.pseudonym,
+                            "PatientID": r.patient_id,
+                            "PatientName": r.patient_name,
+                            "BirthDate": r.patient_birth_date,
+                            "ModalitiesInStudy": r.modalities,
+                            "StudyDate": r.study_date,
+                            "StudyTime": r.study_time,
+                            "StudyDescription": r.study_description,
+                            "NumberOfStudyRelatedInstances": r.image_count,
+                            "AccessionNumber": r.accession_number,
+                            "StudyInstanceUID": r.study_uid,
+                            "SeriesInstanceUID": r.series_uid,
+                            "SeriesDescription": r.series_description,
+                            "SeriesNumber": r.series_number,
+                            "Status": task.status,
+                            "Message": task.message,
+                        }
+                    )
                 if not hits:
                     row = dict.fromkeys(BATCH_QUERY_EXPORT_COLUMNS, "")
-                    row.update(Line=line, Pseudonym=task.pseudonym, PatientID=task.patient_id,
-                               Status=task.status if task.status != "SUCCESS" else "WARNING",
-                               Message=task.message or "No studies found.")  # fmt: skip
+                    row.update(
+                        Line=line,
+                        Pseudonym=task.pseudonym,
+                        PatientID=task.patient_id,
+                        Status=task.status if task.status != "SUCCESS" else "WARNING",
+                        Message=task.message or "No studies found.",
+                    )
                     out.append(row)
         return out
 
@@ -194,14 +207,19 @@ class MassTransferResults:
         rows = []
         for v in vols:
             row = {
-                "partition_key": v.partition_key, "pseudonym": v.pseudonym,
+                "partition_key": v.partition_key,
+                "pseudonym": v.pseudonym,
                 "study_instance_uid_pseudonymized": v.study_uid_pseudonymized,
                 "series_instance_uid_pseudonymized": v.series_uid_pseudonymized,
-                "modality": v.modality, "study_description": v.study_description,
-                "series_description": v.series_description, "series_number": v.series_number,
-                "study_datetime": v.study_datetime, "institution_name": v.institution_name,
-                "number_of_images": v.number_of_images, "status": v.status,
-            }  # fmt: skip
+                "modality": v.modality,
+                "study_description": v.study_description,
+                "series_description": v.series_description,
+                "series_number": v.series_number,
+                "study_datetime": v.study_datetime,
+                "institution_name": v.institution_name,
+                "number_of_images": v.number_of_images,
+                "status": v.status,
+            }
             if identifying:
                 row.update(
                     patient_id=v.patient_id,
@@ -216,8 +234,11 @@ class MassTransferResults:
     def _require_map_rights(self) -> None:
         access = self._manager.access
         if not (access.has(Permission.TRANSFER_UNPSEUDONYMIZED) or access.has(Permission.STAFF)):
-            access.require(Permission.TRANSFER_UNPSEUDONYMIZED, action="job.pseudonym_map",
-                           details={"job": self.job_id})  # fmt: skip
+            access.require(
+                Permission.TRANSFER_UNPSEUDONYMIZED,
+                action="job.pseudonym_map",
+                details={"job": self.job_id},
+            )
             raise PermissionDenied("the pseudonym map is for authorized users only")
         access.audit("job.pseudonym_map", details={"job": self.job_id})
 

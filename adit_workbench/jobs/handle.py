@@ -133,11 +133,19 @@ class JobHandle:
         with self._manager.database.session() as session:
             rows = session.scalars(select(Task).where(Task.job_id == self.id).order_by(Task.id))
             data = [
-                {"task": t.id, "lines": ",".join(map(str, t.lines)), "status": t.status,
-                 "attempts": t.attempts, "done": t.done, "total": t.total,
-                 "message": t.message, "started": t.started, "ended": t.ended}
+                {
+                    "task": t.id,
+                    "lines": ",".join(map(str, t.lines)),
+                    "status": t.status,
+                    "attempts": t.attempts,
+                    "done": t.done,
+                    "total": t.total,
+                    "message": t.message,
+                    "started": t.started,
+                    "ended": t.ended,
+                }
                 for t in rows
-            ]  # fmt: skip
+            ]
         return pd.DataFrame(data)
 
     def __repr__(self) -> str:

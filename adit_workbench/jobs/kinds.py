@@ -139,15 +139,22 @@ def selective_transfer(
     if not refs:
         raise InputError("no studies given")
     if len(refs) > defaults.MAX_SELECTIVE_STUDIES:
-        jobs.access.require(Permission.STAFF, action=f"job.create.{kind.value}",
-                            details={"studies": len(refs)})  # fmt: skip
+        jobs.access.require(
+            Permission.STAFF, action=f"job.create.{kind.value}", details={"studies": len(refs)}
+        )
     pseudonym = _check_lo("pseudonym", pseudonym or "")
     job = _job(source, destination, urgent=urgent, pseudonymize=pseudonymize, **options)
     tasks = [
-        Task(source=source, destination=destination, patient_id=pid, study_uid=uid,
-             series_uids=series, pseudonym=pseudonym)
+        Task(
+            source=source,
+            destination=destination,
+            patient_id=pid,
+            study_uid=uid,
+            series_uids=series,
+            pseudonym=pseudonym,
+        )
         for pid, uid, series in refs
-    ]  # fmt: skip
+    ]
     return jobs.submit(kind, job, tasks, verified=_auto_verified(jobs))
 
 
@@ -175,9 +182,14 @@ def batch_query(
         query = asdict(item)
         query["filters"] = item.filters()
         tasks.append(
-            Task(source=source, patient_id=item.patient_id, pseudonym=item.pseudonym,
-                 lines=list(item.lines), query=query)
-        )  # fmt: skip
+            Task(
+                source=source,
+                patient_id=item.patient_id,
+                pseudonym=item.pseudonym,
+                lines=list(item.lines),
+                query=query,
+            )
+        )
     return jobs.submit(kind, job, tasks, verified=_auto_verified(jobs))
 
 
@@ -203,11 +215,17 @@ def batch_transfer(
     )
     job = _job(source, destination, urgent=urgent, pseudonymize=pseudonymize, **options)
     tasks = [
-        Task(source=source, destination=destination, patient_id=i.patient_id,
-             study_uid=i.study_uid, series_uids=list(i.series_uids), pseudonym=i.pseudonym,
-             lines=list(i.lines))
+        Task(
+            source=source,
+            destination=destination,
+            patient_id=i.patient_id,
+            study_uid=i.study_uid,
+            series_uids=list(i.series_uids),
+            pseudonym=i.pseudonym,
+            lines=list(i.lines),
+        )
         for i in items
-    ]  # fmt: skip
+    ]
     return jobs.submit(kind, job, tasks, verified=_auto_verified(jobs))
 
 
@@ -236,13 +254,21 @@ def mass_transfer(
         raise InputError("end is before start")
     spec = parse_filters(filters)
     parts = partitions(first, last, granularity)
-    params = {"start": first.isoformat(), "end": last.isoformat(), "granularity": granularity,
-              "filters": spec}  # fmt: skip
-    job = _job(source, destination, urgent=False, pseudonymize=pseudonymize, params=params,
-               **options)  # fmt: skip
+    params = {
+        "start": first.isoformat(),
+        "end": last.isoformat(),
+        "granularity": granularity,
+        "filters": spec,
+    }
+    job = _job(
+        source, destination, urgent=False, pseudonymize=pseudonymize, params=params, **options
+    )
     tasks = [
-        Task(source=source, destination=destination,
-             query={"partition_start": a.isoformat(), "partition_end": b.isoformat(), "key": key})
+        Task(
+            source=source,
+            destination=destination,
+            query={"partition_start": a.isoformat(), "partition_end": b.isoformat(), "key": key},
+        )
         for a, b, key in parts
-    ]  # fmt: skip
+    ]
     return jobs.submit(kind, job, tasks, verified=_auto_verified(jobs))

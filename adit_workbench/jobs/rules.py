@@ -192,14 +192,20 @@ def _same_patient_rules(
         if len(variants) > 1:
             lines = sorted(line for group in variants.values() for line in group)
             for line in lines:
-                check.fail(line, pseudonym_column, "the same PatientID has different pseudonyms "
-                           f"(lines {_lines(lines)})")  # fmt: skip
+                check.fail(
+                    line,
+                    pseudonym_column,
+                    f"the same PatientID has different pseudonyms (lines {_lines(lines)})",
+                )
     for pseudonym, patients in by_pseudonym.items():
         if len(patients) > 1:
             lines = sorted(line for line, _, p in rows if p == pseudonym)
             for line in lines:
-                check.fail(line, pseudonym_column, "the same pseudonym is given to different "
-                           f"PatientIDs (lines {_lines(lines)})")  # fmt: skip
+                check.fail(
+                    line,
+                    pseudonym_column,
+                    f"the same pseudonym is given to different PatientIDs (lines {_lines(lines)})",
+                )
 
 
 def _lines(lines: list[int]) -> str:
@@ -261,8 +267,12 @@ def parse_batch_query(
         if not accession and not modalities:
             check.fail(line, "Modality", "missing Modality (needed without AccessionNumber)")
         if not get("PatientID") and not (get("PatientName") and get("PatientBirthDate")):
-            check.fail(line, "PatientID", "a patient is identified by PatientID, or by "
-                       "PatientName and PatientBirthDate together")  # fmt: skip
+            check.fail(
+                line,
+                "PatientID",
+                "a patient is identified by PatientID, or by "
+                "PatientName and PatientBirthDate together",
+            )
         items.append(
             QueryItem(
                 (line,),
@@ -301,8 +311,9 @@ def parse_batch_transfer(
     check = _Checker(table)
     check.require_columns(table, ("PatientID", "StudyInstanceUID"))
     if pseudonym_required and "Pseudonym" not in table.columns:
-        check.fail(1, "Pseudonym", "required column is missing (you may only transfer "
-                   "pseudonymized)")  # fmt: skip
+        check.fail(
+            1, "Pseudonym", "required column is missing (you may only transfer pseudonymized)"
+        )
     rows = [r for r in table.rows if r.cells.get("Status", "").upper() not in _FAILED]
     if not rows and not check.errors:
         check.fail(0, "", "the file has a header but no data rows")
@@ -321,8 +332,9 @@ def parse_batch_transfer(
         if "StudyInstanceUID" in table.columns and not study:
             check.fail(line, "StudyInstanceUID", "a value is required")
         if pseudonym_required and "Pseudonym" in table.columns and not pseudonym:
-            check.fail(line, "Pseudonym", "a value is required (you may only transfer "
-                       "pseudonymized)")  # fmt: skip
+            check.fail(
+                line, "Pseudonym", "a value is required (you may only transfer pseudonymized)"
+            )
         if not study:
             continue
         patient_of_study[study][pid].append(line)
@@ -337,8 +349,11 @@ def parse_batch_transfer(
         if len(patients) > 1:
             lines = sorted(n for group in patients.values() for n in group)
             for line in lines:
-                check.fail(line, "StudyInstanceUID", "the same study is listed under different "
-                           f"PatientIDs (lines {_lines(lines)})")  # fmt: skip
+                check.fail(
+                    line,
+                    "StudyInstanceUID",
+                    f"the same study is listed under different PatientIDs (lines {_lines(lines)})",
+                )
     _same_patient_rules(check, triples)
     if check.errors:
         raise BatchFileError(table.name, check.errors)

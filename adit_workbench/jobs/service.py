@@ -199,9 +199,11 @@ class JobManager:
                 query = query.where(Task.id.in_(list(task_ids)))
             ids = list(session.scalars(query.order_by(Task.id)))
             session.execute(
-                update(Task).where(Task.id.in_(ids)).values(queued=now)
+                update(Task)
+                .where(Task.id.in_(ids))
+                .values(queued=now)
                 .execution_options(synchronize_session=False)
-            )  # fmt: skip
+            )
             kind, urgent = JobKind(job.kind), job.urgent
         for task_id in ids:
             self.backend.enqueue(
@@ -220,17 +222,21 @@ class JobManager:
         """Pending tasks are canceled; running ones stop at their next instance."""
         job = self._job_row(job_id, action="job.cancel")
         if job.status not in (JobStatus.UNVERIFIED, JobStatus.PENDING, JobStatus.IN_PROGRESS):
-            raise InputError(f"job {job_id} is {job.status}; only a waiting or running job "
-                             "can be canceled")  # fmt: skip
+            raise InputError(
+                f"job {job_id} is {job.status}; only a waiting or running job can be canceled"
+            )
         audit = self.access.audited("job.cancel", details={"job": job_id})
         with audit, self.database.session() as session:
             session.execute(
-                    update(Task)
-                    .where(Task.job_id == job_id, Task.status == TaskStatus.PENDING.value)
-                    .values(status=TaskStatus.CANCELED.value, message="Task manually canceled.",
-                            ended=utcnow())
-                    .execution_options(synchronize_session=False)
-                )  # fmt: skip
+                update(Task)
+                .where(Task.job_id == job_id, Task.status == TaskStatus.PENDING.value)
+                .values(
+                    status=TaskStatus.CANCELED.value,
+                    message="Task manually canceled.",
+                    ended=utcnow(),
+                )
+                .execution_options(synchronize_session=False)
+            )
             running = list(
                 session.scalars(
                     select(Task.id).where(
@@ -239,10 +245,11 @@ class JobManager:
                 )
             )
             session.execute(
-                    update(Job).where(Job.id == job_id)
-                    .values(status=JobStatus.CANCELING.value)
-                    .execution_options(synchronize_session=False)
-                )  # fmt: skip
+                update(Job)
+                .where(Job.id == job_id)
+                .values(status=JobStatus.CANCELING.value)
+                .execution_options(synchronize_session=False)
+            )
         cancel_local(running)
         after_task(self.database, job_id)
 
@@ -285,14 +292,17 @@ class JobManager:
         job = self._job_row(job_id, action="job.urgent")
         self.access.require(Permission.URGENT, action="job.urgent", details={"job": job_id})
         if job.kind == JobKind.MASS_TRANSFER and not self.access.has(Permission.STAFF):
-            raise PermissionDenied("mass transfers are made urgent by staff only",
-                                   permission="staff")  # fmt: skip
+            raise PermissionDenied(
+                "mass transfers are made urgent by staff only", permission="staff"
+            )
         audit = self.access.audited("job.urgent", details={"job": job_id})
         with audit, self.database.session() as session:
             session.execute(
-                    update(Job).where(Job.id == job_id).values(urgent=True)
-                    .execution_options(synchronize_session=False)
-                )  # fmt: skip
+                update(Job)
+                .where(Job.id == job_id)
+                .values(urgent=True)
+                .execution_options(synchronize_session=False)
+            )
         # The old entries become no-ops: whichever runs first claims the task.
         if job.status != JobStatus.UNVERIFIED:
             self._enqueue(job_id)
@@ -301,10 +311,11 @@ class JobManager:
         audit = self.access.audited(action, details={"job": job_id})
         with audit, self.database.session() as session:
             result = session.execute(
-                    update(Job).where(Job.id == job_id, Job.status == before.value)
-                    .values(status=after.value)
-                    .execution_options(synchronize_session=False)
-                )  # fmt: skip
+                update(Job)
+                .where(Job.id == job_id, Job.status == before.value)
+                .values(status=after.value)
+                .execution_options(synchronize_session=False)
+            )
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 raise InputError(f"job {job_id} is not {before.value}")
 
@@ -319,8 +330,9 @@ class JobManager:
     ) -> int:
         job = self._job_row(job_id, action=action)
         if job_status is not None and job.status != job_status.value:
-            raise InputError(f"job {job_id} is {job.status}; {action.split('.')[-1]} needs "
-                             f"{job_status.value}")  # fmt: skip
+            raise InputError(
+                f"job {job_id} is {job.status}; {action.split('.')[-1]} needs {job_status.value}"
+            )
         if task_ids is None and job.status not in {s.value for s in FINAL_TASK_STATUSES}:
             raise InputError(f"job {job_id} is {job.status}; wait for it to finish")
         with self.access.audited(action, details={"job": job_id}) as details:
@@ -331,15 +343,24 @@ class JobManager:
                 if task_ids is not None:
                     query = query.where(Task.id.in_(list(task_ids)))
                 count = session.execute(
-                    query.values(status=TaskStatus.PENDING.value, attempts=0, message="", log="",
-                                 worker=None, heartbeat=None, started=None, ended=None, done=0)
-                    .execution_options(synchronize_session=False)
-                ).rowcount  # type: ignore[attr-defined]  # fmt: skip
+                    query.values(
+                        status=TaskStatus.PENDING.value,
+                        attempts=0,
+                        message="",
+                        log="",
+                        worker=None,
+                        heartbeat=None,
+                        started=None,
+                        ended=None,
+                        done=0,
+                    ).execution_options(synchronize_session=False)
+                ).rowcount  # type: ignore[attr-defined]
                 session.execute(
-                    update(Job).where(Job.id == job_id)
+                    update(Job)
+                    .where(Job.id == job_id)
                     .values(status=JobStatus.PENDING.value, ended=None, mail_sent=False)
                     .execution_options(synchronize_session=False)
-                )  # fmt: skip
+                )
             details["tasks"] = count
         after_task(self.database, job_id)
         self._enqueue(job_id)

@@ -49,21 +49,31 @@ def sweep(
                 continue
             final = task.attempts >= defaults.MAX_ATTEMPTS
             values = (
-                {"status": TaskStatus.FAILURE.value, "ended": utcnow(),
-                 "message": f"The worker died {task.attempts} times running this task."}
-                if final else
-                {"status": TaskStatus.PENDING.value, "worker": None, "heartbeat": None,
-                 "started": None, "message": "The worker stopped responding; task re-queued."}
-            )  # fmt: skip
+                {
+                    "status": TaskStatus.FAILURE.value,
+                    "ended": utcnow(),
+                    "message": f"The worker died {task.attempts} times running this task.",
+                }
+                if final
+                else {
+                    "status": TaskStatus.PENDING.value,
+                    "worker": None,
+                    "heartbeat": None,
+                    "started": None,
+                    "message": "The worker stopped responding; task re-queued.",
+                }
+            )
             changed = session.execute(
                 update(Task)
                 .where(Task.id == task.id, Task.status == TaskStatus.IN_PROGRESS.value)
                 .where(Task.worker == task.worker)
                 .where(Task.heartbeat == task.heartbeat if task.heartbeat else Task.id == task.id)
-                .values(log=task.log + f"worker {task.worker} lost (attempt {task.attempts})\n",
-                        **values)
+                .values(
+                    log=task.log + f"worker {task.worker} lost (attempt {task.attempts})\n",
+                    **values,
+                )
                 .execution_options(synchronize_session=False)
-            ).rowcount  # type: ignore[attr-defined]  # fmt: skip
+            ).rowcount  # type: ignore[attr-defined]
             if changed != 1:
                 continue
             touched_jobs.add(job.id)

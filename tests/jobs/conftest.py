@@ -56,9 +56,9 @@ def job_settings(
 
 
 @pytest.fixture
-def database(job_settings: Settings, database_url: str, pacs: SandboxPacs, tmp_path: Path) -> (
-    Iterator[Database]
-):  # fmt: skip
+def database(
+    job_settings: Settings, database_url: str, pacs: SandboxPacs, tmp_path: Path
+) -> Iterator[Database]:
     """At head, with nodes SANDBOX (the PACS), OUT (a folder) and OTHER (no access)."""
     db = Database(database_url)
     db.upgrade()
@@ -66,11 +66,19 @@ def database(job_settings: Settings, database_url: str, pacs: SandboxPacs, tmp_p
         node_store.add_server(
             session,
             ServerSpec(
-                "SANDBOX", "SANDBOX", "127.0.0.1", pacs.port,
-                capabilities=Capabilities(patient_root_find=True, study_root_find=True,
-                                          study_root_get=True, patient_root_get=True, store=True),
+                "SANDBOX",
+                "SANDBOX",
+                "127.0.0.1",
+                pacs.port,
+                capabilities=Capabilities(
+                    patient_root_find=True,
+                    study_root_find=True,
+                    study_root_get=True,
+                    patient_root_get=True,
+                    store=True,
+                ),
             ),
-        )  # fmt: skip
+        )
         node_store.add_folder(session, FolderSpec("OUT", tmp_path / "out"))
         node_store.add_folder(session, FolderSpec("OTHER", tmp_path / "other"))
     yield db
@@ -177,9 +185,18 @@ class FakeTransfer:
         self.started = threading.Event()
         self.fail: dict[str, Exception] = {}
 
-    def __call__(self, source: Any, destination: Any, study_uid: str, series: Any = None,
-                 *, pseudonymizer: Any = None, progress: Any = None, cancel: Any = None,
-                 **_: Any) -> FakeResult:  # fmt: skip
+    def __call__(
+        self,
+        source: Any,
+        destination: Any,
+        study_uid: str,
+        series: Any = None,
+        *,
+        pseudonymizer: Any = None,
+        progress: Any = None,
+        cancel: Any = None,
+        **_: Any,
+    ) -> FakeResult:
         self.started.set()
         while not self.block.wait(0.02):
             if cancel is not None and cancel.is_set():

@@ -287,5 +287,10 @@ def test_a_stale_queue_entry_is_a_no_op(harness: Harness, alice: Access) -> None
 
 def test_task_status_enum_values() -> None:
     assert {s.value for s in TaskStatus} == {
-        "PENDING", "IN_PROGRESS", "CANCELED", "SUCCESS", "WARNING", "FAILURE",
-    }  # fmt: skip
+        "PENDING",
+        "IN_PROGRESS",
+        "CANCELED",
+        "SUCCESS",
+        "WARNING",
+        "FAILURE",
+    }
