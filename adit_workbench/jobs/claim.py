@@ -180,7 +180,7 @@ def finish_task(
         values.update(worker=None, heartbeat=None, started=None)
     else:
         values.update(ended=now, heartbeat=now)
-    with database.session() as session:
+    with write_session(database) as session:
         task = session.get(Task, task_id)
         if task is None or task.worker != worker or task.status != TaskStatus.IN_PROGRESS.value:
             return False

@@ -30,6 +30,7 @@ from ..dicom.filters import wildcard_match
 from ..errors import InputError
 from ..store.jobs import MassTransferVolume
 from . import defaults
+from .claim import write_session
 from .execute import build_pseudonymizer, open_task_node, outcome_of, transfer_one
 from .runner import Canceled, TaskContext, TaskOutcome
 from .status import TaskStatus
@@ -256,7 +257,7 @@ def run_mass_transfer_task(ctx: TaskContext) -> TaskOutcome:
 def _record(ctx: TaskContext, key: str, pairs: list[tuple[Any, Any]]) -> list[MassTransferVolume]:
     """One row per series (kept from an earlier attempt when it exists)."""
     job_id = ctx.claimed.job_id
-    with ctx.database.session() as session:
+    with write_session(ctx.database) as session:
         existing = {
             v.series_uid: v
             for v in session.scalars(

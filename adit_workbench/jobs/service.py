@@ -19,6 +19,7 @@ from ..errors import InputError, NotFound, PermissionDenied
 from ..store.jobs import Job, Task
 from ..store.models import utcnow
 from . import defaults
+from .claim import write_session
 from .queue import InlineBackend, QueueBackend, RQBackend
 from .runner import after_task, cancel_local, task_timeout
 from .status import FINAL_TASK_STATUSES, JobKind, JobStatus, TaskStatus, priority
@@ -188,7 +189,7 @@ class JobManager:
     # -- queueing ----------------------------------------------------------------------
     def _enqueue(self, job_id: int, task_ids: Iterable[int] | None = None) -> int:
         now = utcnow()
-        with self.database.session() as session:
+        with write_session(self.database) as session:
             job = session.get(Job, job_id)
             if job is None:
                 return 0

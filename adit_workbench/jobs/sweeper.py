@@ -19,7 +19,7 @@ from ..store import Database
 from ..store.jobs import Job, Task
 from ..store.models import utcnow
 from . import defaults
-from .claim import stale_tasks
+from .claim import stale_tasks, write_session
 from .queue import QueueBackend
 from .runner import after_task, task_timeout
 from .status import JobKind, JobStatus, TaskStatus, priority
@@ -42,7 +42,7 @@ def sweep(
         stale_after = defaults.STALE_AFTER
     requeue: list[tuple[int, int, str, bool]] = []
     touched_jobs: set[int] = set()
-    with database.session() as session:
+    with write_session(database) as session:
         for task in stale_tasks(session, stale_after):
             job = session.get(Job, task.job_id)
             if job is None:

@@ -149,6 +149,8 @@ def test_make_urgent_after_creation(
     jobs = harness.manager(alice)
     fake_transfer.block.clear()
     job = selective_transfer(jobs, UIDS[:2], source="SANDBOX", destination="OUT", pseudonym="P")
+    if harness.kind == "inline":
+        fake_transfer.started.wait(10)  # SQLite: let the pool's claim commit first
     with pytest.raises(PermissionDenied):
         job.make_urgent()
     dave = make_user("dave", Permission.SELECTIVE_TRANSFER, Permission.URGENT, Permission.STAFF)
