@@ -33,6 +33,7 @@ __all__ = [
     "PseudonymizationError",
     "StoreError",
     "TransferError",
+    "TransferIncomplete",
     "WorkbenchError",
 ]
 
@@ -187,3 +188,12 @@ class MaintenanceMode(WorkbenchError):
             text += f" ({announcement})"
         super().__init__(text)
         self.announcement = announcement
+
+
+class TransferIncomplete(TransferError):
+    """A transfer delivered nothing (or less than required); ``retriable`` says whether a
+    later attempt may succeed (a re-run delivers only what is missing)."""
+
+    def __init__(self, message: str, *, retriable: bool = True) -> None:
+        super().__init__(message)
+        self.retriable = retriable

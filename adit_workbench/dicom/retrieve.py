@@ -9,8 +9,14 @@ Three ways in, one shape out (an iterator of Datasets with their file meta):
   as it arrives.
 * A folder: the matching files, read in full.
 
-C-MOVE through the workbench's Store SCP receiver is the transfer layer's next step: it
-needs a long-running receiver that routes incoming instances to the waiting request.
+* C-MOVE to the workbench's Store SCP receiver (:mod:`.receiver`): the receiver spools
+  each arriving instance to ``<spool>/<our AE>/<StudyInstanceUID>/<SOPInstanceUID>.dcm``
+  and :func:`iter_cmove` claims the files of its study while the move runs, so receiver
+  and consumer may be different processes (or machines sharing the spool folder).
+
+The ``encoded`` streams (C-GET with ``encoded=True``, :func:`iter_wado_encoded`) yield
+Part-10 bytes without decoding them: the transfer layer hands those to worker processes,
+and decoding in the receiving process would cost the CPU it needs for the network.
 
 The query names what to fetch by its unique keys: StudyInstanceUID for a study,
 plus SeriesInstanceUID for a series, plus SOPInstanceUID for one instance (PatientID
@@ -19,9 +25,13 @@ alone for a whole patient).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import queue
 import threading
-from collections.abc import Iterator
+import uuid
+from collections.abc import Collection, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydicom import Dataset, dcmread
@@ -35,7 +45,14 @@ if TYPE_CHECKING:
     from .dimse import DimseNode, RetrieveResult
     from .folder import FolderNode
 
-__all__ = ["QUEUE_SIZE", "iter_cget", "iter_folder", "iter_wado"]
+__all__ = [
+    "QUEUE_SIZE",
+    "iter_cget",
+    "iter_cmove",
+    "iter_folder",
+    "iter_wado",
+    "iter_wado_encoded",
+]
 
 #: Instances buffered between the C-GET association thread and the consumer.
 QUEUE_SIZE = 16
@@ -55,8 +72,9 @@ def iter_cget(
     query: Dataset,
     *,
     root: QueryRoot | str | None = None,
-) -> Iterator[Dataset]:
-    """Stream the instances a C-GET delivers.
+    encoded: bool = False,
+) -> Iterator[Any]:
+    """Stream the instances a C-GET delivers (Datasets, or Part-10 bytes if ``encoded``).
 
     Raises :class:`~adit_workbench.errors.DicomStatusError` at the end when the server
     reports failed sub-operations, so a partial retrieve is never mistaken for a full one.
@@ -76,6 +94,8 @@ def iter_cget(
         return False
 
     def on_store(event: Any) -> int:
+        if encoded:
+            return 0x0000 if put(event.encoded_dataset()) else _REFUSED
         dataset = event.dataset
         dataset.file_meta = event.file_meta
         return 0x0000 if put(dataset) else _REFUSED
@@ -157,3 +177,154 @@ def iter_folder(node: FolderNode, level: QueryLevel | str, query: Dataset) -> It
     for path, header in iter_headers(node.path):
         if matches(header, query):
             yield dcmread(path)
+
+
+# -- WADO-RS, undecoded ----------------------------------------------------------------
+_WADO_ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+_CHUNK = 1 << 20
+
+
+def iter_wado_encoded(
+    node: DicomWebNode,
+    study: str,
+    series: str | None = None,
+    sops: Collection[str] | None = None,
+) -> Iterator[bytes]:
+    """Stream the Part-10 files of a study, a series, or some instances of a series.
+
+    Reads the multipart answer as it arrives and yields each part's bytes undecoded
+    (dicomweb-client parses every instance, which costs about half the throughput).
+    """
+    if not study:
+        raise InputError("a WADO-RS retrieve needs a StudyInstanceUID")
+    base = f"{node.service_url('wado')}/studies/{study}"
+    if sops:
+        if not series:
+            raise InputError("an instance retrieve needs a SeriesInstanceUID")
+        urls = [f"{base}/series/{series}/instances/{sop}" for sop in sops]
+    else:
+        urls = [f"{base}/series/{series}" if series else base]
+    for url in urls:
+        with node.wrap("WADO-RS"):
+            response = node.session.get(url, headers={"Accept": _WADO_ACCEPT}, stream=True)
+            try:
+                response.raise_for_status()
+                yield from _multipart(response.headers.get("Content-Type", ""), response)
+            finally:
+                response.close()
+
+
+def _boundary(content_type: str) -> bytes:
+    for param in content_type.split(";")[1:]:
+        key, _, value = param.strip().partition("=")
+        if key.strip().lower() == "boundary":
+            return value.strip().strip('"').encode("latin-1")
+    raise ValueError("multipart answer without a boundary")
+
+
+def _multipart(content_type: str, response: Any) -> Iterator[bytes]:
+    """The bodies of a ``multipart/related`` stream, one part in memory at a time."""
+    delimiter = b"\r\n--" + _boundary(content_type)
+    buf = bytearray(b"\r\n")  # so that a delimiter at the very start matches too
+    start: int | None = None  # where the current part's body begins
+    scan = 0
+    for chunk in response.iter_content(chunk_size=_CHUNK):
+        buf += chunk
+        while True:
+            if start is None:
+                at = buf.find(delimiter, scan)
+                if at < 0:
+                    scan = max(0, len(buf) - len(delimiter))
+                    break
+                head_end = buf.find(b"\r\n\r\n", at + len(delimiter))
+                if head_end < 0:
+                    if buf[at + len(delimiter) : at + len(delimiter) + 2] == b"--":
+                        return  # closing delimiter
+                    scan = at
+                    break
+                start = head_end + 4
+                scan = start
+            at = buf.find(delimiter, scan)
+            if at < 0:
+                scan = max(start, len(buf) - len(delimiter))
+                break
+            yield bytes(buf[start:at])
+            del buf[:at]
+            start, scan = None, 0
+
+
+# -- C-MOVE through the receiver's spool -------------------------------------------------
+def iter_cmove(
+    node: DimseNode,
+    level: QueryLevel | str,
+    query: Dataset,
+    *,
+    spool: Path,
+    destination: str | None = None,
+    expected: Collection[str] | None = None,
+    root: QueryRoot | str | None = None,
+    poll: float = 0.05,
+) -> Iterator[Path]:
+    """C-MOVE to our receiver and yield the spooled files of this study as they arrive.
+
+    Each yielded path has been *claimed* (renamed into a private folder), so two
+    consumers never get the same file; the caller deletes it when done. ``expected``
+    (source SOP Instance UIDs) limits what is claimed, leaving other transfers' files
+    alone. Files that arrive for a consumer that stopped early stay spooled, and a
+    re-run claims them instead of moving them again.
+    """
+    from .receiver import study_spool
+
+    level = QueryLevel.parse(level)
+    study = _uid(query, "StudyInstanceUID")
+    if not study:
+        raise InputError("a C-MOVE retrieve needs a StudyInstanceUID")
+    destination = destination or node.settings.ae_title
+    folder = study_spool(spool, destination, study)
+    claim = folder / f".claim-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    claim.mkdir(parents=True, exist_ok=True)
+    wanted = set(expected) if expected is not None else None
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = node.move(level, query, destination, root=root)
+        except BaseException as exc:  # re-raised in the consumer's thread
+            outcome["error"] = exc
+
+    def sweep() -> Iterator[Path]:
+        with os.scandir(folder) as entries:
+            names = [e.name for e in entries if e.name.endswith(".dcm") and e.is_file()]
+        for name in names:
+            if name.startswith(".") or (wanted is not None and name[:-4] not in wanted):
+                continue
+            target = claim / name
+            try:
+                os.rename(folder / name, target)
+            except FileNotFoundError:  # another consumer claimed it first
+                continue
+            yield target
+
+    worker = threading.Thread(target=run, name=f"wb-cmove-{node.name}", daemon=True)
+    worker.start()
+    try:
+        yield from sweep()  # left over from an interrupted run
+        while worker.is_alive():
+            worker.join(poll)
+            yield from sweep()
+        yield from sweep()
+    finally:
+        worker.join(node.settings.dimse_timeout + node.settings.network_timeout)
+        with contextlib.suppress(OSError):  # the caller still holds claimed files
+            claim.rmdir()
+    if "error" in outcome:
+        raise outcome["error"]
+    result: RetrieveResult = outcome["result"]
+    if result.failed:
+        raise DicomStatusError(
+            node.name,
+            "C-MOVE",
+            result.status,
+            result.category,
+            f"{result.failed} of {result.failed + result.completed} instances failed",
+        )

@@ -1,0 +1,252 @@
+"""The workbench's Store SCP: where C-MOVE sends instances, routed through a spool folder.
+
+Design: routing goes through the file system, not through memory. Each instance that
+arrives is written (temporary name, then rename) to
+
+    <spool>/<called AE title>/<StudyInstanceUID>/<SOPInstanceUID>.dcm
+
+and the C-STORE is answered only after the rename, so an acknowledged instance is on
+disk. The transfer that issued the C-MOVE knows its study and the SOP Instance UIDs it
+expects; it *claims* matching files by renaming them into a private folder
+(:func:`~.retrieve.iter_cmove`). Consequences:
+
+* receiver and transfer may be separate processes, or separate machines sharing the
+  spool folder (NFS): run ``python -m adit_workbench.dicom.receiver`` once per site and
+  point every worker's data dir (or ``spool``) at the shared folder;
+* two transfers of different studies never see each other's files; two concurrent
+  transfers of the *same* study split its files between them, and each one's
+  verification then re-moves what it lacks (correct, if wasteful);
+* instances that arrive after their transfer gave up stay spooled; a re-run claims
+  them without moving them again.
+
+The move originator (AE title, message ID) that a C-MOVE SCP puts in each sub-operation
+is logged for diagnosis; it is not the routing key because message IDs are only unique
+per association, and a scaled-out site has many.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import tempfile
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from pynetdicom import AE, evt
+
+from . import nodelay
+from .association import GET_STORAGE_SOP_CLASSES, VERIFICATION
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+__all__ = ["Receiver", "shared_receiver", "spool_dir", "study_spool"]
+
+log = logging.getLogger(__name__)
+
+_OUT_OF_RESOURCES = 0xA700
+_CANNOT_UNDERSTAND = 0xC000
+SPOOL_DIR_NAME = "receiver-spool"
+
+
+def _safe(uid: str) -> str:
+    """A UID as a path part; anything that is not a UID cannot name a folder."""
+    text = str(uid).strip().rstrip("\0")
+    if not text or not all(c.isdigit() or c == "." for c in text) or text.strip(".") != text:
+        return "_invalid"
+    return text
+
+
+def spool_dir(settings: Settings) -> Path:
+    """The default spool folder: ``receiver-spool`` in the data dir."""
+    return settings.data_dir / SPOOL_DIR_NAME
+
+
+def study_spool(spool: Path, ae_title: str, study_uid: str) -> Path:
+    """Where the receiver puts the instances of one study moved to ``ae_title``."""
+    ae = "".join(c if c.isalnum() or c in "-_" else "_" for c in ae_title.strip()) or "_"
+    return spool / ae / _safe(study_uid)
+
+
+class Receiver:
+    """A Store SCP that spools arriving instances per (called AE, study).
+
+    Parameters
+    ----------
+    settings:
+        AE title, host and port come from ``ae_title``, ``receiver_host`` and
+        ``receiver_port`` unless given.
+    spool:
+        The spool folder (default :func:`spool_dir`).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        spool: Path | None = None,
+        ae_title: str | None = None,
+        host: str | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.spool = Path(spool) if spool is not None else spool_dir(settings)
+        self.ae_title = ae_title or settings.ae_title
+        self.host = host or settings.receiver_host
+        self.port = settings.receiver_port if port is None else port
+        self.received = 0
+        self._server: Any = None
+        self._lock = threading.Lock()
+
+    # -- life cycle ----------------------------------------------------------------
+    def start(self) -> Self:
+        """Listen (non-blocking); raises OSError if the port is taken."""
+        nodelay.install()
+        self.spool.mkdir(parents=True, exist_ok=True)
+        ae = AE(ae_title=self.ae_title)
+        ae.maximum_pdu_size = 0  # fewer, larger reads while instances stream in
+        ae.network_timeout = self.settings.network_timeout
+        ae.dimse_timeout = self.settings.dimse_timeout
+        ae.add_supported_context(VERIFICATION)
+        for uid in GET_STORAGE_SOP_CLASSES:
+            ae.add_supported_context(uid, scp_role=True, scu_role=False)
+        # Any number of senders: a PACS may open several associations for one move.
+        ae.maximum_associations = 32
+        handlers: list[Any] = [(evt.EVT_C_STORE, self._on_store)]
+        self._server = ae.start_server((self.host, self.port), block=False, evt_handlers=handlers)
+        self.port = self._server.server_address[1]
+        return self
+
+    def stop(self) -> None:
+        """Stop listening (idempotent)."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the receiver is listening."""
+        return self._server is not None
+
+    def __enter__(self) -> Self:
+        return self.start() if not self.running else self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- C-STORE ---------------------------------------------------------------------
+    def _on_store(self, event: Any) -> int:
+        try:
+            ds = event.dataset
+            study = str(ds.get("StudyInstanceUID", "") or "")
+            sop = _safe(str(ds.get("SOPInstanceUID", "") or ""))
+        except Exception:  # undecodable: say so rather than store something unroutable
+            return _CANNOT_UNDERSTAND
+        if sop == "_invalid":
+            return _CANNOT_UNDERSTAND
+        called = str(event.assoc.acceptor.ae_title or self.ae_title)
+        request = event.request
+        log.debug(
+            "receiver: instance for a move by %s (message %s)",
+            getattr(request, "MoveOriginatorApplicationEntityTitle", None) or "?",
+            getattr(request, "MoveOriginatorMessageID", None) or "?",
+        )
+        folder = study_spool(self.spool, called, study)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            handle, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".part")
+            with os.fdopen(handle, "wb") as out:
+                out.write(event.encoded_dataset())
+            os.replace(tmp, folder / f"{sop}.dcm")
+        except OSError:
+            log.warning("receiver: cannot spool an instance (disk full or not writable?)")
+            return _OUT_OF_RESOURCES
+        with self._lock:
+            self.received += 1
+        return 0x0000
+
+
+# -- one receiver per process, shared by the transfers running in it ----------------
+_shared: dict[tuple[str, int], tuple[Receiver, int]] = {}
+_shared_lock = threading.Lock()
+
+
+def _port_taken(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+class shared_receiver:
+    """Context manager: make sure a receiver spools for ``settings``; yield the spool.
+
+    Starts one in this process when the port is free (shared by concurrent transfers,
+    stopped when the last leaves); otherwise assumes another process (``python -m
+    adit_workbench.dicom.receiver``) listens there and writes to the same spool.
+    """
+
+    def __init__(self, settings: Settings, spool: Path | None = None) -> None:
+        self.settings = settings
+        self.spool = Path(spool) if spool is not None else spool_dir(settings)
+        self.key = (settings.receiver_host, settings.receiver_port)
+
+    def __enter__(self) -> Path:
+        with _shared_lock:
+            held = _shared.get(self.key)
+            if held is not None:
+                _shared[self.key] = (held[0], held[1] + 1)
+                return held[0].spool
+            self.spool.mkdir(parents=True, exist_ok=True)
+            if _port_taken(*self.key):
+                log.info("receiver port in use: assuming an external receiver")
+                return self.spool
+            receiver = Receiver(self.settings, spool=self.spool).start()
+            _shared[self.key] = (receiver, 1)
+            return self.spool
+
+    def __exit__(self, *exc_info: object) -> None:
+        with _shared_lock:
+            held = _shared.get(self.key)
+            if held is None:
+                return
+            if held[1] <= 1:
+                del _shared[self.key]
+                held[0].stop()
+            else:
+                _shared[self.key] = (held[0], held[1] - 1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run a standalone receiver until interrupted (for scale-out set-ups)."""
+    from ..config import get_settings
+
+    parser = argparse.ArgumentParser(prog="python -m adit_workbench.dicom.receiver")
+    parser.add_argument("--spool", type=Path, default=None, help="spool folder (shared)")
+    parser.add_argument("--port", type=int, default=None)
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    receiver = Receiver(settings, spool=args.spool, port=args.port).start()
+    print(f"receiver {receiver.ae_title} on {receiver.host}:{receiver.port} -> {receiver.spool}")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        receiver.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,395 @@
+"""Where a transfer delivers: a DICOM server, a folder, an AES zip archive, NIfTI files.
+
+Each destination is a *sink* with three duties: say which (delivered) SOP Instance UIDs
+it already holds, so that a re-run delivers only what is missing; take prepared
+instances one at a time as they come out of the pipeline; and finish (flush a STOW-RS
+batch, close the archive, run dcm2niix). Staged files live on the destination's own file
+system where there is one, so that delivering a file is a rename: atomic, and free.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import subprocess
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydicom import Dataset
+
+from ..errors import InputError, NodeError, PermissionDenied, TransferError
+from .defaults import ARCHIVE_NAME, NIFTI_EXCLUDED, STAGING_PREFIX
+from .layout import InstanceInfo, relative_path, sanitize, series_folder, study_folder
+
+__all__ = [
+    "ArchiveDestination",
+    "FolderDestination",
+    "NiftiDestination",
+    "ServerDestination",
+    "Sink",
+]
+
+
+class Sink(Protocol):
+    """What the pipeline needs from a destination while one transfer runs."""
+
+    where: str
+    staging: Path
+    failed: dict[str, str]
+
+    def existing(self) -> set[str]:
+        """SOP Instance UIDs (as delivered) the destination already holds."""
+        ...
+
+    def put(self, info: InstanceInfo) -> int:
+        """Deliver one staged instance; return the bytes delivered (0 if deferred)."""
+        ...
+
+    def finish(self) -> int:
+        """Complete delivery; return instances delivered by deferred work."""
+        ...
+
+    def abort(self) -> None:
+        """Drop staged work after a failure or cancel (what was delivered stays)."""
+        ...
+
+
+def _job_root(root: Path, folder_name: str | None) -> Path:
+    return root / sanitize(folder_name, "transfer") if folder_name else root
+
+
+def _new_staging(parent: Path) -> Path:
+    parent.mkdir(parents=True, exist_ok=True)
+    path = parent / f"{STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    path.mkdir()
+    return path
+
+
+def _dcm_stems(root: Path) -> set[str]:
+    found: set[str] = set()
+    if not root.is_dir():
+        return found
+    for _dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found.update(f[:-4] for f in filenames if f.endswith(".dcm") and not f.startswith("."))
+    return found
+
+
+# -- folder ---------------------------------------------------------------------------------
+@dataclass
+class FolderDestination:
+    """A folder in ADIT's layout (see :mod:`.layout`); ``folder_name`` is the job folder."""
+
+    path: Path
+    folder_name: str | None = None
+
+    def open(self, study_modalities: Iterable[str], settings: Any) -> _FolderSink:
+        """The sink for one transfer."""
+        return _FolderSink(_job_root(Path(self.path), self.folder_name), set(study_modalities))
+
+
+class _FolderSink:
+    def __init__(self, root: Path, modalities: set[str]) -> None:
+        self.root = root
+        self.modalities = modalities
+        self.where = str(root)
+        self.staging = _new_staging(root)
+        self.failed: dict[str, str] = {}
+
+    def existing(self) -> set[str]:
+        return _dcm_stems(self.root)
+
+    def put(self, info: InstanceInfo) -> int:
+        target = self.root / relative_path(info, self.modalities)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(info.staged, target)  # the staged file is complete: atomic delivery
+        return info.size
+
+    def finish(self) -> int:
+        shutil.rmtree(self.staging, ignore_errors=True)
+        return 0
+
+    def abort(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+# -- archive --------------------------------------------------------------------------------
+@dataclass
+class ArchiveDestination:
+    """A password-protected (WinZip AES-256) zip archive in ``path``.
+
+    Entries follow ADIT's layout below the job folder. A run writes into a copy of the
+    archive and renames it over the original when done, so an interrupted run leaves
+    the archive as the last complete run left it (and the re-run adds what is missing).
+    """
+
+    path: Path
+    password: str
+    folder_name: str | None = None
+    archive_name: str | None = None
+
+    def open(self, study_modalities: Iterable[str], settings: Any) -> _ArchiveSink:
+        """The sink for one transfer."""
+        if not self.password:
+            raise InputError("an archive destination needs a password")
+        name = self.archive_name or (
+            f"{sanitize(self.folder_name)}.zip" if self.folder_name else ARCHIVE_NAME
+        )
+        return _ArchiveSink(
+            Path(self.path) / sanitize(name), self.password, self.folder_name, study_modalities
+        )
+
+
+class _ArchiveSink:
+    def __init__(
+        self, target: Path, password: str, folder: str | None, modalities: Iterable[str]
+    ) -> None:
+        import pyzipper
+
+        self.target = target
+        self.where = str(target)
+        self.prefix = sanitize(folder, "transfer") if folder else ""
+        self.modalities = set(modalities)
+        self.staging = _new_staging(target.parent)
+        self.failed: dict[str, str] = {}
+        self.part = self.staging / "archive.zip"
+        if target.exists():
+            shutil.copyfile(target, self.part)
+        self.zip = pyzipper.AESZipFile(
+            self.part,
+            "a" if target.exists() else "w",
+            compression=pyzipper.ZIP_DEFLATED,
+            compresslevel=1,
+            encryption=pyzipper.WZ_AES,
+        )
+        self.zip.setpassword(password.encode())
+        self.zip.setencryption(pyzipper.WZ_AES, nbits=256)
+
+    def existing(self) -> set[str]:
+        return {
+            Path(n).name[:-4]
+            for n in self.zip.namelist()
+            if n.endswith(".dcm") and (not self.prefix or n.startswith(self.prefix + "/"))
+        }
+
+    def put(self, info: InstanceInfo) -> int:
+        rel = relative_path(info, self.modalities)
+        name = f"{self.prefix}/{rel}" if self.prefix else str(rel)
+        self.zip.write(info.staged, arcname=name)  # streamed: one entry per instance
+        os.unlink(info.staged)
+        return info.size
+
+    def finish(self) -> int:
+        self.zip.close()
+        os.replace(self.part, self.target)
+        shutil.rmtree(self.staging, ignore_errors=True)
+        return 0
+
+    def abort(self) -> None:
+        self.zip.close()
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+# -- NIfTI ----------------------------------------------------------------------------------
+@dataclass
+class NiftiDestination:
+    """NIfTI files by dcm2niix, one conversion per series (SR/KO/PR are skipped).
+
+    ``<path>/<job folder>/<patient>/<study folder>/<SeriesNumber>-<Description>.nii.gz``
+    plus dcm2niix's JSON sidecar. A series counts as delivered once converted; a marker
+    under ``.wb-nifti`` lists its instances, so that a re-run skips it.
+    """
+
+    path: Path
+    folder_name: str | None = None
+    dcm2niix: str = "dcm2niix"
+
+    def open(self, study_modalities: Iterable[str], settings: Any) -> _NiftiSink:
+        """The sink for one transfer."""
+        if shutil.which(self.dcm2niix) is None:
+            raise InputError(f"{self.dcm2niix} is not installed (Debian package dcm2niix)")
+        return _NiftiSink(
+            _job_root(Path(self.path), self.folder_name), self.dcm2niix, study_modalities
+        )
+
+
+class _NiftiSink:
+    def __init__(self, root: Path, tool: str, modalities: Iterable[str]) -> None:
+        self.root = root
+        self.tool = tool
+        self.modalities = set(modalities)
+        self.where = str(root)
+        self.staging = _new_staging(root)
+        self.failed: dict[str, str] = {}
+        self.markers = root / ".wb-nifti"
+        self.series: dict[str, list[InstanceInfo]] = {}
+        self.warnings: list[str] = []
+
+    def existing(self) -> set[str]:
+        found: set[str] = set()
+        if self.markers.is_dir():
+            for marker in self.markers.iterdir():
+                found.update(marker.read_text().split())
+        return found
+
+    def put(self, info: InstanceInfo) -> int:
+        if info.modality in NIFTI_EXCLUDED:
+            os.unlink(info.staged)
+            self.failed[info.sop_uid] = f"{info.modality} is not converted to NIfTI"
+            return 0
+        folder = self.staging / sanitize(info.series_uid, "series")
+        folder.mkdir(exist_ok=True)
+        staged = folder / Path(info.staged).name
+        os.replace(info.staged, staged)
+        self.series.setdefault(info.series_uid, []).append(info)
+        return 0
+
+    def finish(self) -> int:
+        done = 0
+        for uid, infos in self.series.items():
+            done += self._convert(uid, infos)
+        shutil.rmtree(self.staging, ignore_errors=True)
+        return done
+
+    def _convert(self, uid: str, infos: list[InstanceInfo]) -> int:
+        first = infos[0]
+        out = (
+            self.root
+            / sanitize(first.patient_id, "UnknownPatient")
+            / study_folder(first.study_date, first.study_time, self.modalities)
+        )
+        tmp = Path(tempfile.mkdtemp(dir=self.staging, prefix="out-"))
+        name = series_folder(first.series_number, first.series_description, uid)
+        series_dir = self.staging / sanitize(uid, "series")
+        run = subprocess.run(
+            [self.tool, "-f", name, "-z", "y", "-b", "y", "-o", str(tmp), str(series_dir)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        produced = [p for p in tmp.iterdir() if p.is_file()]
+        if run.returncode not in (0, 2) or not any(p.name.endswith(".nii.gz") for p in produced):
+            # 2 is "no valid DICOM found" (e.g. no pixel data): a warning as in ADIT.
+            for info in infos:
+                self.failed[info.sop_uid] = f"dcm2niix exit code {run.returncode}"
+            return 0
+        out.mkdir(parents=True, exist_ok=True)
+        for path in produced:
+            os.replace(path, out / path.name)
+        self.markers.mkdir(exist_ok=True)
+        marker = self.markers / f"{sanitize(uid, 'series')}.txt"
+        tmp_marker = marker.with_suffix(".part")
+        tmp_marker.write_text("\n".join(i.sop_uid for i in infos) + "\n")
+        os.replace(tmp_marker, marker)
+        return len(infos)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+# -- DICOM server ---------------------------------------------------------------------------
+_END = object()
+
+
+@dataclass
+class ServerDestination:
+    """A DICOM server: C-STORE or STOW-RS (``via="dimse"``/``"dicomweb"``, auto if None)."""
+
+    node: Any
+    via: str | None = None
+
+    def open(self, study_modalities: Iterable[str], settings: Any) -> _ServerSink:
+        """The sink for one transfer."""
+        return _ServerSink(self.node, self.via, Path(tempfile.mkdtemp(prefix="wb-transfer-")))
+
+
+class _ServerSink:
+    """Feeds one ``node.store()`` call on a thread, so the network overlaps the workers.
+
+    The node's own ``store`` is used (through the access layer when the node is guarded),
+    so that C-STORE and STOW-RS batching, association limits and refusals behave as
+    everywhere else.
+    """
+
+    def __init__(self, node: Any, via: str | None, staging: Path) -> None:
+        self.node = node
+        self.via = via
+        self.where = str(node.name)
+        self.staging = staging
+        self.failed: dict[str, str] = {}
+        self.study_uid = ""
+        self.stored = 0
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=32)
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._sent = 0
+
+    def existing(self) -> set[str]:
+        if not self.study_uid:
+            return set()
+        query = Dataset()
+        query.StudyInstanceUID = self.study_uid
+        query.SOPInstanceUID = ""
+        try:
+            return {str(ds.SOPInstanceUID) for ds in self.node.find("IMAGE", query)}
+        except PermissionDenied:
+            return set()  # a destination-only user: deliver everything, the PACS overwrites
+
+    def _items(self) -> Iterator[str]:
+        previous: str | None = None
+        while True:
+            item = self._queue.get()
+            if previous is not None:
+                Path(previous).unlink(missing_ok=True)  # sent: its successor was asked for
+            if item is _END:
+                return
+            previous = item
+            self._sent += 1
+            yield item
+
+    def _run(self) -> None:
+        try:
+            kwargs = {"via": self.via} if self.via else {}
+            result = self.node.store(self._items(), **kwargs)
+            self.stored = result.stored
+            self.failed.update(result.failed)
+        except BaseException as exc:  # re-raised by finish()
+            self._error = exc
+            while True:  # let the producer finish instead of blocking on a full queue
+                try:
+                    if self._queue.get(timeout=0.5) is _END:
+                        break
+                except queue.Empty:
+                    continue
+
+    def put(self, info: InstanceInfo) -> int:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="wb-deliver", daemon=True)
+            self._thread.start()
+        if self._error is not None:
+            raise self._error
+        self._queue.put(info.staged)
+        return info.size
+
+    def finish(self) -> int:
+        if self._thread is not None:
+            self._queue.put(_END)
+            self._thread.join()
+        shutil.rmtree(self.staging, ignore_errors=True)
+        if self._error is not None:
+            if isinstance(self._error, NodeError | TransferError):
+                raise self._error
+            raise TransferError(f"{self.where}: delivery failed: {self._error}") from self._error
+        return 0
+
+    def abort(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.put(_END)
+            self._thread.join(30)
+        shutil.rmtree(self.staging, ignore_errors=True)

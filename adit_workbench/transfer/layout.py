@@ -1,0 +1,92 @@
+"""ADIT's folder layout, with every path part sanitized.
+
+``<root>/<job folder>/<pseudonym or PatientID>/<YYYYMMDD-HHMMSS-MODALITIES>/
+<SeriesNumber>-<SeriesDescription>/<SOPInstanceUID>.dcm`` — the layout researchers'
+scripts already expect from ADIT. Values come from the *delivered* instance (after
+pseudonymization), so a cleaned description or a pseudonym is what names the folder.
+A part can never climb out of its parent: separators, ``..``, control characters and a
+leading dot (our staging folders are hidden) are all replaced.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+__all__ = [
+    "InstanceInfo",
+    "relative_path",
+    "sanitize",
+    "series_folder",
+    "study_folder",
+]
+
+_UNSAFE = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f]')
+_MAX_PART = 120
+
+
+def sanitize(part: object, fallback: str = "Undefined") -> str:
+    """One safe path component: no separators, traversal, control or reserved characters.
+
+    ADIT replaces ``<>:"/\\|?*`` and control characters with ``_``; we also refuse
+    ``.``/``..`` and leading dots and cap the length, so a crafted SeriesDescription
+    cannot escape the destination or hide a file.
+    """
+    text = unicodedata.normalize("NFC", str(part if part is not None else ""))
+    text = "".join("_" if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in text)
+    text = _UNSAFE.sub("_", text).strip().rstrip(".")
+    text = text.lstrip(".")
+    if not text:
+        return fallback
+    return text[:_MAX_PART]
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceInfo:
+    """What the pipeline knows of one prepared (delivered-to-be) instance.
+
+    ``source_sop`` is the SOP Instance UID at the source; the other UIDs are those of
+    the delivered instance. ``staged`` is the prepared Part-10 file awaiting delivery.
+    """
+
+    source_sop: str
+    sop_uid: str
+    sop_class: str
+    series_uid: str
+    study_uid: str
+    patient_id: str
+    modality: str
+    series_number: str
+    series_description: str
+    study_date: str
+    study_time: str
+    staged: str
+    size: int
+
+
+def study_folder(date: str, time: str, modalities: Iterable[str]) -> str:
+    """``YYYYMMDD-HHMMSS-CT,MR`` (ADIT's study folder name), sanitized."""
+    digits = re.sub(r"\D", "", time.split(".")[0])[:6].ljust(6, "0")
+    day = re.sub(r"\D", "", date)[:8] or "00000000"
+    mods = ",".join(sorted({m for m in modalities if m}))
+    return sanitize(f"{day}-{digits}-{mods}" if mods else f"{day}-{digits}")
+
+
+def series_folder(number: str, description: str, series_uid: str) -> str:
+    """``<SeriesNumber>-<SeriesDescription>``; the Series UID when there is no number."""
+    if not str(number).strip():
+        return sanitize(series_uid, "series")
+    return sanitize(f"{str(number).strip()}-{sanitize(description)}")
+
+
+def relative_path(info: InstanceInfo, study_modalities: Iterable[str]) -> PurePosixPath:
+    """The path of ``info`` below the job folder."""
+    return PurePosixPath(
+        sanitize(info.patient_id, "UnknownPatient"),
+        study_folder(info.study_date, info.study_time, study_modalities),
+        series_folder(info.series_number, info.series_description, info.series_uid),
+        f"{sanitize(info.sop_uid, 'instance')}.dcm",
+    )

@@ -1,0 +1,303 @@
+"""``transfer_study``: one study (or some of its series) from a source to a destination.
+
+Steps: plan (what the source holds, what is excluded, what the destination already
+has), choose how to fetch, run rounds of the pipeline until nothing retriable is left
+(stamina's backoff between rounds; each round fetches only what is still missing),
+finish the destination, and judge the outcome against the plan.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import stamina
+
+from ..deid import Pseudonymizer
+from ..errors import InputError, NodeError, WorkbenchError
+from .defaults import (
+    EXCLUDED_WHEN_PSEUDONYMIZING,
+    NIFTI_EXCLUDED,
+    RETRY_ATTEMPTS,
+    RETRY_WAIT_INITIAL,
+    RETRY_WAIT_MAX,
+    WORKERS,
+)
+from .destinations import (
+    ArchiveDestination,
+    FolderDestination,
+    NiftiDestination,
+    ServerDestination,
+    Sink,
+)
+from .fetch import Fetch, choose_fetch, direct_move, producer_for
+from .pipeline import RoundError, Tally, run_round
+from .plan import make_plan, mark_existing, output_uid, streams_for
+from .result import TransferProgress, TransferResult, TransferStatus
+from .worker import WorkerConfig
+
+__all__ = ["Destination", "transfer_study"]
+
+log = logging.getLogger(__name__)
+
+Destination = FolderDestination | ArchiveDestination | NiftiDestination | ServerDestination
+Cancel = threading.Event | Callable[[], bool] | None
+
+
+def _retriable(exc: Exception) -> bool:
+    return isinstance(exc, WorkbenchError) and exc.retriable
+
+
+def _cancelled(cancel: Cancel) -> Callable[[], bool]:
+    if cancel is None:
+        return lambda: False
+    if isinstance(cancel, threading.Event):
+        return cancel.is_set
+    return cancel
+
+
+def _settings(source: Any, settings: Any) -> Any:
+    if settings is not None:
+        return settings
+    found = getattr(source, "settings", None)
+    if found is not None:
+        return found
+    from ..config import get_settings
+
+    return get_settings()
+
+
+def resolve_destination(
+    destination: Any,
+    *,
+    folder_name: str | None,
+    archive_password: str | None,
+    nifti: bool,
+) -> Destination:
+    """Turn what the caller passed (a node, a path, a destination) into a destination."""
+    if isinstance(
+        destination, FolderDestination | ArchiveDestination | NiftiDestination | ServerDestination
+    ):
+        return destination
+    path: Path | None = None
+    if isinstance(destination, str | os.PathLike):
+        path = Path(destination)
+    elif getattr(destination, "dimse", None) is None and isinstance(
+        getattr(destination, "path", None), Path
+    ):
+        # A folder node (maybe guarded): an empty store checks the destination role.
+        destination.store([])
+        path = destination.path
+    if path is not None:
+        if archive_password:
+            return ArchiveDestination(path, archive_password, folder_name)
+        if nifti:
+            return NiftiDestination(path, folder_name)
+        return FolderDestination(path, folder_name)
+    if archive_password or nifti:
+        raise InputError("an archive or NIfTI destination must be a folder")
+    if not callable(getattr(destination, "store", None)):
+        raise InputError(f"cannot deliver to {type(destination).__name__}")
+    return ServerDestination(destination)
+
+
+def transfer_study(
+    source: Any,
+    destination: Any,
+    study_uid: str,
+    series_uids: Iterable[str] | None = None,
+    *,
+    via: str = "auto",
+    pseudonymizer: Pseudonymizer | None = None,
+    exclude_modalities: Iterable[str] | None = None,
+    folder_name: str | None = None,
+    archive_password: str | None = None,
+    nifti: bool = False,
+    progress: Callable[[TransferProgress], None] | None = None,
+    cancel: Cancel = None,
+    settings: Any = None,
+    workers: int | None = None,
+) -> TransferResult:
+    """Copy a study, or some of its series, from ``source`` to ``destination``.
+
+    Parameters
+    ----------
+    source:
+        A live node: :class:`~adit_workbench.dicom.server.DicomServer` or
+        :class:`~adit_workbench.dicom.folder.FolderNode` (possibly access-guarded).
+    destination:
+        A live node (server: C-STORE or STOW-RS by its capabilities; folder), a path, or
+        one of :class:`FolderDestination`, :class:`ArchiveDestination`,
+        :class:`NiftiDestination`, :class:`ServerDestination`.
+    study_uid, series_uids:
+        What to copy (all series of the study when ``series_uids`` is None).
+    via:
+        ``"auto"`` (WADO-RS, C-GET, C-MOVE, in that order, by the source's capabilities),
+        ``"wado"``, ``"cget"`` or ``"cmove"``. Without pseudonymization to a DIMSE
+        server, ``auto``/``cmove`` first try a direct PACS-to-PACS C-MOVE.
+    pseudonymizer:
+        Applied to every instance on the way (None: instances are copied byte for byte).
+    exclude_modalities:
+        Series of these modalities are left out (default SR, PR, KO when pseudonymizing).
+    folder_name:
+        The job folder of folder, archive and NIfTI destinations (ADIT's layout).
+    archive_password, nifti:
+        With a folder destination: write an AES zip archive, or NIfTI by dcm2niix.
+    progress:
+        Called after each delivered instance with a :class:`TransferProgress`.
+    cancel:
+        An Event or a callable; when set, the transfer stops at the next instance and
+        returns what was delivered (a re-run completes it).
+    settings:
+        Timeouts and the receiver's AE title/port (default: the source's settings).
+    workers:
+        Worker processes (default: the CPU count, bounded by the source's associations).
+    """
+    settings = _settings(source, settings)
+    is_cancelled = _cancelled(cancel)
+    target = resolve_destination(
+        destination, folder_name=folder_name, archive_password=archive_password, nifti=nifti
+    )
+    if exclude_modalities is not None:
+        exclude = frozenset(m.upper() for m in exclude_modalities)
+    else:
+        exclude = EXCLUDED_WHEN_PSEUDONYMIZING if pseudonymizer is not None else frozenset()
+    if isinstance(target, NiftiDestination):
+        exclude |= NIFTI_EXCLUDED
+    plan = _with_retries(lambda: make_plan(source, study_uid, series_uids, exclude))
+    result = TransferResult(expected=plan.expected, excluded=plan.excluded)
+    if plan.expected == 0:
+        result.status, result.message = TransferStatus.FAILURE, "the source holds no instances"
+        result.where = str(getattr(target, "path", "") or getattr(destination, "name", ""))
+        return result
+    sink: Sink = target.open(plan.modalities, settings)
+    result.where = sink.where
+    if isinstance(target, ServerDestination):
+        sink.study_uid = output_uid(pseudonymizer, study_uid)  # type: ignore[attr-defined]
+    mark_existing(plan, sink.existing(), pseudonymizer)
+    tally = Tally(total=len(plan.todo))
+    for series in plan.series:
+        for uid in series.instances:
+            tally.out_to_source[output_uid(pseudonymizer, uid)] = uid
+    try:
+        fetch = choose_fetch(source, target, via, pseudonymizer, exclude)
+        result.via = fetch.method
+        if fetch.method == "direct-move" and tally.total:
+            assert isinstance(target, ServerDestination)
+            fetch = direct_move(source, target, sink, plan, tally, progress, is_cancelled, fetch)
+            result.via = fetch.method
+        if fetch.method != "direct-move" and tally.total:
+            _run_rounds(source, sink, plan, tally, fetch, pseudonymizer, exclude, settings,
+                        workers, progress, is_cancelled)  # fmt: skip
+    except BaseException:
+        sink.abort()
+        raise
+    deferred = sink.finish()
+    _judge(result, plan, tally, sink, deferred, is_cancelled())
+    return result
+
+
+def _with_retries(fn: Callable[[], Any]) -> Any:
+    for attempt in stamina.retry_context(
+        on=_retriable,
+        attempts=RETRY_ATTEMPTS,
+        wait_initial=RETRY_WAIT_INITIAL,
+        wait_max=RETRY_WAIT_MAX,
+    ):
+        with attempt:
+            return fn()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _run_rounds(
+    source: Any,
+    sink: Sink,
+    plan: Any,
+    tally: Tally,
+    fetch: Fetch,
+    pseudonymizer: Pseudonymizer | None,
+    exclude: frozenset[str],
+    settings: Any,
+    workers: int | None,
+    progress: Callable[[TransferProgress], None] | None,
+    cancelled: Callable[[], bool],
+) -> None:
+    config = WorkerConfig(
+        staging=str(sink.staging),
+        settings=settings,
+        pseudonymizer=pseudonymizer,
+        exclude=exclude,
+        source=getattr(source, "spec", None) if fetch.method in ("cget", "wado") else None,
+    )
+    n = max(1, min(workers or WORKERS, fetch.streams))
+
+    def one_round() -> None:
+        done = tally.delivered | tally.excluded | tally.refused
+        for series in plan.series:
+            series.todo = [u for u in series.todo if u not in done]
+        if not plan.todo or cancelled():
+            return
+        streams = streams_for(plan, fetch.method, n) if fetch.method in ("cget", "wado") else []
+        errors = run_round(
+            sink=sink,
+            config=config,
+            workers=n,
+            produce=producer_for(fetch, source, plan, streams, settings, cancelled),
+            tally=tally,
+            progress=progress,
+            cancelled=cancelled,
+        )
+        if errors and not cancelled():
+            kinds = sorted({e[0] for e in errors})
+            retriable = all(e[2] for e in errors)
+            log.warning("transfer round: %d stream(s) failed (%s)", len(errors), ", ".join(kinds))
+            raise RoundError(f"{len(errors)} fetch stream(s) failed: {errors[0][1]}", retriable)
+
+    try:
+        _with_retries(one_round)
+    except (RoundError, NodeError) as exc:
+        # What did arrive stays delivered; the verdict counts what is missing.
+        tally.failed.setdefault("", str(exc))
+
+
+def _judge(
+    result: TransferResult,
+    plan: Any,
+    tally: Tally,
+    sink: Sink,
+    deferred: int,
+    cancelled: bool,
+) -> None:
+    failed_sources = {tally.out_to_source.get(uid, uid) for uid in sink.failed}
+    delivered = tally.delivered - failed_sources
+    result.delivered = len(delivered)
+    result.skipped = plan.skipped
+    result.excluded = plan.excluded + len(tally.excluded)
+    result.refused = len(tally.refused)
+    result.bytes = tally.bytes
+    result.failures = {**{k: v for k, v in tally.failed.items() if k}, **sink.failed}
+    result.failed = len(result.failures)
+    missing = result.missing
+    reason = tally.failed.get("", "")
+    if result.delivered + result.skipped == 0 and plan.expected > result.excluded:
+        result.status = TransferStatus.FAILURE
+        result.message = "nothing was delivered" + (f": {reason}" if reason else "")
+        result.retriable = not result.refused
+    elif missing or result.refused:
+        result.status = TransferStatus.WARNING
+        notes = []
+        if missing:
+            notes.append(f"{missing} of {plan.expected} instances missing")
+        if result.refused:
+            notes.append(f"{result.refused} refused by the burned-in guard")
+        if cancelled:
+            notes.append("cancelled")
+        result.message = "; ".join(notes)
+        result.retriable = bool(missing)
+    else:
+        result.status = TransferStatus.SUCCESS
+        result.message = f"{result.excluded} excluded by modality" if result.excluded else ""

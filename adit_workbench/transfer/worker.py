@@ -1,0 +1,217 @@
+"""The worker-process side of the pipeline: fetch, pseudonymize, stage.
+
+A transfer runs a process pool (both cores: pynetdicom's PDU handling and the
+pseudonymization walk are CPU-bound Python, so threads would share one core). Each task
+is one *stream* — a series or a slice of one fetched over C-GET or WADO-RS, or a batch of
+files (spooled by the C-MOVE receiver, or a folder source) — and every instance is
+handled as it arrives: parsed from its bytes, excluded or pseudonymized, and written to
+the transfer's staging folder. What goes back to the parent is a short message per
+instance on a bounded queue (an :class:`~.layout.InstanceInfo`, never pixel data), so
+workers block when delivery falls behind and memory stays flat whatever the study size.
+
+Messages are ``(kind, task_id, payload)`` with kind ``ok`` (payload: InstanceInfo),
+``excluded``/``refused``/``failed`` (payload: ``(source SOP UID, reason)``). A task
+returns how many messages it sent, so the parent knows when it has them all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import uuid
+from collections.abc import Generator, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pydicom
+from pydicom import Dataset
+
+from ..deid import BurnedInRefused, Pseudonymizer
+from ..deid.splice import write_spliced
+from .layout import InstanceInfo
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..dicom.spec import ServerSpec
+
+__all__ = [
+    "Stream",
+    "TaskOutcome",
+    "WorkerConfig",
+    "fetch_stream",
+    "init_worker",
+    "prepare",
+    "prepare_files",
+]
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What every worker needs, sent once when the pool starts (all picklable)."""
+
+    staging: str
+    settings: Settings
+    pseudonymizer: Pseudonymizer | None = None
+    exclude: frozenset[str] = frozenset()
+    source: ServerSpec | None = None
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One fetch stream: a series, or some of its instances (``sops``)."""
+
+    task_id: int
+    method: str  # "cget" | "wado"
+    study: str
+    series: str
+    sops: tuple[str, ...] = ()
+
+
+_config: WorkerConfig | None = None
+_results: Any = None
+_cancel: Any = None
+_nodes: dict[str, Any] = {}
+
+
+def init_worker(config: WorkerConfig, results: Any, cancel: Any) -> None:
+    """Pool initializer: keep the config, the result queue and the cancel event."""
+    global _config, _results, _cancel
+    _config, _results, _cancel = config, results, cancel
+    _nodes.clear()
+
+
+def _str(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword, "")
+    return "" if value is None else str(value).strip()
+
+
+def prepare(config: WorkerConfig, data: bytes, hint: str = "") -> tuple[str, Any]:
+    """One instance from its Part-10 bytes to a staged file: ``(kind, payload)``."""
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=True)
+        source_sop = _str(ds, "SOPInstanceUID") or hint
+        modality = _str(ds, "Modality").upper()
+    except Exception as exc:  # one unreadable instance must not stop the study; no PHI
+        return "failed", (hint, f"unreadable: {type(exc).__name__}")
+    if modality in config.exclude:
+        return "excluded", (source_sop, modality)
+    staged = Path(config.staging, f"{uuid.uuid4().hex}.dcm")
+    try:
+        if config.pseudonymizer is not None:
+            config.pseudonymizer(ds)
+            write_spliced(ds, data, staged)
+        else:
+            staged.write_bytes(data)
+    except BurnedInRefused:
+        return "refused", (source_sop, "may carry burned-in text")
+    except Exception as exc:
+        staged.unlink(missing_ok=True)
+        return "failed", (source_sop, f"not prepared: {type(exc).__name__}")
+    info = InstanceInfo(
+        source_sop=source_sop,
+        sop_uid=_str(ds, "SOPInstanceUID"),
+        sop_class=_str(ds, "SOPClassUID"),
+        series_uid=_str(ds, "SeriesInstanceUID"),
+        study_uid=_str(ds, "StudyInstanceUID"),
+        patient_id=_str(ds, "PatientID"),
+        modality=modality,
+        series_number=_str(ds, "SeriesNumber"),
+        series_description=_str(ds, "SeriesDescription"),
+        study_date=_str(ds, "StudyDate"),
+        study_time=_str(ds, "StudyTime"),
+        staged=str(staged),
+        size=staged.stat().st_size,
+    )
+    return "ok", info
+
+
+def _emit(task_id: int, items: Iterable[bytes], hint: str = "") -> None:
+    assert _config is not None
+    for data in items:
+        kind, payload = prepare(_config, data, hint)
+        _results.put((kind, task_id, payload))
+        if _cancel.is_set():
+            break
+
+
+def _encoded(stream: Stream) -> Generator[bytes, None, None]:
+    from ..dicom.dicomweb import DicomWebNode
+    from ..dicom.dimse import DimseNode
+    from ..dicom.node import QueryLevel
+    from ..dicom.retrieve import iter_cget, iter_wado_encoded
+
+    assert _config is not None and _config.source is not None
+    spec, settings = _config.source, _config.settings
+    if stream.method == "wado":
+        web = _nodes.get("wado")
+        if web is None:
+            web = _nodes["wado"] = DicomWebNode(spec, settings)
+        yield from iter_wado_encoded(web, stream.study, stream.series, stream.sops or None)
+        return
+    dimse = _nodes.get("cget")
+    if dimse is None:
+        # One association per worker: the parent sizes the pool within the node's limit.
+        dimse = _nodes["cget"] = DimseNode(spec.replace(max_associations=1), settings)
+    query = Dataset()
+    query.StudyInstanceUID = stream.study
+    query.SeriesInstanceUID = stream.series
+    level = QueryLevel.SERIES
+    if stream.sops:
+        level = QueryLevel.IMAGE
+        query.SOPInstanceUID = list(stream.sops) if len(stream.sops) > 1 else stream.sops[0]
+    yield from iter_cget(dimse, level, query, encoded=True)
+
+
+#: A task's outcome: messages sent, and the error that ended it as (type, text, retriable).
+#: Errors travel as plain values: the workbench's errors take several constructor
+#: arguments, which exception pickling across processes does not survive.
+TaskOutcome = tuple[int, tuple[str, str, bool] | None]
+
+
+def fetch_stream(stream: Stream) -> TaskOutcome:
+    """Task: fetch one stream and prepare each instance as it arrives."""
+    if _cancel.is_set():
+        return 0, None
+    items = _encoded(stream)
+    sent = [0]
+
+    def counted() -> Iterator[bytes]:
+        for data in items:
+            sent[0] += 1
+            yield data
+
+    try:
+        _emit(stream.task_id, counted())
+    except Exception as exc:
+        return sent[0], (type(exc).__name__, str(exc), bool(getattr(exc, "retriable", False)))
+    finally:
+        items.close()  # a cancelled C-GET is cancelled at the server, not left running
+        # Release now: an idle association would keep the worker alive at pool shutdown
+        # (pynetdicom's threads) until the network timeout.
+        for node in _nodes.values():
+            node.close()
+        _nodes.clear()
+    return sent[0], None
+
+
+def prepare_files(task_id: int, paths: list[str], delete: bool) -> TaskOutcome:
+    """Task: prepare files (spooled by the receiver, or a folder source's)."""
+    sent = 0
+    assert _config is not None
+    for path in paths:
+        if _cancel.is_set():
+            break
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            _results.put(("failed", task_id, (Path(path).stem, f"unreadable: {exc.errno}")))
+        else:
+            kind, payload = prepare(_config, data, Path(path).stem)
+            _results.put((kind, task_id, payload))
+        sent += 1
+        if delete:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+    return sent, None
