@@ -15,7 +15,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -67,8 +67,9 @@ class ClaimedTask:
     kind: str
     owner: str
     attempts: int
-    task: dict[str, Any]
-    job: dict[str, Any]
+    # Out of the repr: the job's values include the archive password while it runs.
+    task: dict[str, Any] = field(repr=False)
+    job: dict[str, Any] = field(repr=False)
 
 
 def _snapshot(row: Any) -> dict[str, Any]:
@@ -169,13 +170,21 @@ def finish_task(
     status: TaskStatus,
     message: str,
     log: str = "",
+    *,
+    done: int | None = None,
+    total: int | None = None,
 ) -> bool:
-    """Record the outcome if ``worker`` still owns the task; False if it lost it.
+    """Record the outcome (and the last progress) if ``worker`` still owns the task;
+    False if it lost it.
 
     A task put back to PENDING (a retriable failure) keeps its attempt count.
     """
     now = utcnow()
     values: dict[str, Any] = {"status": status.value, "message": message[:4000]}
+    if done is not None:
+        values["done"] = done
+    if total is not None:
+        values["total"] = total
     if status is TaskStatus.PENDING:
         values.update(worker=None, heartbeat=None, started=None)
     else:

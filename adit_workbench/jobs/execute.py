@@ -8,6 +8,7 @@ production it stays None and the real transfer is imported.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack, closing
 from typing import Any
@@ -112,9 +113,20 @@ def transfer_one(
         study_uid,
         list(series_uids) if series_uids else None,
         pseudonymizer=build_pseudonymizer(ctx.settings, ctx.job, pseudonym),
+        folder_name=job_folder_name(ctx.job),
+        archive_password=ctx.job.get("archive_password") or None,
+        nifti=bool(ctx.job.get("convert_to_nifti")),
         progress=_progress_callback(ctx, progress_base),
         cancel=ctx.cancel_event,
     )
+
+
+def job_folder_name(job: dict[str, Any]) -> str:
+    """ADIT's job folder in a folder destination: ``adit_<kind>_<id>_<YYYYMMDD>_<owner>``."""
+    created = job.get("created")
+    day = created.strftime("%Y%m%d") if created is not None else ""
+    owner = re.sub(r"[^A-Za-z0-9._-]", "_", str(job.get("owner", "")))
+    return f"adit_{job.get('kind', 'job')}_{job.get('id', 0)}_{day}_{owner}"
 
 
 def outcome_of(result: Any) -> TaskOutcome:

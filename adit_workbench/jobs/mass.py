@@ -195,7 +195,10 @@ def discover(ctx: TaskContext, source: Any, first: date, last: date) -> list[tup
                         series_query[key] = rule[key]
                 if rule.get("institution_name"):
                     series_query["InstitutionName"] = rule["institution_name"]
-                for series in find_series(source, **series_query):
+                found_series = find_series(source, **series_query)
+                if found_series.truncated:
+                    ctx.notes.append("a study has more series than the node's result limit")
+                for series in found_series:
                     if series.series_uid in found or not _kept(series, study, rule):
                         continue
                     if any(_excluded(series, study, ex) for ex in excludes):

@@ -314,7 +314,7 @@ def parse_batch_transfer(
         check.fail(
             1, "Pseudonym", "required column is missing (you may only transfer pseudonymized)"
         )
-    rows = [r for r in table.rows if r.cells.get("Status", "").upper() not in _FAILED]
+    rows = [r for r in table.rows if not _query_found_nothing(r.cells)]
     if not rows and not check.errors:
         check.fail(0, "", "the file has a header but no data rows")
     check.limit(len(rows), max_rows)
@@ -381,3 +381,9 @@ class _Study:
 
 
 _FAILED = frozenset({"FAILURE", "FAILED", "CANCELED"})
+
+
+def _query_found_nothing(cells: dict[str, str]) -> bool:
+    """A row of a batch-query export whose query failed or found no study."""
+    status = cells.get("Status", "").upper()
+    return bool(status) and (status in _FAILED or not cells.get("StudyInstanceUID"))

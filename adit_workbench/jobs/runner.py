@@ -196,7 +196,17 @@ def run_task(
         beater.join(timeout=5)
         with _LOCAL_LOCK:
             _LOCAL_CANCEL.pop(task_id, None)
-    if not finish_task(database, task_id, worker, outcome.status, outcome.message, outcome.log):
+    finished = finish_task(
+        database,
+        task_id,
+        worker,
+        outcome.status,
+        outcome.message,
+        outcome.log,
+        done=ctx.done,
+        total=ctx.total,
+    )
+    if not finished:
         log.warning("task %s was taken over while running; its outcome is dropped", task_id)
         return None
     if outcome.status is TaskStatus.PENDING and backend is not None:

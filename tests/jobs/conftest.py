@@ -60,6 +60,8 @@ def database(
     job_settings: Settings, database_url: str, pacs: SandboxPacs, tmp_path: Path
 ) -> Iterator[Database]:
     """At head, with nodes SANDBOX (the PACS), OUT (a folder) and OTHER (no access)."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "other").mkdir()
     db = Database(database_url)
     db.upgrade()
     with db.session() as session:
