@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pydicom
 from sqlalchemy import update
@@ -27,7 +28,7 @@ def _dicom_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*.dcm") if p.is_file())
 
 
-def _studies(harness: Harness, **filters: object) -> list[object]:
+def _studies(harness: Harness, **filters: Any) -> list[Any]:
     with harness.database.session() as session:
         spec = node_store.get_node(session, "SANDBOX")
     node = open_node(spec, harness.settings)
@@ -82,9 +83,9 @@ def test_mass_transfer_discovers_filters_and_records_each_series(
 ) -> None:
     carol = make_user("carol", Permission.MASS_TRANSFER, Permission.TRANSFER_UNPSEUDONYMIZED)
     studies = _studies(harness)
-    first_ct = min(s.study_date for s in studies if "CT" in s.modalities)  # type: ignore[attr-defined]
-    in_range = [s for s in studies if first_ct <= s.study_date <= first_ct + timedelta(days=13)]  # type: ignore[attr-defined]
-    ct_series = 2 * sum("CT" in s.modalities for s in in_range)  # type: ignore[attr-defined]
+    first_ct = min(s.study_date for s in studies if "CT" in s.modalities)
+    in_range = [s for s in studies if first_ct <= s.study_date <= first_ct + timedelta(days=13)]
+    ct_series = 2 * sum("CT" in s.modalities for s in in_range)
     with harness.database.session() as session:  # a small result cap (a study has 2 series)
         session.execute(update(DicomServer).values(max_search_results=2))
     job = mass_transfer(
