@@ -1,0 +1,190 @@
+"""Real RQ worker processes against one Redis and one database (SQLite and PostgreSQL):
+three workers never run one task twice, and a worker SIGKILLed in the middle of a study is
+recovered by another worker's sweeper with every instance delivered exactly once."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from adit_workbench.access import Access
+from adit_workbench.config import Settings
+from adit_workbench.dicom.spec import Capabilities, ServerSpec
+from adit_workbench.jobs import JobManager, JobStatus
+from adit_workbench.jobs.kinds import selective_transfer
+from adit_workbench.jobs.queue import RQBackend, queue_names
+from adit_workbench.sandbox.pacs import SandboxPacs
+from adit_workbench.store import Database
+from adit_workbench.store import nodes as node_store
+from adit_workbench.store.jobs import Task
+
+_prefixes = itertools.count(1)
+
+#: Starts a worker with short heartbeat/sweep intervals (the production ones are seconds
+#: to a minute); everything else is the real `adit-workbench worker` code path.
+WORKER = """
+import sys
+from adit_workbench.jobs import defaults
+defaults.HEARTBEAT_INTERVAL = 0.3
+from adit_workbench.jobs.worker import run_worker
+run_worker(sys.argv[1], prefix=sys.argv[2], burst=sys.argv[3] == "burst",
+           sweep_interval=0.5, stale_after=2.0)
+"""
+
+
+def _dicom_files(root: Path) -> dict[str, tuple[int, int]]:
+    """Delivered files (not staging) → (inode, mtime): a re-write changes both."""
+    found = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            if name.endswith(".dcm") and not name.startswith("."):
+                stat = os.stat(os.path.join(dirpath, name))
+                found[os.path.join(dirpath, name)] = (stat.st_ino, stat.st_mtime_ns)
+    return found
+
+
+@pytest.fixture
+def rq_env(
+    job_settings: Settings, database_url: str, redis_url: str, data_dir: Path
+) -> Iterator[tuple[dict[str, str], str, RQBackend]]:
+    prefix = f"w{os.getpid()}-{next(_prefixes)}"
+    env = {**os.environ, "ADIT_WB_DATABASE_URL": database_url, "ADIT_WB_REDIS_URL": redis_url,
+           "ADIT_WB_DATA_DIR": str(data_dir)}  # fmt: skip
+    backend = RQBackend(redis_url, prefix=prefix)
+    yield env, prefix, backend
+    backend.close()
+
+
+def _start(env: dict[str, str], redis_url: str, prefix: str, mode: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-c", WORKER, redis_url, prefix, mode],
+        env=env,
+        start_new_session=True,  # its own process group: SIGKILL reaches the work-horse too
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _kill(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+    proc.wait(timeout=30)
+
+
+def _tasks(database: Database, job_id: int) -> list[Task]:
+    with database.session() as session:
+        return list(session.scalars(select(Task).where(Task.job_id == job_id)))
+
+
+def test_three_workers_never_run_a_task_twice(
+    rq_env: tuple[dict[str, str], str, RQBackend],
+    database: Database,
+    job_settings: Settings,
+    alice: Access,
+    tmp_path: Path,
+) -> None:
+    env, prefix, backend = rq_env
+    jobs = JobManager(database, alice, job_settings, backend)
+    from adit_workbench.dicom.node import open_node
+    from adit_workbench.dicom.query import find_studies
+
+    with database.session() as session:
+        spec = node_store.get_node(session, "SANDBOX")
+    node = open_node(spec, job_settings)
+    studies = list(find_studies(node))
+    node.close()
+    assert len(studies) == 6
+    job = selective_transfer(jobs, studies, source="SANDBOX", destination="OUT", pseudonym="S")
+    for task in _tasks(database, job.id):  # duplicate entries: only the claim decides
+        for _ in range(2):
+            backend.enqueue(task.id, priority=4, timeout=600)
+    redis_url = env["ADIT_WB_REDIS_URL"]
+    workers = [_start(env, redis_url, prefix, "burst") for _ in range(3)]
+    for proc in workers:
+        assert proc.wait(timeout=180) == 0, proc.stderr.read() if proc.stderr else ""
+    assert job.wait(10, progress=False).status is JobStatus.SUCCESS
+    tasks = _tasks(database, job.id)
+    assert [t.attempts for t in tasks] == [1] * 6
+    assert len(_dicom_files(tmp_path / "out")) == 36
+    from rq import Queue
+
+    assert all(len(Queue(n, connection=backend.connection)) == 0 for n in queue_names(prefix))
+
+
+@pytest.fixture
+def big_pacs(tmp_path: Path) -> Iterator[SandboxPacs]:
+    """One study of 2 x 80 instances: long enough to be killed in the middle."""
+    with SandboxPacs(tmp_path / "big", ae_title="BIG") as server:
+        server.seed(1, seed=7, studies=1, series=2, instances=80, pid_prefix="BIG")
+        yield server
+
+
+def test_sigkilled_worker_is_recovered_and_each_instance_delivered_once(
+    rq_env: tuple[dict[str, str], str, RQBackend],
+    database: Database,
+    job_settings: Settings,
+    admin: Access,
+    alice: Access,
+    big_pacs: SandboxPacs,
+    tmp_path: Path,
+) -> None:
+    env, prefix, backend = rq_env
+    with database.session() as session:
+        caps = Capabilities(study_root_find=True, study_root_get=True, patient_root_find=True)
+        node_store.add_server(session, ServerSpec("BIG", "BIG", "127.0.0.1", big_pacs.port,
+                                                  capabilities=caps))  # fmt: skip
+    admin.admin.grant(alice.profile().groups[0], "BIG", source=True)
+    from adit_workbench.dicom.node import open_node
+    from adit_workbench.dicom.query import find_studies
+
+    with database.session() as session:
+        spec = node_store.get_node(session, "BIG")
+    node = open_node(spec, job_settings)
+    [study] = list(find_studies(node))
+    node.close()
+    jobs = JobManager(database, alice, job_settings, backend)
+    job = selective_transfer(jobs, [study], source="BIG", destination="OUT", pseudonym="K1")
+    out = tmp_path / "out"
+    redis_url = env["ADIT_WB_REDIS_URL"]
+
+    first = _start(env, redis_url, prefix, "serve")
+    deadline = time.monotonic() + 60
+    while len(_dicom_files(out)) < 10:
+        assert time.monotonic() < deadline, "the first worker delivered nothing"
+        assert first.poll() is None, first.stderr.read() if first.stderr else ""
+        time.sleep(0.01)
+    # The machine dies: the work-horse (rq gives it a session of its own, with the
+    # transfer's processes) and the worker, mid-study.
+    [task] = _tasks(database, job.id)
+    assert task.status == "IN_PROGRESS" and task.worker
+    horse = int(task.worker.split(":")[1])
+    os.killpg(os.getpgid(horse), signal.SIGKILL)
+    _kill(first)
+    time.sleep(0.2)
+    before = _dicom_files(out)
+    assert 10 <= len(before) < 160
+
+    second = _start(env, redis_url, prefix, "serve")
+    try:
+        job.wait(90, progress=False)
+    finally:
+        _kill(second, signal.SIGTERM)
+    assert job.status is JobStatus.SUCCESS
+    after = _dicom_files(out)
+    assert len(after) == 160
+    for path, identity in before.items():  # delivered before the kill: never re-written
+        assert after[path] == identity
+    [task] = _tasks(database, job.id)
+    assert task.attempts == 2
+    assert "lost" in task.log
