@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from pydicom import Dataset
+from pydicom import Dataset, dcmread
 
 from ..errors import InputError, NodeError, PermissionDenied, TransferError
 from .defaults import ARCHIVE_NAME, NIFTI_EXCLUDED, STAGING_PREFIX
@@ -329,6 +329,7 @@ class _ServerSink:
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._sent = 0
+        self._ended = False
 
     def existing(self) -> set[str]:
         if not self.study_uid:
@@ -341,17 +342,32 @@ class _ServerSink:
         except PermissionDenied:
             return set()  # a destination-only user: deliver everything, the PACS overwrites
 
-    def _items(self) -> Iterator[str]:
+    def _stow(self) -> bool:
+        if self.via is not None:
+            return str(self.via).lower() == "dicomweb"
+        caps = getattr(self.node, "capabilities", None)
+        return bool(caps is not None and not caps.store and caps.stow)
+
+    def _items(self) -> Iterator[str | Dataset]:
+        # C-STORE sends a path undecoded; STOW-RS batches, so it gets datasets read now.
+        stow = self._stow()
         previous: str | None = None
         while True:
             item = self._queue.get()
             if previous is not None:
                 Path(previous).unlink(missing_ok=True)  # sent: its successor was asked for
+                previous = None
             if item is _END:
+                self._ended = True
                 return
-            previous = item
             self._sent += 1
-            yield item
+            if stow:
+                ds = dcmread(item)
+                Path(item).unlink(missing_ok=True)
+                yield ds
+            else:
+                previous = item
+                yield item
 
     def _run(self) -> None:
         try:
@@ -361,7 +377,7 @@ class _ServerSink:
             self.failed.update(result.failed)
         except BaseException as exc:  # re-raised by finish()
             self._error = exc
-            while True:  # let the producer finish instead of blocking on a full queue
+            while not self._ended:  # let the producer finish, not block on a full queue
                 try:
                     if self._queue.get(timeout=0.5) is _END:
                         break
