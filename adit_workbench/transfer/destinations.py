@@ -64,8 +64,23 @@ def _job_root(root: Path, folder_name: str | None) -> Path:
     return root / sanitize(folder_name, "transfer") if folder_name else root
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _new_staging(parent: Path) -> Path:
+    """A fresh staging folder; those of runs that died (killed, crashed) are removed."""
     parent.mkdir(parents=True, exist_ok=True)
+    for old in parent.glob(f"{STAGING_PREFIX}*"):
+        pid = old.name.removeprefix(STAGING_PREFIX).split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
     path = parent / f"{STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     path.mkdir()
     return path
