@@ -97,6 +97,28 @@ class RQBackend:
         else:
             queue.enqueue(func, **kwargs)
 
+    def enqueue_many(self, task_ids: list[int], *, priority: int, timeout: int) -> None:
+        """Queue many tasks of one priority in one Redis round trip (a 10,000-row file)."""
+        from rq import Queue
+
+        queue = self.queue(priority)
+        data = [
+            Queue.prepare_data(
+                "adit_workbench.jobs.worker.process_task",
+                args=(task_id, self.prefix),
+                timeout=timeout,
+                result_ttl=3600,
+                failure_ttl=7 * 24 * 3600,
+                description=f"task {task_id}",
+                job_id=f"{self.prefix}-task-{task_id}-{uuid.uuid4().hex[:8]}",
+            )
+            for task_id in task_ids
+        ]
+        for start in range(0, len(data), 1000):
+            with self.connection.pipeline() as pipe:
+                queue.enqueue_many(data[start : start + 1000], pipeline=pipe)
+                pipe.execute()
+
     def close(self) -> None:
         """Close the Redis connection pool."""
         self.connection.close()

@@ -206,10 +206,13 @@ class JobManager:
                 .execution_options(synchronize_session=False)
             )
             kind, urgent = JobKind(job.kind), job.urgent
-        for task_id in ids:
-            self.backend.enqueue(
-                task_id, priority=priority(kind, urgent), timeout=task_timeout(kind)
-            )
+        level, timeout = priority(kind, urgent), task_timeout(kind)
+        many = getattr(self.backend, "enqueue_many", None)
+        if many is not None and len(ids) > 1:
+            many(ids, priority=level, timeout=timeout)
+        else:
+            for task_id in ids:
+                self.backend.enqueue(task_id, priority=level, timeout=timeout)
         return len(ids)
 
     # -- actions -----------------------------------------------------------------------
