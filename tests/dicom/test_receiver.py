@@ -1,0 +1,123 @@
+"""The Store SCP receiver: spooling per (AE, study), atomic files, and C-MOVE through it,
+also with the receiver in a separate process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydicom import Dataset
+from pynetdicom import AE, StoragePresentationContexts
+
+from adit_workbench.config import Settings
+from adit_workbench.dicom.dimse import DimseNode
+from adit_workbench.dicom.node import QueryLevel
+from adit_workbench.dicom.receiver import Receiver, shared_receiver, spool_dir, study_spool
+from adit_workbench.dicom.retrieve import iter_cmove
+from adit_workbench.transfer import FolderDestination, TransferStatus, transfer_study
+from tests.dicom.conftest import archive_datasets, server_spec
+from tests.servers._util import port_open, stop_process, wait_until
+from tests.servers.orthanc import OrthancServer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _send(port: int, datasets: list[Dataset], called: str = "ADIT_WB") -> list[int]:
+    ae = AE(ae_title="SENDER")
+    ae.requested_contexts = StoragePresentationContexts[:100]
+    assoc = ae.associate("127.0.0.1", port, ae_title=called)
+    assert assoc.is_established
+    try:
+        return [int(assoc.send_c_store(ds).Status) for ds in datasets]
+    finally:
+        assoc.release()
+
+
+def test_spools_per_called_ae_and_study(settings: Settings, tmp_path: Path) -> None:
+    datasets = archive_datasets()[:4]
+    with Receiver(settings, spool=tmp_path, port=0) as receiver:
+        assert _send(receiver.port, datasets) == [0] * 4
+        assert receiver.received == 4
+    for ds in datasets:
+        path = study_spool(tmp_path, "ADIT_WB", str(ds.StudyInstanceUID))
+        assert (path / f"{ds.SOPInstanceUID}.dcm").is_file()
+    assert not list(tmp_path.rglob(".*.part")), "temporary files left behind"
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")
+def test_refuses_an_instance_it_cannot_route(settings: Settings, tmp_path: Path) -> None:
+    ds = archive_datasets()[0]
+    ds.SOPInstanceUID = "../../escape"
+    with Receiver(settings, spool=tmp_path, port=0) as receiver:
+        assert _send(receiver.port, [ds]) == [0xC000]
+    assert not list(tmp_path.rglob("*.dcm"))
+
+
+def test_study_spool_never_leaves_the_spool(tmp_path: Path) -> None:
+    assert study_spool(tmp_path, "../AE", "../../x") == tmp_path / "___AE" / "_invalid"
+
+
+def test_cmove_through_an_in_process_receiver(
+    node_settings: Settings, loaded_orthanc: OrthancServer
+) -> None:
+    study = archive_datasets()[0]
+    node = DimseNode(server_spec(loaded_orthanc), node_settings)
+    query = Dataset()
+    query.StudyInstanceUID = str(study.StudyInstanceUID)
+    with shared_receiver(node_settings) as spool:
+        paths = list(iter_cmove(node, QueryLevel.STUDY, query, spool=spool))
+    node.close()
+    assert len(paths) == 4 and all(p.is_file() for p in paths)  # claimed for the caller
+    assert {p.stem for p in paths} == {
+        str(ds.SOPInstanceUID)
+        for ds in archive_datasets()
+        if ds.StudyInstanceUID == study.StudyInstanceUID
+    }
+
+
+@pytest.fixture
+def external_receiver(node_settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m adit_workbench.dicom.receiver`` in its own process, on the test port."""
+    env = {**os.environ, "TCP_NODELAY": "1"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "adit_workbench.dicom.receiver",
+            "--spool",
+            str(spool_dir(node_settings)),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    wait_until(lambda: port_open(node_settings.receiver_port), 20, "receiver", proc=proc)
+    yield proc
+    stop_process(proc)
+
+
+def test_transfer_with_the_receiver_in_another_process(
+    node_settings: Settings,
+    loaded_orthanc: OrthancServer,
+    external_receiver: subprocess.Popen[bytes],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from adit_workbench.dicom.server import DicomServer
+
+    def no_local_receiver(self: Receiver) -> Receiver:
+        raise AssertionError("the transfer started a receiver of its own")
+
+    monkeypatch.setattr(Receiver, "start", no_local_receiver)
+    study = str(archive_datasets()[0].StudyInstanceUID)
+    source = DicomServer(server_spec(loaded_orthanc), node_settings)
+    try:
+        result = transfer_study(source, FolderDestination(tmp_path), study, via="cmove")
+    finally:
+        source.close()
+    assert result.status is TransferStatus.SUCCESS and result.delivered == 4
+    assert external_receiver.poll() is None
