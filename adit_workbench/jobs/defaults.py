@@ -22,6 +22,10 @@ INLINE_WORKERS = 2
 #: Prefix of the RQ queue names (``<prefix>-<priority>``).
 QUEUE_PREFIX = "adit-wb"
 
+#: ADIT's START_*_UNVERIFIED inverted: when True, jobs of users without the staff
+#: permission wait as UNVERIFIED until staff verify them (ADIT's default: False).
+REQUIRE_VERIFICATION = False
+
 #: Row limits for users without the unlimited-batch-size permission (ADIT's values).
 MAX_BATCH_QUERY_ROWS = 1000
 MAX_BATCH_TRANSFER_ROWS = 500

@@ -146,7 +146,13 @@ def outcome_of(result: Any) -> TaskOutcome:
         message = f"{delivered} of {expected} instance(s) delivered."
     if status is TaskStatus.SUCCESS and not message:
         message = "Transfer task completed successfully."
-    return TaskOutcome(status, message or "Transfer task ended.")
+    # The accounting line: what this attempt delivered and what an earlier one had.
+    counts = " ".join(
+        f"{key}={getattr(result, key)}"
+        for key in ("expected", "delivered", "skipped", "excluded", "refused", "failed")
+        if isinstance(getattr(result, key, None), int)
+    )
+    return TaskOutcome(status, message or "Transfer task ended.", f"{counts}\n" if counts else "")
 
 
 def run_transfer_task(ctx: TaskContext) -> TaskOutcome:

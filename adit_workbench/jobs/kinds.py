@@ -159,8 +159,10 @@ def selective_transfer(
 
 
 def _auto_verified(jobs: JobManager) -> bool:
-    # ADIT's START_*_UNVERIFIED defaults to True: jobs start without a staff review.
-    return True
+    """Whether a new job goes straight to the queue (else it waits for staff)."""
+    if not defaults.REQUIRE_VERIFICATION:
+        return True
+    return jobs.access.has(Permission.STAFF)
 
 
 def batch_query(
@@ -245,6 +247,8 @@ def mass_transfer(
     from .mass import parse_filters, partitions
 
     kind = JobKind.MASS_TRANSFER
+    if options.pop("urgent", False):
+        raise InputError("mass transfers run at the lowest priority; they cannot be urgent")
     jobs.check_common(kind, source=source, destination=destination, pseudonymize=pseudonymize)
     first = start if isinstance(start, date) else parse_date(str(start))
     last = end if isinstance(end, date) else parse_date(str(end))

@@ -196,6 +196,8 @@ def run_task(
         beater.join(timeout=5)
         with _LOCAL_LOCK:
             _LOCAL_CANCEL.pop(task_id, None)
+    if outcome.log and not outcome.log.startswith("attempt "):
+        outcome.log = f"attempt {claimed.attempts}: {outcome.log}"
     finished = finish_task(
         database,
         task_id,

@@ -188,3 +188,49 @@ def test_sigkilled_worker_is_recovered_and_each_instance_delivered_once(
     [task] = _tasks(database, job.id)
     assert task.attempts == 2
     assert "lost" in task.log
+
+
+def test_cancel_reaches_a_worker_on_another_process(
+    rq_env: tuple[dict[str, str], str, RQBackend],
+    database: Database,
+    job_settings: Settings,
+    admin: Access,
+    alice: Access,
+    big_pacs: SandboxPacs,
+    tmp_path: Path,
+) -> None:
+    """The heartbeat carries the cancel: the task stops at its next instance; resume ends it."""
+    env, prefix, backend = rq_env
+    with database.session() as session:
+        caps = Capabilities(study_root_find=True, study_root_get=True, patient_root_find=True)
+        node_store.add_server(
+            session, ServerSpec("BIG", "BIG", "127.0.0.1", big_pacs.port, capabilities=caps)
+        )
+    admin.admin.grant(alice.profile().groups[0], "BIG", source=True)
+    from adit_workbench.dicom.node import open_node
+    from adit_workbench.dicom.query import find_studies
+
+    with database.session() as session:
+        spec = node_store.get_node(session, "BIG")
+    node = open_node(spec, job_settings)
+    [study] = list(find_studies(node))
+    node.close()
+    jobs = JobManager(database, alice, job_settings, backend)
+    job = selective_transfer(jobs, [study], source="BIG", destination="OUT", pseudonym="C1")
+    out = tmp_path / "out"
+    worker = _start(env, env["ADIT_WB_REDIS_URL"], prefix, "serve")
+    try:
+        deadline = time.monotonic() + 60
+        while len(_dicom_files(out)) < 5:
+            assert time.monotonic() < deadline, "the worker delivered nothing"
+            time.sleep(0.01)
+        job.cancel()
+        job.wait(30, progress=False, raise_on_failure=False)
+        assert job.status is JobStatus.CANCELED
+        stopped = len(_dicom_files(out))
+        assert stopped < 160
+        assert job.resume() == 1
+        assert job.wait(60, progress=False).status is JobStatus.SUCCESS
+    finally:
+        _kill(worker, signal.SIGTERM)
+    assert len(_dicom_files(out)) == 160

@@ -1,0 +1,123 @@
+"""Job lifecycle details on both backends and databases: staff verification, time windows,
+the archive password cleared at the end, the progress line, the accounting in the log."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from adit_workbench.access import Access, Permission
+from adit_workbench.errors import InputError, PermissionDenied
+from adit_workbench.jobs import JobStatus, defaults
+from adit_workbench.jobs.kinds import mass_transfer, selective_transfer
+from adit_workbench.store.jobs import Job, Task
+
+from .conftest import FakeTransfer, Harness
+
+
+def test_unverified_jobs_wait_for_staff(
+    harness: Harness,
+    alice: Access,
+    make_user: Callable[..., Access],
+    fake_transfer: FakeTransfer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(defaults, "REQUIRE_VERIFICATION", True)
+    job = selective_transfer(
+        harness.manager(alice), ["1.2.3"], source="SANDBOX", destination="OUT", pseudonym="P"
+    )
+    harness.drain()
+    assert job.status is JobStatus.UNVERIFIED and fake_transfer.calls == []
+    with pytest.raises(PermissionDenied):
+        harness.manager(alice).verify(job.id)
+    staff = harness.manager(make_user("sam", Permission.STAFF))
+    staff.verify(job.id)
+    with pytest.raises(InputError, match="not UNVERIFIED"):
+        staff.verify(job.id)
+    harness.drain()
+    assert job.wait(10, progress=False).status is JobStatus.SUCCESS
+
+
+def test_tasks_wait_for_their_time_window(
+    harness: Harness, alice: Access, fake_transfer: FakeTransfer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = datetime.now()
+    closed = f"{(now + timedelta(hours=2)):%H:00}-{(now + timedelta(hours=3)):%H:00}"
+    monkeypatch.setattr(defaults, "TIME_WINDOWS", {"selective_transfer": closed})
+    job = selective_transfer(
+        harness.manager(alice), ["1.2.3"], source="SANDBOX", destination="OUT", pseudonym="P"
+    )
+    harness.drain()
+    [task] = job.tasks.to_dict("records")
+    assert task["status"] == "PENDING" and task["attempts"] == 0
+    assert "time window" in task["message"]
+    assert fake_transfer.calls == []
+
+
+def test_archive_password_is_gone_when_the_job_ends(
+    harness: Harness, alice: Access, fake_transfer: FakeTransfer
+) -> None:
+    job = selective_transfer(
+        harness.manager(alice), ["1.2.3"], source="SANDBOX", destination="OUT", pseudonym="P",
+        archive_password="s3cret-pw",
+    )  # fmt: skip
+    harness.drain()
+    job.wait(10, progress=False)
+    with harness.database.session() as session:
+        row = session.scalars(select(Job).where(Job.id == job.id)).one()
+        assert row.archive_password is None and row.has_archive_password
+    assert "s3cret-pw" not in repr(job) and "s3cret-pw" not in str(job.summary())
+
+
+def test_wait_draws_a_plain_progress_line(
+    harness: Harness,
+    alice: Access,
+    fake_transfer: FakeTransfer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(__import__("sys").modules, "tqdm.auto", None)  # plain, as without tqdm
+    job = selective_transfer(
+        harness.manager(alice), ["1.2.3", "1.2.4"], source="SANDBOX", destination="OUT",
+        pseudonym="P",
+    )  # fmt: skip
+    harness.drain()
+    job.wait(10)
+    err = capsys.readouterr().err
+    assert f"job {job.id} [" in err and "SUCCESS: 2/2 tasks" in err
+    assert "SUCCESS" in job._repr_html_()
+
+
+def test_transfer_outcome_is_accounted_in_the_log(
+    harness: Harness, alice: Access, fake_transfer: FakeTransfer
+) -> None:
+    job = selective_transfer(
+        harness.manager(alice), ["1.2.3"], source="SANDBOX", destination="OUT", pseudonym="P"
+    )
+    harness.drain()
+    job.wait(10, progress=False)
+    with harness.database.session() as session:
+        [log] = session.scalars(select(Task.log).where(Task.job_id == job.id))
+    assert log == "attempt 1: expected=1 delivered=1\n"
+
+
+def test_mass_transfer_is_never_urgent_and_needs_dates_in_order(
+    harness: Harness, make_user: Callable[..., Access]
+) -> None:
+    carol = harness.manager(make_user("carol", Permission.MASS_TRANSFER, Permission.URGENT))
+    with pytest.raises(InputError, match="end is before start"):
+        mass_transfer(carol, source="SANDBOX", destination="OUT", start="2021-02-01",
+                      end="2021-01-01", filters=[{"modality": "CT"}])  # fmt: skip
+    with pytest.raises(InputError, match="cannot be urgent"):
+        mass_transfer(
+            carol,
+            source="SANDBOX",
+            destination="OUT",
+            start="2021-01-01",
+            end="2021-01-01",
+            filters=[{"modality": "CT"}],
+            urgent=True,
+        )
