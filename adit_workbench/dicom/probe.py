@@ -59,18 +59,6 @@ _REFUSALS = {
 }
 
 
-_DIMSE_FLAGS = (
-    "echo",
-    "patient_root_find",
-    "study_root_find",
-    "patient_root_get",
-    "study_root_get",
-    "patient_root_move",
-    "study_root_move",
-    "store",
-)
-
-
 def _unknown_uid() -> str:
     return f"2.25.{uuid.uuid4().int}"
 
@@ -202,7 +190,7 @@ def probe_dimse(node: DimseNode) -> Capabilities:
         caps["echo"], details["echo"] = True, "ok"
     except (NodeUnreachable, NodeTimeout, AssociationRejected) as exc:
         # Every further check would wait for the same timeout and say the same thing.
-        for flag in _DIMSE_FLAGS:
+        for flag in Capabilities.DIMSE_FLAGS:
             caps[flag], details[flag] = False, f"not tried: {_reason(exc)}"
         details["echo"] = _reason(exc)
         return _dimse_capabilities(caps, details)
@@ -274,7 +262,7 @@ def probe_dimse(node: DimseNode) -> Capabilities:
 
 
 def _dimse_capabilities(caps: dict[str, bool], details: dict[str, str]) -> Capabilities:
-    for flag in ("qido", "wado", "stow"):
+    for flag in Capabilities.DICOMWEB_FLAGS:
         details.setdefault(flag, "not probed: no DICOMweb root configured")
     return Capabilities(**caps, probed_at=datetime.now(UTC), details=details)
 
@@ -356,7 +344,7 @@ def probe_dicomweb(node: DicomWebNode) -> Capabilities:
         raise DicomWebError(node.name, "STOW-RS", code, reason)
 
     _check(caps, details, "stow", stow)
-    for flag in _DIMSE_FLAGS:
+    for flag in Capabilities.DIMSE_FLAGS:
         details[flag] = "not probed: no DIMSE address configured"
     details["echo"] = "ok (QIDO answered)" if caps["qido"] else f"no: {details['qido']}"
     return Capabilities(

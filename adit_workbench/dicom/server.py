@@ -153,5 +153,5 @@ class DicomServer(NodeBase, QueryMixin):
 def side_flags(side: DimseNode | DicomWebNode) -> tuple[str, ...]:
     """The capability flags a side measures."""
     if isinstance(side, DicomWebNode):
-        return ("qido", "wado", "stow")
-    return tuple(f for f in Capabilities.FLAGS if f not in ("qido", "wado", "stow"))
+        return Capabilities.DICOMWEB_FLAGS
+    return Capabilities.DIMSE_FLAGS

@@ -36,7 +36,8 @@ class Capabilities:
     probed_at: datetime | None = None
     details: dict[str, str] = field(default_factory=dict, compare=False)
 
-    FLAGS = (
+    #: Flags measured over DIMSE, then over DICOMweb; FLAGS is both in a stable order.
+    DIMSE_FLAGS = (
         "echo",
         "patient_root_find",
         "study_root_find",
@@ -45,10 +46,9 @@ class Capabilities:
         "patient_root_move",
         "study_root_move",
         "store",
-        "qido",
-        "wado",
-        "stow",
     )
+    DICOMWEB_FLAGS = ("qido", "wado", "stow")
+    FLAGS = DIMSE_FLAGS + DICOMWEB_FLAGS
 
     def as_flags(self) -> dict[str, bool]:
         """The support flags alone, in a stable order."""
