@@ -123,7 +123,7 @@ def move_query(study_uid: str, series: SeriesPlan) -> tuple[QueryLevel, Dataset]
     query = Dataset()
     query.StudyInstanceUID = study_uid
     query.SeriesInstanceUID = series.uid
-    if len(series.todo) == len(series.instances):
+    if series.whole or len(series.todo) == len(series.instances or ()):
         return QueryLevel.SERIES, query
     query.SOPInstanceUID = series.todo if len(series.todo) > 1 else series.todo[0]
     return QueryLevel.IMAGE, query

@@ -20,7 +20,16 @@ from ..deid import Option, Pseudonymizer
 from ..errors import InputError
 from .worker import Stream
 
-__all__ = ["SeriesPlan", "TransferPlan", "make_plan", "output_uid", "streams_for"]
+__all__ = [
+    "SeriesPlan",
+    "TransferPlan",
+    "find_series",
+    "list_instances",
+    "mark_existing",
+    "mark_whole",
+    "output_uid",
+    "streams_for",
+]
 
 
 def output_uid(pseudonymizer: Pseudonymizer | None, uid: str) -> str:
@@ -32,13 +41,24 @@ def output_uid(pseudonymizer: Pseudonymizer | None, uid: str) -> str:
 
 @dataclass
 class SeriesPlan:
-    """One series: its instances at the source and which still need delivering."""
+    """One series: its instances at the source and which still need delivering.
+
+    ``instances`` is None until the instance-level query has answered; meanwhile a
+    ``whole`` series is fetched in full (a fresh destination needs everything anyway).
+    """
 
     uid: str
     modality: str
-    instances: list[str]
+    count: int = 0
+    instances: list[str] | None = None
     todo: list[str] = field(default_factory=list)
+    whole: bool = False
     excluded: bool = False
+
+    @property
+    def expected(self) -> int:
+        """Instances at the source: listed, or as the series-level query counted them."""
+        return len(self.instances) if self.instances is not None else self.count
 
 
 @dataclass
@@ -52,17 +72,27 @@ class TransferPlan:
     @property
     def expected(self) -> int:
         """Instances the source holds for the request (excluded ones included)."""
-        return sum(len(s.instances) for s in self.series)
+        return sum(s.expected for s in self.series)
 
     @property
     def excluded(self) -> int:
         """Instances left out by modality."""
-        return sum(len(s.instances) for s in self.series if s.excluded)
+        return sum(s.expected for s in self.series if s.excluded)
 
     @property
     def todo(self) -> list[str]:
-        """Source SOP Instance UIDs still to deliver."""
+        """Source SOP Instance UIDs known to be still missing (whole series aside)."""
         return [uid for s in self.series for uid in s.todo]
+
+    @property
+    def pending(self) -> int:
+        """Instances still to deliver, whole series counted by their expected size."""
+        return sum(s.expected if s.whole else len(s.todo) for s in self.series)
+
+    @property
+    def listed(self) -> bool:
+        """Whether every series' instances are known."""
+        return all(s.instances is not None for s in self.series)
 
     @property
     def modalities(self) -> set[str]:
@@ -75,13 +105,13 @@ def _str(ds: Dataset, keyword: str) -> str:
     return "" if value is None else str(value).strip()
 
 
-def make_plan(
+def find_series(
     source: Any,
     study_uid: str,
     series_uids: Iterable[str] | None,
     exclude: frozenset[str],
 ) -> TransferPlan:
-    """Ask ``source`` which series and instances the request covers."""
+    """Ask ``source`` which series the request covers (instances not listed yet)."""
     if not study_uid:
         raise InputError("a transfer needs a StudyInstanceUID")
     wanted = {str(u) for u in series_uids} if series_uids else None
@@ -89,26 +119,32 @@ def make_plan(
     query.StudyInstanceUID = study_uid
     query.SeriesInstanceUID = ""
     query.Modality = ""
-    modality: dict[str, str] = {}
+    query.NumberOfSeriesRelatedInstances = ""
+    plans: dict[str, SeriesPlan] = {}
     for ds in source.find("SERIES", query):
         uid = _str(ds, "SeriesInstanceUID")
         if uid and (wanted is None or uid in wanted):
-            modality[uid] = _str(ds, "Modality").upper()
+            modality = _str(ds, "Modality").upper()
+            count = _str(ds, "NumberOfSeriesRelatedInstances")
+            plans[uid] = SeriesPlan(
+                uid, modality, int(count) if count.isdigit() else 0, excluded=modality in exclude
+            )
+    return TransferPlan(study_uid, list(plans.values()))
+
+
+def list_instances(source: Any, plan: TransferPlan) -> None:
+    """Fill in each series' instances from one instance-level query (the expected set)."""
     query = Dataset()
-    query.StudyInstanceUID = study_uid
+    query.StudyInstanceUID = plan.study_uid
     query.SeriesInstanceUID = ""
     query.SOPInstanceUID = ""
-    instances: dict[str, list[str]] = {uid: [] for uid in modality}
+    found: dict[str, set[str]] = {s.uid: set() for s in plan.series}
     for ds in source.find("IMAGE", query):
-        series = _str(ds, "SeriesInstanceUID")
-        sop = _str(ds, "SOPInstanceUID")
-        if sop and series in instances:
-            instances[series].append(sop)
-    plans = [
-        SeriesPlan(uid, modality[uid], sorted(set(sops)), excluded=modality[uid] in exclude)
-        for uid, sops in instances.items()
-    ]
-    return TransferPlan(study_uid, plans)
+        series_uid, sop = _str(ds, "SeriesInstanceUID"), _str(ds, "SOPInstanceUID")
+        if sop and series_uid in found:
+            found[series_uid].add(sop)
+    for series in plan.series:
+        series.instances = sorted(found[series.uid])
 
 
 def mark_existing(
@@ -117,11 +153,19 @@ def mark_existing(
     """Fill each series' to-do list with what the destination does not hold yet."""
     plan.skipped = 0
     for series in plan.series:
-        if series.excluded:
+        series.whole = False
+        if series.excluded or series.instances is None:
             series.todo = []
             continue
         series.todo = [u for u in series.instances if output_uid(pseudonymizer, u) not in existing]
         plan.skipped += len(series.instances) - len(series.todo)
+
+
+def mark_whole(plan: TransferPlan) -> None:
+    """A fresh destination: every included series is fetched in full."""
+    for series in plan.series:
+        series.whole = not series.excluded
+        series.todo = []
 
 
 def streams_for(plan: TransferPlan, method: str, streams: int, *, min_chunk: int = 16) -> (
@@ -134,10 +178,11 @@ def streams_for(plan: TransferPlan, method: str, streams: int, *, min_chunk: int
     """
     pieces: list[tuple[str, list[str], bool]] = []
     for series in plan.series:
-        if not series.todo:
-            continue
-        whole = len(series.todo) == len(series.instances)
-        pieces.append((series.uid, list(series.todo), whole))
+        if series.whole:  # instances may not be listed yet: then it cannot be split
+            pieces.append((series.uid, list(series.instances or ()), True))
+        elif series.todo:
+            whole = len(series.todo) == len(series.instances or ())
+            pieces.append((series.uid, list(series.todo), whole))
     if len(pieces) < streams:
         total = sum(len(p[1]) for p in pieces)
         per = max(min_chunk, math.ceil(total / max(1, streams)))

@@ -36,7 +36,15 @@ from .destinations import (
 )
 from .fetch import Fetch, choose_fetch, direct_move, producer_for
 from .pipeline import RoundError, Tally, run_round
-from .plan import make_plan, mark_existing, output_uid, streams_for
+from .plan import (
+    TransferPlan,
+    find_series,
+    list_instances,
+    mark_existing,
+    mark_whole,
+    output_uid,
+    streams_for,
+)
 from .result import TransferProgress, TransferResult, TransferStatus
 from .worker import WorkerConfig
 
@@ -168,9 +176,9 @@ def transfer_study(
         exclude = EXCLUDED_WHEN_PSEUDONYMIZING if pseudonymizer is not None else frozenset()
     if isinstance(target, NiftiDestination):
         exclude |= NIFTI_EXCLUDED
-    plan = _with_retries(lambda: make_plan(source, study_uid, series_uids, exclude))
-    result = TransferResult(expected=plan.expected, excluded=plan.excluded)
-    if plan.expected == 0:
+    plan = _with_retries(lambda: find_series(source, study_uid, series_uids, exclude))
+    result = TransferResult()
+    if not plan.series:
         result.status, result.message = TransferStatus.FAILURE, "the source holds no instances"
         result.where = str(getattr(target, "path", "") or getattr(destination, "name", ""))
         return result
@@ -178,27 +186,74 @@ def transfer_study(
     result.where = sink.where
     if isinstance(target, ServerDestination):
         sink.study_uid = output_uid(pseudonymizer, study_uid)  # type: ignore[attr-defined]
-    mark_existing(plan, sink.existing(), pseudonymizer)
-    tally = Tally(total=len(plan.todo))
-    for series in plan.series:
-        for uid in series.instances:
-            tally.out_to_source[output_uid(pseudonymizer, uid)] = uid
+    tally = Tally()
     try:
+        existing = sink.existing()
         fetch = choose_fetch(source, target, via, pseudonymizer, exclude)
         result.via = fetch.method
+        n = max(1, min(workers or WORKERS, fetch.streams))
+        listing = _Listing(source, plan, tally, pseudonymizer)
+        included = sum(1 for s in plan.series if not s.excluded)
+        if not existing and fetch.method in ("cget", "wado") and included >= n:
+            # A fresh destination needs every instance: fetch whole series at once and
+            # list the instances (for verification) while they stream in.
+            mark_whole(plan)
+            tally.total = plan.pending
+            listing.start()
+        else:
+            listing.run()
+            mark_existing(plan, existing, pseudonymizer)
+            tally.total = plan.pending
         if fetch.method == "direct-move" and tally.total:
             assert isinstance(target, ServerDestination)
             fetch = direct_move(source, target, sink, plan, tally, progress, is_cancelled, fetch)
             result.via = fetch.method
+            n = max(1, min(workers or WORKERS, fetch.streams))
         if fetch.method != "direct-move" and tally.total:
-            _run_rounds(source, sink, plan, tally, fetch, pseudonymizer, exclude, settings,
-                        workers, progress, is_cancelled)  # fmt: skip
+            _run_rounds(source, sink, plan, tally, fetch, pseudonymizer, exclude, settings, n,
+                        existing, listing, progress, is_cancelled)  # fmt: skip
+        listing.wait()
     except BaseException:
         sink.abort()
         raise
-    deferred = sink.finish()
-    _judge(result, plan, tally, sink, deferred, is_cancelled())
+    sink.finish()
+    _judge(result, plan, tally, sink, is_cancelled())
     return result
+
+
+class _Listing:
+    """The instance-level query of the source, up front or beside the first round."""
+
+    def __init__(
+        self, source: Any, plan: TransferPlan, tally: Tally, pseudonymizer: Pseudonymizer | None
+    ) -> None:
+        self.source, self.plan, self.tally, self.pseudonymizer = source, plan, tally, pseudonymizer
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def run(self) -> None:
+        _with_retries(lambda: list_instances(self.source, self.plan))
+        for series in self.plan.series:
+            for uid in series.instances or ():
+                self.tally.out_to_source[output_uid(self.pseudonymizer, uid)] = uid
+        self.tally.total = sum(s.expected for s in self.plan.series if not s.excluded)
+
+    def start(self) -> None:
+        def run() -> None:
+            try:
+                self.run()
+            except BaseException as exc:  # re-raised by wait()
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="wb-transfer-listing", daemon=True)
+        self._thread.start()
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            raise self._error
 
 
 def _with_retries(fn: Callable[[], Any]) -> Any:
@@ -216,13 +271,15 @@ def _with_retries(fn: Callable[[], Any]) -> Any:
 def _run_rounds(
     source: Any,
     sink: Sink,
-    plan: Any,
+    plan: TransferPlan,
     tally: Tally,
     fetch: Fetch,
     pseudonymizer: Pseudonymizer | None,
     exclude: frozenset[str],
     settings: Any,
-    workers: int | None,
+    n: int,
+    existing: set[str],
+    listing: _Listing,
     progress: Callable[[TransferProgress], None] | None,
     cancelled: Callable[[], bool],
 ) -> None:
@@ -233,13 +290,23 @@ def _run_rounds(
         exclude=exclude,
         source=getattr(source, "spec", None) if fetch.method in ("cget", "wado") else None,
     )
-    n = max(1, min(workers or WORKERS, fetch.streams))
+    rounds = [0]
 
     def one_round() -> None:
-        done = tally.delivered | tally.excluded | tally.refused
-        for series in plan.series:
-            series.todo = [u for u in series.todo if u not in done]
-        if not plan.todo or cancelled():
+        if rounds[0] > 0 or not any(s.whole for s in plan.series):
+            # From the second round on, fetch exactly what is still missing.
+            listing.wait()
+            done = tally.delivered | tally.excluded | tally.refused
+            for series in plan.series:
+                series.whole = False
+                if not series.excluded and series.instances is not None:
+                    series.todo = [
+                        u
+                        for u in series.instances
+                        if u not in done and output_uid(pseudonymizer, u) not in existing
+                    ]
+        rounds[0] += 1
+        if not plan.pending or cancelled():
             return
         streams = streams_for(plan, fetch.method, n) if fetch.method in ("cget", "wado") else []
         errors = run_round(
@@ -266,14 +333,14 @@ def _run_rounds(
 
 def _judge(
     result: TransferResult,
-    plan: Any,
+    plan: TransferPlan,
     tally: Tally,
     sink: Sink,
-    deferred: int,
     cancelled: bool,
 ) -> None:
     failed_sources = {tally.out_to_source.get(uid, uid) for uid in sink.failed}
     delivered = tally.delivered - failed_sources
+    result.expected = plan.expected
     result.delivered = len(delivered)
     result.skipped = plan.skipped
     result.excluded = plan.excluded + len(tally.excluded)

@@ -90,7 +90,9 @@ def _str(ds: Dataset, keyword: str) -> str:
 def prepare(config: WorkerConfig, data: bytes, hint: str = "") -> tuple[str, Any]:
     """One instance from its Part-10 bytes to a staged file: ``(kind, payload)``."""
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), force=True)
+        # Copied as is: the header suffices (the bytes are written untouched).
+        plain = config.pseudonymizer is None
+        ds = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=plain)
         source_sop = _str(ds, "SOPInstanceUID") or hint
         modality = _str(ds, "Modality").upper()
     except Exception as exc:  # one unreadable instance must not stop the study; no PHI
