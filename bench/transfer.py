@@ -1,0 +1,266 @@
+"""Transfer speed and memory: the workbench against dcmtk getscu and ADIT's way.
+
+Run: ``.venv/bin/python -m bench.transfer [--instances 500] [--size 512] [--repeat 2]``
+
+Starts its own Orthanc (the test suite's ``OrthancServer``, ``TCP_NODELAY=1``) in a
+temporary folder and loads one study of ``--instances`` instances of ``--size``² 16-bit
+CT (512: about 0.5 MB each) in ``--series`` series. Then, in one run, each contender
+copies the study into a fresh folder:
+
+* the workbench by C-GET, pseudonymized (ADIT profile), ADIT folder layout;
+* the workbench by WADO-RS, pseudonymized, ADIT folder layout;
+* dcmtk ``getscu`` (``TCP_NODELAY=1``), not pseudonymized;
+* ADIT's way: one pynetdicom C-GET association whose handler anonymizes each instance
+  with dicognito and writes it, in turn.
+
+Prints instances/s and the ratios to getscu (aim: >= 1.0x). Then the memory part: a
+child process runs a workbench C-GET transfer of a ``--memory-large`` instance study
+and of a ``--memory-small`` one (small images, to stay fast) and reports its peak RSS
+(and the largest worker's); aim: large/small <= 1.3x. Timings are noisy (±40 % on a
+shared 2-core VM); ``--repeat`` keeps the best of each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from adit_workbench.config import Settings
+from adit_workbench.deid import Profile, Pseudonymizer
+from adit_workbench.dicom.server import DicomServer
+from adit_workbench.dicom.spec import Capabilities, ServerSpec
+from adit_workbench.sandbox.synthetic import iter_datasets
+from adit_workbench.transfer import FolderDestination, transfer_study
+from tests.servers._util import free_port
+from tests.servers.orthanc import OrthancServer
+
+SECRET = b"bench-transfer-secret-0123456789"
+CAPS = Capabilities(study_root_get=True, study_root_move=True, store=True, wado=True, qido=True)
+
+
+def _load(server: OrthancServer, *, instances: int, series: int, size: int, seed: int) -> str:
+    per_series = max(1, instances // series)
+    datasets = iter_datasets(
+        patients=1, studies=1, series=series, instances=per_series,
+        rows=size, cols=size, modality="CT", seed=seed, pid_prefix=f"B{seed}",
+    )  # fmt: skip
+    study = ""
+    batch = []
+    for ds in datasets:
+        study = str(ds.StudyInstanceUID)
+        batch.append(ds)
+        if len(batch) == 50:
+            server.upload(batch)
+            batch = []
+    server.upload(batch)
+    return study
+
+
+def _spec(server: OrthancServer) -> ServerSpec:
+    return ServerSpec(
+        server.name, server.ae_title, server.host, server.dicom_port,
+        capabilities=CAPS, dicomweb_root_url=server.dicomweb_url, max_associations=3,
+    )  # fmt: skip
+
+
+def _settings(base: Path) -> Settings:
+    return Settings(data_dir=base / "data", ae_title="BENCH", receiver_port=free_port())
+
+
+def _workbench(
+    server: OrthancServer, base: Path, study: str, via: str, out: Path, pseudonymize: bool = True
+) -> int:
+    settings = _settings(base)
+    node = DicomServer(_spec(server), settings)
+    pseudonymizer = (
+        Pseudonymizer(SECRET, Profile.adit("BENCH-01", trial_id="T1")) if pseudonymize else None
+    )
+    try:
+        result = transfer_study(
+            node, FolderDestination(out, "job"), study, via=via, pseudonymizer=pseudonymizer
+        )
+    finally:
+        node.close()
+    assert result.ok and not result.missing, str(result)
+    return result.delivered
+
+
+def _getscu(server: OrthancServer, study: str, out: Path) -> int:
+    out.mkdir(parents=True)
+    subprocess.run(
+        ["getscu", "-S", "-aet", "GETSCU", "-aec", server.ae_title, server.host,
+         str(server.dicom_port), "-k", "QueryRetrieveLevel=STUDY",
+         "-k", f"StudyInstanceUID={study}", "-od", str(out)],
+        check=True, env={**os.environ, "TCP_NODELAY": "1"},
+    )  # fmt: skip
+    return len(list(out.iterdir()))
+
+
+def _adit_way(server: OrthancServer, study: str, out: Path) -> int:
+    """One association, a C-STORE handler that anonymizes with dicognito and writes."""
+    import dicognito.anonymizer
+    from pydicom import Dataset
+    from pynetdicom import AE, build_role, evt
+
+    # Spelled out: pynetdicom generates its sop_class names, invisible to type checkers.
+    ct_storage = "1.2.840.10008.5.1.4.1.1.2"
+    study_get = "1.2.840.10008.5.1.4.1.2.2.3"
+
+    out.mkdir(parents=True)
+    anonymizer = dicognito.anonymizer.Anonymizer()
+    written = [0]
+
+    def on_store(event: Any) -> int:
+        ds = event.dataset
+        ds.file_meta = event.file_meta
+        anonymizer.anonymize(ds)
+        ds.PatientID = ds.PatientName = "BENCH-01"
+        ds.save_as(out / f"{ds.SOPInstanceUID}.dcm", enforce_file_format=True)
+        written[0] += 1
+        return 0x0000
+
+    ae = AE(ae_title="ADITWAY")
+    ae.add_requested_context(study_get)
+    ae.add_requested_context(ct_storage)
+    assoc = ae.associate(
+        server.host, server.dicom_port, ae_title=server.ae_title,
+        ext_neg=[build_role(ct_storage, scp_role=True)],
+        evt_handlers=[(evt.EVT_C_STORE, on_store)],
+    )  # fmt: skip
+    assert assoc.is_established
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    query.StudyInstanceUID = study
+    for _status, _ in assoc.send_c_get(query, study_get):
+        pass
+    assoc.release()
+    return written[0]
+
+
+def _speed(server: OrthancServer, base: Path, study: str, n: int, repeat: int) -> None:
+    contenders: list[tuple[str, Callable[[Path], int]]] = [
+        ("workbench C-GET + pseudonymize", lambda o: _workbench(server, base, study, "cget", o)),
+        ("workbench WADO-RS + pseudonymize", lambda o: _workbench(server, base, study, "wado", o)),
+        ("dcmtk getscu (no pseudonymization)", lambda o: _getscu(server, study, o)),
+        (
+            "(context) workbench C-GET, plain copy",
+            lambda o: _workbench(server, base, study, "cget", o, pseudonymize=False),
+        ),
+        (
+            "(context) workbench WADO-RS, plain copy",
+            lambda o: _workbench(server, base, study, "wado", o, pseudonymize=False),
+        ),
+        ("ADIT way: pynetdicom C-GET + dicognito", lambda o: _adit_way(server, study, o)),
+    ]
+    best: dict[str, float] = {}
+    for round_ in range(repeat):
+        for label, run in contenders:
+            out = base / "out"
+            shutil.rmtree(out, ignore_errors=True)
+            os.sync()
+            start = time.perf_counter()
+            got = run(out)
+            elapsed = time.perf_counter() - start
+            assert got == n, f"{label}: {got} of {n} instances"
+            rate = n / elapsed
+            best[label] = max(best.get(label, 0.0), rate)
+            print(f"[{round_ + 1}] {label:<40} {elapsed:6.2f} s {rate:7.1f} inst/s", flush=True)
+        shutil.rmtree(base / "out", ignore_errors=True)
+    getscu = best["dcmtk getscu (no pseudonymization)"]
+    print(f"best of {repeat}:")
+    for label, rate in best.items():
+        print(f"  {label:<40} {rate:7.1f} inst/s  {rate / getscu:5.2f}x getscu")
+
+
+def _child(args: argparse.Namespace) -> None:
+    """In the child: one transfer, then print peak RSS of this process and its workers."""
+    job = json.loads(args.memory_child)
+    settings = Settings(data_dir=Path(job["base"]) / "data", ae_title="BENCH")
+    spec = ServerSpec(**job["spec"], capabilities=CAPS)
+    node = DicomServer(spec, settings)
+    pseudonymizer = Pseudonymizer(SECRET, Profile.adit("MEM-01"))
+    result = transfer_study(
+        node, FolderDestination(Path(job["out"])), job["study"], via=job["via"],
+        pseudonymizer=pseudonymizer,
+    )  # fmt: skip
+    assert result.ok and not result.missing, str(result)
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print(json.dumps({"delivered": result.delivered, "rss_kb": own, "workers_kb": workers}))
+
+
+def _memory(server: OrthancServer, base: Path, small: int, large: int, via: str) -> None:
+    results: dict[int, dict[str, int]] = {}
+    for count, seed in ((small, 7), (large, 8)):
+        study = _load(server, instances=count, series=2, size=64, seed=seed)
+        out = base / f"mem-{count}"
+        job = {
+            "base": str(base), "study": study, "out": str(out), "via": via,
+            "spec": {"name": server.name, "ae_title": server.ae_title, "host": server.host,
+                     "port": server.dicom_port, "dicomweb_root_url": server.dicomweb_url,
+                     "max_associations": 3},
+        }  # fmt: skip
+        answer = subprocess.run(
+            [sys.executable, "-m", "bench.transfer", "--memory-child", json.dumps(job)],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        results[count] = json.loads(answer.stdout.strip().splitlines()[-1])
+        shutil.rmtree(out, ignore_errors=True)
+    s, g = results[small], results[large]
+    print(f"peak RSS by {via}, {small} vs {large} instances of 64x64:")
+    for label, key, aim in (
+        ("transfer process", "rss_kb", "  (aim <= 1.3x)"),
+        ("largest worker", "workers_kb", ""),
+    ):
+        small_mb, large_mb = s[key] / 1024, g[key] / 1024
+        print(f"  {label:<17} {small_mb:6.1f} MB vs {large_mb:6.1f} MB = "
+              f"{large_mb / small_mb:4.2f}x{aim}")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.transfer", description=__doc__)
+    parser.add_argument("--instances", type=int, default=500)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--series", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--memory-small", type=int, default=20)
+    parser.add_argument("--memory-large", type=int, default=2000)
+    parser.add_argument("--memory-via", default="cget", choices=["cget", "wado", "cmove"])
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.memory_child:
+        _child(args)
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-transfer-") as tmp:
+        base = Path(tmp)
+        server = OrthancServer("BENCH_PACS", base).start()
+        try:
+            if not args.skip_speed:
+                start = time.perf_counter()
+                study = _load(server, instances=args.instances, series=args.series,
+                              size=args.size, seed=1)  # fmt: skip
+                n = server.statistics()["CountInstances"]
+                mb = int(server.statistics()["TotalDiskSizeMB"])
+                print(f"loaded {n} instances ({mb} MB) in {time.perf_counter() - start:.1f} s; "
+                      f"{os.cpu_count()} CPUs")  # fmt: skip
+                _speed(server, base, study, n, args.repeat)
+            if not args.skip_memory:
+                _memory(server, base, args.memory_small, args.memory_large, args.memory_via)
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
