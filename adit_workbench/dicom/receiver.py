@@ -27,6 +27,7 @@ per association, and a scaled-out site has many.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import socket
@@ -178,6 +179,24 @@ class Receiver:
 # -- one receiver per process, shared by the transfers running in it ----------------
 _shared: dict[tuple[str, int], tuple[Receiver, int]] = {}
 _shared_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (a transfer worker) must not hold the receiver's listening socket:
+    if the parent died, the port would stay bound with nobody accepting, and every C-MOVE
+    to it would fail until the orphan exits."""
+    global _shared_lock
+    _shared_lock = threading.Lock()  # the parent may have held it while forking
+    for receiver, _ in _shared.values():
+        server = receiver._server
+        if server is not None:
+            with contextlib.suppress(OSError):
+                server.socket.close()
+        receiver._server = None
+    _shared.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _port_taken(host: str, port: int) -> bool:

@@ -254,6 +254,16 @@ def _multipart(content_type: str, response: Any) -> Iterator[bytes]:
 
 
 # -- C-MOVE through the receiver's spool -------------------------------------------------
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
 def iter_cmove(
     node: DimseNode,
     level: QueryLevel | str,
@@ -292,6 +302,24 @@ def iter_cmove(
         except BaseException as exc:  # re-raised in the consumer's thread
             outcome["error"] = exc
 
+    def orphans() -> Iterator[Path]:
+        # Files claimed by a consumer that died (killed mid-transfer) are ours now.
+        for old in folder.glob(".claim-*"):
+            pid = old.name.split("-")[1]
+            if old == claim or not pid.isdigit() or _alive(int(pid)):
+                continue
+            for path in old.glob("*.dcm"):
+                if wanted is not None and path.stem not in wanted:
+                    continue
+                target = claim / path.name
+                try:
+                    os.rename(path, target)
+                except FileNotFoundError:
+                    continue
+                yield target
+            with contextlib.suppress(OSError):
+                old.rmdir()
+
     def sweep() -> Iterator[Path]:
         with os.scandir(folder) as entries:
             names = [e.name for e in entries if e.name.endswith(".dcm") and e.is_file()]
@@ -308,6 +336,7 @@ def iter_cmove(
     worker = threading.Thread(target=run, name=f"wb-cmove-{node.name}", daemon=True)
     worker.start()
     try:
+        yield from orphans()
         yield from sweep()  # left over from an interrupted run
         while worker.is_alive():
             worker.join(poll)

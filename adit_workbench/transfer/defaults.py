@@ -17,10 +17,8 @@ __all__ = [
     "RETRY_ATTEMPTS",
     "RETRY_WAIT_INITIAL",
     "RETRY_WAIT_MAX",
-    "SPOOL_DIR_NAME",
     "STAGING_PREFIX",
     "START_METHOD",
-    "STOW_BATCH",
     "STREAM_CHUNK",
     "WORKERS",
 ]
@@ -31,14 +29,13 @@ WORKERS: int = os.cpu_count() or 1
 START_METHOD: str = "fork"
 #: Prepared instances waiting for delivery before the workers block (backpressure).
 RESULT_QUEUE_SIZE: int = 64
-#: Instances per fetch stream when a study has fewer series than streams may run.
-STREAM_CHUNK: int = 64
+#: Fewest instances in a stream cut from a series (when a study has fewer series than
+#: streams may run, its series are split so that every stream has work).
+STREAM_CHUNK: int = 16
 #: Attempts of a fetch round when the error is retriable (stamina, exponential backoff).
 RETRY_ATTEMPTS: int = 3
 RETRY_WAIT_INITIAL: float = 0.5
 RETRY_WAIT_MAX: float = 10.0
-#: Instances per STOW-RS request.
-STOW_BATCH: int = 20
 #: Modalities left out when pseudonymizing (structured reports and presentation states
 #: carry free text and references that the profile cannot clean reliably).
 EXCLUDED_WHEN_PSEUDONYMIZING: frozenset[str] = frozenset({"SR", "PR", "KO"})
@@ -46,8 +43,6 @@ EXCLUDED_WHEN_PSEUDONYMIZING: frozenset[str] = frozenset({"SR", "PR", "KO"})
 NIFTI_EXCLUDED: frozenset[str] = frozenset({"SR", "KO", "PR"})
 #: Hidden staging folder inside a destination (same file system, so renames are atomic).
 STAGING_PREFIX: str = ".wb-staging-"
-#: Receiver spool under the data dir (C-MOVE instances land here, one folder per study).
-SPOOL_DIR_NAME: str = "receiver-spool"
 #: How often the C-MOVE consumer looks for newly spooled instances.
 MOVE_POLL_SECONDS: float = 0.05
 #: File name of an archive destination inside its folder.

@@ -116,13 +116,16 @@ class _FolderSink:
         self.where = str(root)
         self.staging = _new_staging(root)
         self.failed: dict[str, str] = {}
+        self._made: set[Path] = set()
 
     def existing(self) -> set[str]:
         return _dcm_stems(self.root)
 
     def put(self, info: InstanceInfo) -> int:
         target = self.root / relative_path(info, self.modalities)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.parent not in self._made:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._made.add(target.parent)
         os.replace(info.staged, target)  # the staged file is complete: atomic delivery
         return info.size
 

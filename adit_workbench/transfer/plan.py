@@ -18,6 +18,7 @@ from pydicom import Dataset
 
 from ..deid import Option, Pseudonymizer
 from ..errors import InputError
+from .defaults import STREAM_CHUNK
 from .worker import Stream
 
 __all__ = [
@@ -168,7 +169,9 @@ def mark_whole(plan: TransferPlan) -> None:
         series.todo = []
 
 
-def streams_for(plan: TransferPlan, method: str, streams: int, *, min_chunk: int = 16) -> (
+def streams_for(
+    plan: TransferPlan, method: str, streams: int, *, min_chunk: int = STREAM_CHUNK
+) -> (
     list[Stream]
 ):  # fmt: skip
     """Fetch streams: whole series where all is to do, else instance lists.
