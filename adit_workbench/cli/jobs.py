@@ -76,6 +76,7 @@ for _name, _help in (
     ("delete", "Delete a job that is not running."),
     ("verify", "Release an unverified job to the queue (staff)."),
     ("urgent", "Move a job's waiting tasks to the urgent priority."),
+    ("requeue", "Queue a job's waiting tasks again (after Redis lost its queue)."),
 ):
     _action(_name, _help)
 

@@ -247,6 +247,7 @@ class _Bar:
     def __init__(self, job_id: int) -> None:
         self._tqdm: Any = None
         self._last = ""
+        self._tty = False
         self._job_id = job_id
         try:
             from tqdm.auto import tqdm
@@ -263,14 +264,17 @@ class _Bar:
             return
         width = 30
         filled = int(width * p.fraction)
-        line = f"\rjob {self._job_id} [{'#' * filled}{'.' * (width - filled)}] {p}"
+        line = f"job {self._job_id} [{'#' * filled}{'.' * (width - filled)}] {p}"
         if line != self._last:
-            sys.stderr.write(line)
+            # A terminal redraws one line; a log file or pipe gets one line per change.
+            tty = sys.stderr.isatty()
+            sys.stderr.write(f"\r{line}" if tty else f"{line}\n")
             sys.stderr.flush()
             self._last = line
+            self._tty = tty
 
     def close(self) -> None:
         if self._tqdm is not None:
             self._tqdm.close()
-        elif self._last:
+        elif self._last and self._tty:
             sys.stderr.write("\n")

@@ -35,19 +35,19 @@ _INLINE: dict[str, InlineBackend] = {}
 _INLINE_LOCK = threading.Lock()
 
 
-def backend_for(database: Database, settings: Settings) -> QueueBackend:
+def backend_for(database: Database, settings: Settings, user: str) -> QueueBackend:
     """RQ when Redis is configured, else this process's inline pool for the database."""
     if settings.redis_url is not None:
         return RQBackend(settings.redis_url.get_secret_value())
-    key = database.url_for_display
+    key = f"{user}@{database.url_for_display}"
     with _INLINE_LOCK:
         backend = _INLINE.get(key)
         if backend is None:
             backend = _INLINE[key] = InlineBackend(database, settings)
             from .sweeper import sweep
 
-            # Tasks left PENDING or dead by an earlier process run here now.
-            sweep(database, backend, include_pending=True)
+            # This user's tasks left PENDING or dead by an earlier process run here now.
+            sweep(database, backend, include_pending=True, owner=user)
         return backend
 
 
@@ -73,7 +73,7 @@ class JobManager:
     def backend(self) -> QueueBackend:
         """The queue backend (created on first use)."""
         if self._backend is None:
-            self._backend = backend_for(self.database, self.settings)
+            self._backend = backend_for(self.database, self.settings, self.access.user)
         return self._backend
 
     # -- reading -----------------------------------------------------------------------
@@ -290,6 +290,15 @@ class JobManager:
         audit = self.access.audited("job.delete", details={"job": job_id})
         with audit, self.database.session() as session:
             session.execute(delete(Job).where(Job.id == job_id))
+
+    def requeue(self, job_id: int) -> int:
+        """Queue the job's waiting tasks again (after Redis lost its queue); duplicates of
+        entries that still exist are harmless. Returns how many were queued."""
+        job = self._job_row(job_id, action="job.requeue")
+        if job.status not in (JobStatus.PENDING, JobStatus.IN_PROGRESS):
+            raise InputError(f"job {job_id} is {job.status}; nothing waits in a queue")
+        with self.access.audited("job.requeue", details={"job": job_id}):
+            return self._enqueue(job_id)
 
     def make_urgent(self, job_id: int) -> None:
         """Move a job's waiting tasks to the urgent priority (needs ``urgent``)."""

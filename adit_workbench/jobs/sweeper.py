@@ -35,9 +35,14 @@ def sweep(
     *,
     stale_after: float | None = None,
     include_pending: bool = False,
+    owner: str | None = None,
 ) -> list[int]:
     """Re-queue dead tasks (and, with ``include_pending``, every PENDING task of a runnable
-    job, for a backend that starts empty); returns the task ids queued."""
+    job, for a backend that starts empty); returns the task ids queued.
+
+    ``owner`` limits the sweep to one user's jobs: an inline runner in a notebook kernel
+    runs only its own user's tasks, never another user's in this user's process.
+    """
     if stale_after is None:
         stale_after = defaults.STALE_AFTER
     requeue: list[tuple[int, int, str, bool]] = []
@@ -45,7 +50,7 @@ def sweep(
     with write_session(database) as session:
         for task in stale_tasks(session, stale_after):
             job = session.get(Job, task.job_id)
-            if job is None:
+            if job is None or (owner is not None and job.owner != owner):
                 continue
             final = task.attempts >= defaults.MAX_ATTEMPTS
             values = (
@@ -85,6 +90,7 @@ def sweep(
                 .join(Job, Job.id == Task.job_id)
                 .where(Task.status == TaskStatus.PENDING.value)
                 .where(Job.status.in_([JobStatus.PENDING.value, JobStatus.IN_PROGRESS.value]))
+                .where(Job.owner == owner if owner is not None else Job.id.is_not(None))
             )
             known = {r[0] for r in requeue}
             requeue.extend(tuple(r) for r in rows if r[0] not in known)  # type: ignore[misc]

@@ -57,6 +57,7 @@ def test_tasks_wait_for_their_time_window(
     assert fake_transfer.calls == []
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # logic, not the DB
 def test_archive_password_is_gone_when_the_job_ends(
     harness: Harness, alice: Access, fake_transfer: FakeTransfer
 ) -> None:
@@ -72,6 +73,7 @@ def test_archive_password_is_gone_when_the_job_ends(
     assert "s3cret-pw" not in repr(job) and "s3cret-pw" not in str(job.summary())
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # logic, not the DB
 def test_wait_draws_a_plain_progress_line(
     harness: Harness,
     alice: Access,
@@ -91,6 +93,7 @@ def test_wait_draws_a_plain_progress_line(
     assert "SUCCESS" in job._repr_html_()
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # logic, not the DB
 def test_transfer_outcome_is_accounted_in_the_log(
     harness: Harness, alice: Access, fake_transfer: FakeTransfer
 ) -> None:
@@ -104,6 +107,7 @@ def test_transfer_outcome_is_accounted_in_the_log(
     assert log == "attempt 1: expected=1 delivered=1\n"
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # logic, not the DB
 def test_mass_transfer_is_never_urgent_and_needs_dates_in_order(
     harness: Harness, make_user: Callable[..., Access]
 ) -> None:
@@ -121,3 +125,31 @@ def test_mass_transfer_is_never_urgent_and_needs_dates_in_order(
             filters=[{"modality": "CT"}],
             urgent=True,
         )
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # logic, not the DB
+def test_pseudonym_map_is_for_authorized_users_only(
+    harness: Harness, make_user: Callable[..., Access]
+) -> None:
+    dora = harness.manager(make_user("dora", Permission.MASS_TRANSFER))
+    job = mass_transfer(
+        dora, source="SANDBOX", destination="OUT", start="2021-01-01", end="2021-01-01",
+        filters=[{"modality": "CT"}],
+    )  # fmt: skip
+    harness.drain()
+    job.wait(30, progress=False, raise_on_failure=False)
+    assert list(job.results.df.columns)[:2] == ["partition_key", "pseudonym"]
+    assert "patient_id" not in job.results.df.columns
+    with pytest.raises(PermissionDenied, match="transfer_unpseudonymized"):
+        job.results.pseudonym_map("/tmp/never-written.csv")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # logic, not the DB
+def test_requeue_puts_waiting_tasks_back(
+    harness: Harness, alice: Access, fake_transfer: FakeTransfer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(defaults, "REQUIRE_VERIFICATION", True)
+    jobs = harness.manager(alice)
+    job = selective_transfer(jobs, ["1.2.3"], source="SANDBOX", destination="OUT", pseudonym="P")
+    with pytest.raises(InputError, match="nothing waits"):
+        jobs.requeue(job.id)  # UNVERIFIED

@@ -76,6 +76,7 @@ def smtp(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpServer]:
     server.server_close()
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # logic, not the DB
 def test_finished_mail_reaches_the_owner_once(
     harness: Harness, alice: Access, fake_transfer: FakeTransfer, smtp: SmtpServer
 ) -> None:
@@ -95,6 +96,7 @@ def test_finished_mail_reaches_the_owner_once(
     assert len(smtp.messages) == 1
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # logic, not the DB
 def test_no_mail_unless_asked(
     harness: Harness, alice: Access, fake_transfer: FakeTransfer, smtp: SmtpServer
 ) -> None:

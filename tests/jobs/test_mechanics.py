@@ -296,3 +296,21 @@ def test_task_status_enum_values() -> None:
         "WARNING",
         "FAILURE",
     }
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # logic, not the DB
+def test_inline_start_up_sweep_takes_only_the_users_own_tasks(
+    harness: Harness, alice: Access, make_user: Callable[..., Access]
+) -> None:
+    bob = make_user("bob", Permission.SELECTIVE_TRANSFER)
+    for who in (alice, bob):
+        jobs = JobManager(harness.database, who, harness.settings, NullBackend())
+        selective_transfer(jobs, UIDS[:2], source="SANDBOX", destination="OUT", pseudonym="P")
+    null = NullBackend()
+    queued = sweep(harness.database, null, include_pending=True, owner="alice")
+    with harness.database.session() as session:
+        owners = {
+            session.get(Task, task_id).job.owner  # type: ignore[union-attr]
+            for task_id in queued
+        }
+    assert len(queued) == 2 and owners == {"alice"}

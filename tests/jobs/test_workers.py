@@ -190,6 +190,7 @@ def test_sigkilled_worker_is_recovered_and_each_instance_delivered_once(
     assert "lost" in task.log
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # DB-agnostic path
 def test_cancel_reaches_a_worker_on_another_process(
     rq_env: tuple[dict[str, str], str, RQBackend],
     database: Database,
