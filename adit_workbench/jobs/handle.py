@@ -267,7 +267,8 @@ class _Bar:
         line = f"job {self._job_id} [{'#' * filled}{'.' * (width - filled)}] {p}"
         if line != self._last:
             # A terminal redraws one line; a log file or pipe gets one line per change.
-            tty = sys.stderr.isatty()
+            # Jupyter's stream output honours \r like a terminal does.
+            tty = sys.stderr.isatty() or "ipykernel" in sys.modules
             sys.stderr.write(f"\r{line}" if tty else f"{line}\n")
             sys.stderr.flush()
             self._last = line

@@ -68,6 +68,14 @@ class RQBackend:
         self.prefix = prefix
         self.connection = Redis.from_url(redis_url)
 
+    @classmethod
+    def from_connection(cls, connection: Any, *, prefix: str = defaults.QUEUE_PREFIX) -> RQBackend:
+        """A backend on an existing Redis connection (a worker re-queueing a retry)."""
+        backend = cls.__new__(cls)
+        backend.prefix = prefix
+        backend.connection = connection
+        return backend
+
     def __repr__(self) -> str:
         return f"<RQBackend prefix={self.prefix!r}>"
 

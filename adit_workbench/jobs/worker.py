@@ -38,14 +38,12 @@ def process_task(task_id: int, prefix: str = defaults.QUEUE_PREFIX) -> str | Non
     from ..config import get_settings
     from .runner import run_task
 
-    backend = RQBackend.__new__(RQBackend)
-    backend.prefix = prefix
     current = get_current_job()
-    if current is None:  # called outside RQ (a test): queue retries on the default prefix
+    if current is None:
         from ..errors import ConfigurationError
 
         raise ConfigurationError("process_task runs inside an RQ worker")
-    backend.connection = current.connection
+    backend = RQBackend.from_connection(current.connection, prefix=prefix)
     status = run_task(_database(), get_settings(), task_id, backend=backend)
     return None if status is None else status.value
 
