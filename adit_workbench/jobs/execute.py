@@ -107,6 +107,9 @@ def transfer_one(
 ) -> Any:
     """One call of the transfer layer with the task's pseudonymizer, progress and cancel."""
     ctx.check_cancel()
+    if ctx.job.get("has_archive_password") and not ctx.job.get("archive_password"):
+        # Never fall back to an unprotected copy.
+        raise InputError("the archive password is gone (the job ended); give it again")
     return _transfer_function()(
         source,
         destination,

@@ -220,17 +220,17 @@ class JobHandle:
         """Cancel: waiting tasks now, running ones at their next instance."""
         self._manager.cancel(self.id)
 
-    def resume(self) -> int:
-        """Run the canceled tasks again."""
-        return self._manager.resume(self.id)
+    def resume(self, *, archive_password: str | None = None) -> int:
+        """Run the canceled tasks again. (An archive job needs its password again.)"""
+        return self._manager.resume(self.id, archive_password=archive_password)
 
-    def retry(self) -> int:
-        """Run the failed tasks again."""
-        return self._manager.retry(self.id)
+    def retry(self, *, archive_password: str | None = None) -> int:
+        """Run the failed tasks again. (An archive job needs its password again.)"""
+        return self._manager.retry(self.id, archive_password=archive_password)
 
-    def restart(self) -> int:
-        """Staff: run every task again."""
-        return self._manager.restart(self.id)
+    def restart(self, *, archive_password: str | None = None) -> int:
+        """Staff: run every task again. (An archive job needs its password again.)"""
+        return self._manager.restart(self.id, archive_password=archive_password)
 
     def make_urgent(self) -> None:
         """Move the waiting tasks to the urgent priority."""

@@ -257,20 +257,31 @@ class JobManager:
         cancel_local(running)
         after_task(self.database, job_id)
 
-    def resume(self, job_id: int) -> int:
-        """Canceled tasks of a CANCELED job run again; returns how many."""
-        return self._reset(job_id, JobStatus.CANCELED, [TaskStatus.CANCELED], "job.resume")
+    def resume(self, job_id: int, *, archive_password: str | None = None) -> int:
+        """Canceled tasks of a CANCELED job run again; returns how many.
 
-    def retry(self, job_id: int) -> int:
+        An archive job needs its ``archive_password`` again: it was erased when the job
+        ended (the same holds for :meth:`retry`, :meth:`restart` and :meth:`reset_task`).
+        """
+        return self._reset(
+            job_id, JobStatus.CANCELED, [TaskStatus.CANCELED], "job.resume",
+            password=archive_password,
+        )  # fmt: skip
+
+    def retry(self, job_id: int, *, archive_password: str | None = None) -> int:
         """Failed tasks of a FAILURE job run again; returns how many."""
-        return self._reset(job_id, JobStatus.FAILURE, [TaskStatus.FAILURE], "job.retry")
+        return self._reset(
+            job_id, JobStatus.FAILURE, [TaskStatus.FAILURE], "job.retry", password=archive_password
+        )
 
-    def restart(self, job_id: int) -> int:
+    def restart(self, job_id: int, *, archive_password: str | None = None) -> int:
         """Staff: every task of a finished job runs again."""
         self._job_row(job_id, staff_only=True, action="job.restart")
-        return self._reset(job_id, None, list(FINAL_TASK_STATUSES), "job.restart")
+        return self._reset(
+            job_id, None, list(FINAL_TASK_STATUSES), "job.restart", password=archive_password
+        )
 
-    def reset_task(self, task_id: int) -> None:
+    def reset_task(self, task_id: int, *, archive_password: str | None = None) -> None:
         """Run one finished task again."""
         with self.database.session() as session:
             task = session.get(Task, task_id)
@@ -280,7 +291,10 @@ class JobManager:
         self._job_row(job_id, action="task.reset")
         if status not in FINAL_TASK_STATUSES:
             raise InputError(f"task {task_id} is {status}; only a finished task can be reset")
-        self._reset(job_id, None, list(FINAL_TASK_STATUSES), "task.reset", task_ids=[task_id])
+        self._reset(
+            job_id, None, list(FINAL_TASK_STATUSES), "task.reset", task_ids=[task_id],
+            password=archive_password,
+        )  # fmt: skip
 
     def delete(self, job_id: int) -> None:
         """Delete a job that has not started (UNVERIFIED or PENDING) or has finished."""
@@ -340,8 +354,14 @@ class JobManager:
         action: str,
         *,
         task_ids: Sequence[int] | None = None,
+        password: str | None = None,
     ) -> int:
         job = self._job_row(job_id, action=action)
+        if job.has_archive_password and not job.archive_password and not password:
+            raise InputError(
+                f"job {job_id} writes a password-protected archive and its password was "
+                "erased when the job ended: give archive_password again"
+            )
         if job_status is not None and job.status != job_status.value:
             raise InputError(
                 f"job {job_id} is {job.status}; {action.split('.')[-1]} needs {job_status.value}"
@@ -371,7 +391,12 @@ class JobManager:
                 session.execute(
                     update(Job)
                     .where(Job.id == job_id)
-                    .values(status=JobStatus.PENDING.value, ended=None, mail_sent=False)
+                    .values(
+                        status=JobStatus.PENDING.value,
+                        ended=None,
+                        mail_sent=False,
+                        **({"archive_password": password} if password else {}),
+                    )
                     .execution_options(synchronize_session=False)
                 )
             details["tasks"] = count

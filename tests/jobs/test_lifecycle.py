@@ -71,6 +71,14 @@ def test_archive_password_is_gone_when_the_job_ends(
         row = session.scalars(select(Job).where(Job.id == job.id)).one()
         assert row.archive_password is None and row.has_archive_password
     assert "s3cret-pw" not in repr(job) and "s3cret-pw" not in str(job.summary())
+    jobs = harness.manager(alice)
+    task_id = int(job.tasks["task"][0])
+    with pytest.raises(InputError, match="give archive_password again"):
+        jobs.reset_task(task_id)  # never an unprotected copy
+    jobs.reset_task(task_id, archive_password="n3w-pw")
+    harness.drain()
+    assert job.wait(10, progress=False).status is JobStatus.SUCCESS
+    assert len(fake_transfer.calls) == 2
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # logic, not the DB
