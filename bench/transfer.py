@@ -182,6 +182,13 @@ def _speed(server: OrthancServer, base: Path, study: str, n: int, repeat: int) -
         print(f"  {label:<40} {rate:7.1f} inst/s  {rate / getscu:5.2f}x getscu")
 
 
+def _vm_hwm_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def _child(args: argparse.Namespace) -> None:
     """In the child: one transfer, then print peak RSS of this process and its workers."""
     job = json.loads(args.memory_child)
@@ -194,15 +201,17 @@ def _child(args: argparse.Namespace) -> None:
         pseudonymizer=pseudonymizer,
     )  # fmt: skip
     assert result.ok and not result.missing, str(result)
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # VmHWM, not getrusage: Linux carries ru_maxrss across exec, so the child would report
+    # the (large) benchmark parent's size at fork time.
+    own = _vm_hwm_kb()
     workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     print(json.dumps({"delivered": result.delivered, "rss_kb": own, "workers_kb": workers}))
 
 
-def _memory(server: OrthancServer, base: Path, small: int, large: int, via: str) -> None:
+def _memory(server: OrthancServer, base: Path, small: int, large: int, via: str, size: int) -> None:
     results: dict[int, dict[str, int]] = {}
     for count, seed in ((small, 7), (large, 8)):
-        study = _load(server, instances=count, series=2, size=64, seed=seed)
+        study = _load(server, instances=count, series=2, size=size, seed=seed)
         out = base / f"mem-{count}"
         job = {
             "base": str(base), "study": study, "out": str(out), "via": via,
@@ -217,7 +226,7 @@ def _memory(server: OrthancServer, base: Path, small: int, large: int, via: str)
         results[count] = json.loads(answer.stdout.strip().splitlines()[-1])
         shutil.rmtree(out, ignore_errors=True)
     s, g = results[small], results[large]
-    print(f"peak RSS by {via}, {small} vs {large} instances of 64x64:")
+    print(f"peak RSS by {via}, {small} vs {large} instances of {size}x{size}:")
     for label, key, aim in (
         ("transfer process", "rss_kb", "  (aim <= 1.3x)"),
         ("largest worker", "workers_kb", ""),
@@ -236,6 +245,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--memory-small", type=int, default=20)
     parser.add_argument("--memory-large", type=int, default=2000)
     parser.add_argument("--memory-via", default="cget", choices=["cget", "wado", "cmove"])
+    parser.add_argument("--memory-size", type=int, default=64, help="image rows and columns")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
@@ -257,7 +267,8 @@ def main(argv: list[str] | None = None) -> None:
                       f"{os.cpu_count()} CPUs")  # fmt: skip
                 _speed(server, base, study, n, args.repeat)
             if not args.skip_memory:
-                _memory(server, base, args.memory_small, args.memory_large, args.memory_via)
+                _memory(server, base, args.memory_small, args.memory_large, args.memory_via,
+                        args.memory_size)  # fmt: skip
         finally:
             server.stop()
 
