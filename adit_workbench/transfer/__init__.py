@@ -8,8 +8,9 @@ source) and retried with backoff on retriable errors::
     result = transfer_study(pacs, research, study_uid, pseudonymizer=p, progress=print)
 """
 
-from .destinations import ArchiveDestination, FolderDestination, NiftiDestination, ServerDestination
+from .destinations import ArchiveDestination, FolderDestination, ServerDestination
 from .layout import InstanceInfo, sanitize
+from .nifti import NiftiDestination
 from .result import TransferProgress, TransferResult, TransferStatus
 from .study import Destination, transfer_study
 

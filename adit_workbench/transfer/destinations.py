@@ -1,4 +1,5 @@
-"""Where a transfer delivers: a DICOM server, a folder, an AES zip archive, NIfTI files.
+"""Where a transfer delivers: a DICOM server, a folder, an AES zip archive (NIfTI files:
+:mod:`.nifti`).
 
 Each destination is a *sink* with three duties: say which (delivered) SOP Instance UIDs
 it already holds, so that a re-run delivers only what is missing; take prepared
@@ -12,7 +13,6 @@ from __future__ import annotations
 import os
 import queue
 import shutil
-import subprocess
 import tempfile
 import threading
 import uuid
@@ -24,15 +24,16 @@ from typing import Any, Protocol
 from pydicom import Dataset, dcmread
 
 from ..errors import InputError, NodeError, PermissionDenied, TransferError
-from .defaults import ARCHIVE_NAME, NIFTI_EXCLUDED, STAGING_PREFIX
-from .layout import InstanceInfo, relative_path, sanitize, series_folder, study_folder
+from .defaults import ARCHIVE_NAME, STAGING_PREFIX
+from .layout import InstanceInfo, relative_path, sanitize
 
 __all__ = [
     "ArchiveDestination",
     "FolderDestination",
-    "NiftiDestination",
     "ServerDestination",
     "Sink",
+    "job_root",
+    "new_staging",
 ]
 
 
@@ -48,11 +49,11 @@ class Sink(Protocol):
         ...
 
     def put(self, info: InstanceInfo) -> int:
-        """Deliver one staged instance; return the bytes delivered (0 if deferred)."""
+        """Deliver one staged instance; return the bytes delivered."""
         ...
 
-    def finish(self) -> int:
-        """Complete delivery; return instances delivered by deferred work."""
+    def finish(self) -> None:
+        """Complete delivery (flush, close, convert); raise if it failed."""
         ...
 
     def abort(self) -> None:
@@ -60,7 +61,7 @@ class Sink(Protocol):
         ...
 
 
-def _job_root(root: Path, folder_name: str | None) -> Path:
+def job_root(root: Path, folder_name: str | None) -> Path:
     return root / sanitize(folder_name, "transfer") if folder_name else root
 
 
@@ -74,7 +75,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _new_staging(parent: Path) -> Path:
+def new_staging(parent: Path) -> Path:
     """A fresh staging folder; those of runs that died (killed, crashed) are removed."""
     parent.mkdir(parents=True, exist_ok=True)
     for old in parent.glob(f"{STAGING_PREFIX}*"):
@@ -106,7 +107,7 @@ class FolderDestination:
 
     def open(self, study_modalities: Iterable[str], settings: Any) -> _FolderSink:
         """The sink for one transfer."""
-        return _FolderSink(_job_root(Path(self.path), self.folder_name), set(study_modalities))
+        return _FolderSink(job_root(Path(self.path), self.folder_name), set(study_modalities))
 
 
 class _FolderSink:
@@ -114,7 +115,7 @@ class _FolderSink:
         self.root = root
         self.modalities = modalities
         self.where = str(root)
-        self.staging = _new_staging(root)
+        self.staging = new_staging(root)
         self.failed: dict[str, str] = {}
         self._made: set[Path] = set()
 
@@ -129,9 +130,8 @@ class _FolderSink:
         os.replace(info.staged, target)  # the staged file is complete: atomic delivery
         return info.size
 
-    def finish(self) -> int:
+    def finish(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
-        return 0
 
     def abort(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
@@ -174,7 +174,7 @@ class _ArchiveSink:
         self.where = str(target)
         self.prefix = sanitize(folder, "transfer") if folder else ""
         self.modalities = set(modalities)
-        self.staging = _new_staging(target.parent)
+        self.staging = new_staging(target.parent)
         self.failed: dict[str, str] = {}
         self.part = self.staging / "archive.zip"
         if target.exists():
@@ -203,111 +203,13 @@ class _ArchiveSink:
         os.unlink(info.staged)
         return info.size
 
-    def finish(self) -> int:
+    def finish(self) -> None:
         self.zip.close()
         os.replace(self.part, self.target)
         shutil.rmtree(self.staging, ignore_errors=True)
-        return 0
 
     def abort(self) -> None:
         self.zip.close()
-        shutil.rmtree(self.staging, ignore_errors=True)
-
-
-# -- NIfTI ----------------------------------------------------------------------------------
-@dataclass
-class NiftiDestination:
-    """NIfTI files by dcm2niix, one conversion per series (SR/KO/PR are skipped).
-
-    ``<path>/<job folder>/<patient>/<study folder>/<SeriesNumber>-<Description>.nii.gz``
-    plus dcm2niix's JSON sidecar. A series counts as delivered once converted; a marker
-    under ``.wb-nifti`` lists its instances, so that a re-run skips it.
-    """
-
-    path: Path
-    folder_name: str | None = None
-    dcm2niix: str = "dcm2niix"
-
-    def open(self, study_modalities: Iterable[str], settings: Any) -> _NiftiSink:
-        """The sink for one transfer."""
-        if shutil.which(self.dcm2niix) is None:
-            raise InputError(f"{self.dcm2niix} is not installed (Debian package dcm2niix)")
-        return _NiftiSink(
-            _job_root(Path(self.path), self.folder_name), self.dcm2niix, study_modalities
-        )
-
-
-class _NiftiSink:
-    def __init__(self, root: Path, tool: str, modalities: Iterable[str]) -> None:
-        self.root = root
-        self.tool = tool
-        self.modalities = set(modalities)
-        self.where = str(root)
-        self.staging = _new_staging(root)
-        self.failed: dict[str, str] = {}
-        self.markers = root / ".wb-nifti"
-        self.series: dict[str, list[InstanceInfo]] = {}
-        self.warnings: list[str] = []
-
-    def existing(self) -> set[str]:
-        found: set[str] = set()
-        if self.markers.is_dir():
-            for marker in self.markers.iterdir():
-                found.update(marker.read_text().split())
-        return found
-
-    def put(self, info: InstanceInfo) -> int:
-        if info.modality in NIFTI_EXCLUDED:
-            os.unlink(info.staged)
-            self.failed[info.sop_uid] = f"{info.modality} is not converted to NIfTI"
-            return 0
-        folder = self.staging / sanitize(info.series_uid, "series")
-        folder.mkdir(exist_ok=True)
-        staged = folder / Path(info.staged).name
-        os.replace(info.staged, staged)
-        self.series.setdefault(info.series_uid, []).append(info)
-        return 0
-
-    def finish(self) -> int:
-        done = 0
-        for uid, infos in self.series.items():
-            done += self._convert(uid, infos)
-        shutil.rmtree(self.staging, ignore_errors=True)
-        return done
-
-    def _convert(self, uid: str, infos: list[InstanceInfo]) -> int:
-        first = infos[0]
-        out = (
-            self.root
-            / sanitize(first.patient_id, "UnknownPatient")
-            / study_folder(first.study_date, first.study_time, self.modalities)
-        )
-        tmp = Path(tempfile.mkdtemp(dir=self.staging, prefix="out-"))
-        name = series_folder(first.series_number, first.series_description, uid)
-        series_dir = self.staging / sanitize(uid, "series")
-        run = subprocess.run(
-            [self.tool, "-f", name, "-z", "y", "-b", "y", "-o", str(tmp), str(series_dir)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        produced = [p for p in tmp.iterdir() if p.is_file()]
-        if run.returncode not in (0, 2) or not any(p.name.endswith(".nii.gz") for p in produced):
-            # 2 is "no valid DICOM found" (e.g. no pixel data): a warning as in ADIT.
-            for info in infos:
-                self.failed[info.sop_uid] = f"dcm2niix exit code {run.returncode}"
-            return 0
-        out.mkdir(parents=True, exist_ok=True)
-        for path in produced:
-            os.replace(path, out / path.name)
-        self.markers.mkdir(exist_ok=True)
-        marker = self.markers / f"{sanitize(uid, 'series')}.txt"
-        tmp_marker = marker.with_suffix(".part")
-        tmp_marker.write_text("\n".join(i.sop_uid for i in infos) + "\n")
-        os.replace(tmp_marker, marker)
-        return len(infos)
-
-    def abort(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
 
 
@@ -411,7 +313,7 @@ class _ServerSink:
         self._queue.put(info.staged)
         return info.size
 
-    def finish(self) -> int:
+    def finish(self) -> None:
         if self._thread is not None:
             self._queue.put(_END)
             self._thread.join()
@@ -420,7 +322,6 @@ class _ServerSink:
             if isinstance(self._error, NodeError | TransferError):
                 raise self._error
             raise TransferError(f"{self.where}: delivery failed: {self._error}") from self._error
-        return 0
 
     def abort(self) -> None:
         if self._thread is not None and self._thread.is_alive():

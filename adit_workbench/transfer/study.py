@@ -27,14 +27,9 @@ from .defaults import (
     RETRY_WAIT_MAX,
     WORKERS,
 )
-from .destinations import (
-    ArchiveDestination,
-    FolderDestination,
-    NiftiDestination,
-    ServerDestination,
-    Sink,
-)
+from .destinations import ArchiveDestination, FolderDestination, ServerDestination, Sink
 from .fetch import Fetch, choose_fetch, direct_move, producer_for
+from .nifti import NiftiDestination
 from .pipeline import RoundError, Tally, run_round
 from .plan import (
     TransferPlan,
