@@ -60,6 +60,9 @@ class Tally:
     failed: dict[str, str] = field(default_factory=dict)
     out_to_source: dict[str, str] = field(default_factory=dict)
     bytes: int = 0
+    #: The error that ended the last round (no PHI: node, operation, status), if any.
+    error: str = ""
+    error_retriable: bool = True
 
     def progress(self) -> TransferProgress:
         done = len(self.delivered)

@@ -323,7 +323,7 @@ def _run_rounds(
         _with_retries(one_round)
     except (RoundError, NodeError) as exc:
         # What did arrive stays delivered; the verdict counts what is missing.
-        tally.failed.setdefault("", str(exc))
+        tally.error, tally.error_retriable = str(exc), bool(exc.retriable)
 
 
 def _judge(
@@ -341,25 +341,27 @@ def _judge(
     result.excluded = plan.excluded + len(tally.excluded)
     result.refused = len(tally.refused)
     result.bytes = tally.bytes
-    result.failures = {**{k: v for k, v in tally.failed.items() if k}, **sink.failed}
+    result.failures = {**tally.failed, **sink.failed}
     result.failed = len(result.failures)
     missing = result.missing
-    reason = tally.failed.get("", "")
+    reason = tally.error
     if result.delivered + result.skipped == 0 and plan.expected > result.excluded:
         result.status = TransferStatus.FAILURE
         result.message = "nothing was delivered" + (f": {reason}" if reason else "")
-        result.retriable = not result.refused
+        result.retriable = tally.error_retriable if reason else not result.refused
     elif missing or result.refused:
         result.status = TransferStatus.WARNING
         notes = []
         if missing:
             notes.append(f"{missing} of {plan.expected} instances missing")
+            if reason:
+                notes.append(f"last error: {reason}")
         if result.refused:
             notes.append(f"{result.refused} refused by the burned-in guard")
         if cancelled:
             notes.append("cancelled")
         result.message = "; ".join(notes)
-        result.retriable = bool(missing)
+        result.retriable = bool(missing) and (tally.error_retriable or not reason)
     else:
         result.status = TransferStatus.SUCCESS
         result.message = f"{result.excluded} excluded by modality" if result.excluded else ""
