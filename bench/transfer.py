@@ -73,8 +73,13 @@ def _spec(server: OrthancServer) -> ServerSpec:
     )  # fmt: skip
 
 
+#: The workbench's receiver port in this run (the bench Orthanc knows it as a C-MOVE
+#: destination).
+RECEIVER_PORT = free_port()
+
+
 def _settings(base: Path) -> Settings:
-    return Settings(data_dir=base / "data", ae_title="BENCH", receiver_port=free_port())
+    return Settings(data_dir=base / "data", ae_title="BENCH", receiver_port=RECEIVER_PORT)
 
 
 def _workbench(
@@ -255,7 +260,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     with tempfile.TemporaryDirectory(prefix="bench-transfer-") as tmp:
         base = Path(tmp)
-        server = OrthancServer("BENCH_PACS", base).start()
+        server = OrthancServer(
+            "BENCH_PACS", base, modalities={"workbench": ("BENCH", RECEIVER_PORT)}
+        ).start()
         try:
             if not args.skip_speed:
                 start = time.perf_counter()
