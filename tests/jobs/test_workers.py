@@ -38,7 +38,7 @@ from adit_workbench.jobs import defaults
 defaults.HEARTBEAT_INTERVAL = 0.3
 from adit_workbench.jobs.worker import run_worker
 run_worker(sys.argv[1], prefix=sys.argv[2], burst=sys.argv[3] == "burst",
-           sweep_interval=0.5, stale_after=2.0)
+           sweep_interval=0.5, stale_after=4.0)
 """
 
 
@@ -180,14 +180,14 @@ def test_sigkilled_worker_is_recovered_and_each_instance_delivered_once(
         job.wait(90, progress=False)
     finally:
         _kill(second, signal.SIGTERM)
-    assert job.status is JobStatus.SUCCESS
+    [task] = _tasks(database, job.id)
+    assert job.status is JobStatus.SUCCESS, (task.message, task.log)
     after = _dicom_files(out)
     assert len(after) == 160
-    for path, identity in before.items():  # delivered before the kill: never re-written
-        assert after[path] == identity
-    [task] = _tasks(database, job.id)
-    assert task.attempts == 2
-    assert "lost" in task.log
+    rewritten = [p for p, identity in before.items() if after[p] != identity]
+    assert rewritten == [], task.log  # delivered before the kill: never written again
+    # Two attempts, or more if a loaded machine delayed a heartbeat past the stale limit.
+    assert task.attempts >= 2 and "lost" in task.log, task.log
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # DB-agnostic path
