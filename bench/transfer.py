@@ -162,6 +162,10 @@ def _speed(server: OrthancServer, base: Path, study: str, n: int, repeat: int) -
             lambda o: _workbench(server, base, study, "cget", o, pseudonymize=False),
         ),
         (
+            "(context) workbench C-MOVE + pseudonymize",
+            lambda o: _workbench(server, base, study, "cmove", o),
+        ),
+        (
             "(context) workbench WADO-RS, plain copy",
             lambda o: _workbench(server, base, study, "wado", o, pseudonymize=False),
         ),
