@@ -42,17 +42,13 @@ test: system-packages venv lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: venv
-	$(BIN)/adit-workbench config
-	$(BIN)/adit-workbench sandbox start
-	$(BIN)/adit-workbench nodes list
-	$(BIN)/adit-workbench nodes echo SANDBOX
-	$(BIN)/adit-workbench nodes probe SANDBOX
-	$(BIN)/adit-workbench query SANDBOX --level study --format table --limit 10
-	$(BIN)/adit-workbench sandbox stop
+	bash scripts/demo.sh
 
 bench: venv
 	$(BIN)/python -m bench.query
 	$(BIN)/python -m bench.deid
+	$(BIN)/python -m bench.transfer
+	$(BIN)/python -m bench.jobs
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from collections.abc import Iterator
 from enum import Enum, StrEnum
 from functools import lru_cache
@@ -166,16 +167,17 @@ class Settings(BaseSettings):
         """The pseudonymization master secret, generated on first use.
 
         The file holds hex text; it is created atomically with mode 0600 so that a
-        concurrent first use by two processes ends with one secret, not two.
+        concurrent first use by several threads or processes ends with one secret.
         """
         path = self.secret_file or self.ensure_data_dir() / "secret.key"
         if not path.exists():
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            # mkstemp: a unique name per call (threads share a pid) and mode 0600.
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            tmp = Path(tmp_name)
             with os.fdopen(fd, "w") as fh:
                 fh.write(secrets.token_hex(_SECRET_BYTES) + "\n")
             try:
-                os.link(tmp, path)  # fails if another process won the race
+                os.link(tmp, path)  # fails if another thread or process won the race
             except FileExistsError:
                 pass
             finally:

@@ -6,6 +6,7 @@ import os
 import stat
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,13 @@ def test_secret_same_across_processes(settings: Settings, data_dir: Path) -> Non
     ]
     outputs = {proc.communicate()[0].strip() for proc in runs}
     assert outputs == {settings.master_secret().hex()}
+
+
+def test_secret_same_across_threads(settings: Settings) -> None:
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        secrets = set(pool.map(lambda _: settings.master_secret(), range(32)))
+    assert len(secrets) == 1
+    assert [p.name for p in settings.data_dir.iterdir() if p.name.startswith(".")] == []
 
 
 def test_config_command_masks_secrets(
