@@ -10,7 +10,7 @@ checks sit: :func:`connect` resolves the identity (hub or local user) and each m
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -191,7 +191,9 @@ class Workbench:
 
         self.access.require(Permission.ADMIN, action="node.probe", node=name)
         with self.access.audited("node.probe", node=name):
-            capabilities = open_node(self.node_spec(name), self.settings).probe()
+            # A node of its own, closed at once: probing must not leave associations open.
+            with closing(open_node(self.node_spec(name), self.settings)) as node:
+                capabilities = node.probe()
             with self._session() as session:
                 node_store.save_capabilities(session, name, capabilities)
         return capabilities

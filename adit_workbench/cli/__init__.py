@@ -12,6 +12,7 @@ import sys
 import click
 
 from ..errors import InputError, WorkbenchError
+from . import _common
 
 __all__ = ["app", "main"]
 
@@ -50,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         code = 1
     else:
         code = result if isinstance(result, int) else 0
+    finally:
+        _common.reset()
     return code
 
 

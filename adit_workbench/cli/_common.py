@@ -22,5 +22,11 @@ def open_workbench() -> Workbench:
 
 
 def reset() -> None:
-    """Forget the cached workbench (tests run several commands in one process)."""
+    """Close and forget the workbench of this run.
+
+    Closing matters: an open association keeps a pynetdicom thread alive, and the
+    process would linger until the peer's network timeout ends it.
+    """
+    if _cached.cache_info().currsize:
+        _cached().close()
     _cached.cache_clear()

@@ -7,6 +7,8 @@ for an operation that failed.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -116,8 +118,16 @@ def test_sandbox_start_probe_query_stop(cli: Callable[..., tuple[int, str, str]]
     try:
         assert code == 0, err
         assert "registered as node SANDBOX" in out
-        code, out, _ = cli("nodes", "probe", "SANDBOX")
-        found = _probe_lines(out)
+        # As its own process: a CLI run that leaves an association open lingers until
+        # the peer's network timeout (60 s) instead of exiting.
+        done = subprocess.run(
+            [sys.executable, "-m", "adit_workbench", "nodes", "probe", "SANDBOX"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        found = _probe_lines(done.stdout)
         assert found["study_root_get"] == "no" and found["study_root_find"] == "yes"
         assert found["study_root_move"] == "yes"
         code, out, err = cli("query", "SANDBOX", "--level", "patient", "--format", "csv")
