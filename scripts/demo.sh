@@ -37,7 +37,7 @@ step "pseudonymized batch transfer of what was found into the RESEARCH folder"
 "$wb" batch-transfer "$demo/found.xlsx" --from SANDBOX --to RESEARCH --project demo \
     --trial-id DEMO --wait
 step "leak scan: originals (the sandbox archive) against the delivered files"
-"$wb" leak-scan "$ADIT_WB_DATA_DIR/sandbox" "$demo/research"
+"$wb" leak-scan "$ADIT_WB_DATA_DIR/sandbox/files" "$demo/research"
 step "summary"
 "$wb" jobs list
 "$wb" jobs show 2
