@@ -11,7 +11,9 @@ generated on first use and kept with mode 0600 in the data dir.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import secrets
 import tempfile
 from collections.abc import Iterator
@@ -29,6 +31,8 @@ from .errors import ConfigurationError
 __all__ = ["BurnedInPolicy", "Settings", "get_settings"]
 
 _SECRET_BYTES = 32
+_WINDOW = re.compile(r"\d{2}:\d{2}-\d{2}:\d{2}")
+_CLOCK = re.compile(r"(\d{2}):(\d{2})")
 
 
 class BurnedInPolicy(StrEnum):
@@ -132,8 +136,40 @@ class Settings(BaseSettings):
         description="Modified-dates option: dates move by up to this many days, per patient.",
     )
 
+    # -- jobs ------------------------------------------------------------------------
+    smtp_host: str = Field(
+        default="127.0.0.1", description="SMTP server for the 'job finished' mail."
+    )
+    smtp_port: int = Field(
+        default=0, ge=0, le=65535, description="SMTP port; 0 turns the finished mail off."
+    )
+    smtp_from: str = Field(
+        default="adit-workbench@localhost", description="Sender address of the finished mail."
+    )
+    mail_domain: str = Field(
+        default="localhost",
+        description="Domain added to a user name that is not a mail address (alice → "
+        "alice@DOMAIN).",
+    )
+    time_windows: dict[str, str] = Field(
+        default_factory=dict,
+        description="Hours in which tasks may run, per job kind or node name, as JSON, e.g. "
+        '{"mass_transfer": "18:00-07:00", "PACS": "20:00-06:00"} (local time). Tasks '
+        "outside their window wait without spending an attempt.",
+    )
+
     # -- logging ---------------------------------------------------------------------
     log_level: str = Field(default="WARNING", description="Log level of the package logger.")
+
+    @field_validator("time_windows")
+    @classmethod
+    def _check_time_windows(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, window in value.items():
+            if not _WINDOW.fullmatch(window):
+                raise ValueError(f"window for {key!r} is not HH:MM-HH:MM")
+            if any(int(h) > 23 or int(m) > 59 for h, m in _CLOCK.findall(window)):
+                raise ValueError(f"window for {key!r} has an impossible time of day")
+        return value
 
     @field_validator("ae_title", "sandbox_ae_title")
     @classmethod
@@ -200,6 +236,8 @@ class Settings(BaseSettings):
                 shown = f"(default) {self.data_dir / 'secret.key'}"
             elif isinstance(value, Enum):
                 shown = str(value.value)
+            elif isinstance(value, dict):
+                shown = json.dumps(value) if value else ""
             else:
                 shown = "" if value is None else str(value)
             yield f"ADIT_WB_{name.upper()}", shown, field.description or ""

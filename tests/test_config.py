@@ -102,3 +102,13 @@ def test_cli_usage_error_is_one_line_exit_2(capsys: pytest.CaptureFixture[str]) 
     assert main(["config", "--no-such-option"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "--no-such-option" in err
+
+
+def test_time_windows_are_validated(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> None:
+    monkeypatch.setenv("ADIT_WB_TIME_WINDOWS", '{"mass_transfer": "18:00-07:00"}')
+    get_settings.cache_clear()
+    assert get_settings().time_windows == {"mass_transfer": "18:00-07:00"}
+    monkeypatch.setenv("ADIT_WB_TIME_WINDOWS", '{"PACS": "25:00-07:00"}')
+    get_settings.cache_clear()
+    with pytest.raises(ConfigurationError, match="PACS"):
+        get_settings()

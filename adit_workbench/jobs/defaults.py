@@ -39,12 +39,5 @@ HARD_MAX_ROWS = 100_000
 #: Mass transfer: smallest time window a capped study query is split down to (minutes).
 MIN_WINDOW_MINUTES = 30
 
-#: Finished mail: SMTP server and sender (port 0 disables mail).
-SMTP_HOST = "127.0.0.1"
-SMTP_PORT = 0
-SMTP_FROM = "adit-workbench@localhost"
-#: Domain appended to a user name that is not an e-mail address.
-MAIL_DOMAIN = "localhost"
-
-#: Optional time windows per job kind, e.g. ``{"mass_transfer": "18:00-07:00"}`` (local time).
-TIME_WINDOWS: dict[str, str] = {}
+# The finished mail's SMTP server and the time windows are settings (ADIT_WB_SMTP_*,
+# ADIT_WB_MAIL_DOMAIN, ADIT_WB_TIME_WINDOWS): admins set them, unlike these tunables.

@@ -1,6 +1,6 @@
 """The "job finished" mail to the owner, over plain SMTP.
 
-The server and sender are :data:`~.defaults.SMTP_HOST`, ``SMTP_PORT`` and ``SMTP_FROM``
+The server and sender are the settings ``smtp_host``, ``smtp_port`` and ``smtp_from``
 (port 0: mail off). The text names the job, its kind, status and message, never a
 patient: job messages are built without PHI.
 """
@@ -12,21 +12,23 @@ from email.message import EmailMessage
 
 from sqlalchemy import update
 
+from ..config import Settings, get_settings
 from ..store import Database
 from ..store.jobs import Job
-from . import defaults
 
 __all__ = ["recipient", "send_finished_mail"]
 
 
-def recipient(owner: str) -> str:
-    """The owner's address: the name itself if it is one, else name@MAIL_DOMAIN."""
-    return owner if "@" in owner else f"{owner}@{defaults.MAIL_DOMAIN}"
+def recipient(owner: str, settings: Settings | None = None) -> str:
+    """The owner's address: the name itself if it is one, else name@mail_domain."""
+    domain = (settings or get_settings()).mail_domain
+    return owner if "@" in owner else f"{owner}@{domain}"
 
 
-def send_finished_mail(database: Database, job_id: int) -> bool:
+def send_finished_mail(database: Database, job_id: int, settings: Settings | None = None) -> bool:
     """Mail the owner once if the job asked for it; True if a mail was sent now."""
-    if not defaults.SMTP_PORT:
+    settings = settings or get_settings()
+    if not settings.smtp_port:
         return False
     with database.session() as session:
         claimed = session.execute(
@@ -40,8 +42,8 @@ def send_finished_mail(database: Database, job_id: int) -> bool:
         job = session.get(Job, job_id)
         assert job is not None
         mail = EmailMessage()
-        mail["From"] = defaults.SMTP_FROM
-        mail["To"] = recipient(job.owner)
+        mail["From"] = settings.smtp_from
+        mail["To"] = recipient(job.owner, settings)
         mail["Subject"] = f"adit-workbench: job {job.id} finished: {job.status}"
         mail.set_content(
             f"Your {job.kind.replace('_', ' ')} job {job.id} has finished.\n\n"
@@ -53,6 +55,6 @@ def send_finished_mail(database: Database, job_id: int) -> bool:
             + "\n"
         )
         # Inside the transaction: if the server refuses, mail_sent rolls back with it.
-        with smtplib.SMTP(defaults.SMTP_HOST, defaults.SMTP_PORT, timeout=30) as smtp:
+        with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=30) as smtp:
             smtp.send_message(mail)
     return True

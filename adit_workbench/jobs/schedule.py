@@ -1,9 +1,9 @@
 """Time windows: when tasks of a job kind, or tasks touching a node, may run.
 
 A window is ``"HH:MM-HH:MM"`` in local time; one that ends before it starts spans
-midnight (``"18:00-07:00"``: mass transfers at night). Windows come from
-:data:`~.defaults.TIME_WINDOWS`, keyed by job kind value or by node name; a task runs
-only when every window that applies to it is open. ADIT had such slots and dropped them
+midnight (``"18:00-07:00"``: mass transfers at night). Windows come from the setting
+``time_windows`` (ADIT_WB_TIME_WINDOWS), keyed by job kind value or by node name; a task
+runs only when every window that applies to it is open. ADIT had such slots and dropped them
 in 2023; its users still ask for them.
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from datetime import time as dtime
 
+from ..config import get_settings
 from ..errors import InputError
-from . import defaults
 
 __all__ = ["parse_window", "seconds_until_open"]
 
@@ -50,7 +50,7 @@ def seconds_until_open(
     now: datetime | None = None,
 ) -> float:
     """Seconds until every window for ``kind`` and ``nodes`` is open (0: run now)."""
-    table = defaults.TIME_WINDOWS if windows is None else windows
+    table = get_settings().time_windows if windows is None else windows
     if not table:
         return 0.0
     now = now or datetime.now()

@@ -3,6 +3,7 @@ the archive password cleared at the end, the progress line, the accounting in th
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -10,6 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from adit_workbench.access import Access, Permission
+from adit_workbench.config import get_settings
 from adit_workbench.errors import InputError, PermissionDenied
 from adit_workbench.jobs import JobStatus, defaults
 from adit_workbench.jobs.kinds import mass_transfer, selective_transfer
@@ -46,11 +48,14 @@ def test_tasks_wait_for_their_time_window(
 ) -> None:
     now = datetime.now()
     closed = f"{(now + timedelta(hours=2)):%H:00}-{(now + timedelta(hours=3)):%H:00}"
-    monkeypatch.setattr(defaults, "TIME_WINDOWS", {"selective_transfer": closed})
+    monkeypatch.setenv("ADIT_WB_TIME_WINDOWS", json.dumps({"selective_transfer": closed}))
+    get_settings.cache_clear()
     job = selective_transfer(
         harness.manager(alice), ["1.2.3"], source="SANDBOX", destination="OUT", pseudonym="P"
     )
     harness.drain()
+    monkeypatch.delenv("ADIT_WB_TIME_WINDOWS")
+    get_settings.cache_clear()
     [task] = job.tasks.to_dict("records")
     assert task["status"] == "PENDING" and task["attempts"] == 0
     assert "time window" in task["message"]

@@ -11,7 +11,7 @@ from email.message import Message
 import pytest
 
 from adit_workbench.access import Access
-from adit_workbench.jobs import defaults
+from adit_workbench.config import get_settings
 from adit_workbench.jobs.kinds import selective_transfer
 from adit_workbench.jobs.mail import send_finished_mail
 
@@ -68,10 +68,13 @@ def smtp(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpServer]:
     server = SmtpServer()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    monkeypatch.setattr(defaults, "SMTP_HOST", "127.0.0.1")
-    monkeypatch.setattr(defaults, "SMTP_PORT", server.server_address[1])
-    monkeypatch.setattr(defaults, "MAIL_DOMAIN", "hospital.example")
+    monkeypatch.setenv("ADIT_WB_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("ADIT_WB_SMTP_PORT", str(server.server_address[1]))
+    monkeypatch.setenv("ADIT_WB_SMTP_FROM", "workbench@hospital.example")
+    monkeypatch.setenv("ADIT_WB_MAIL_DOMAIN", "hospital.example")
+    get_settings.cache_clear()
     yield server
+    get_settings.cache_clear()  # the environment is restored after this teardown
     server.shutdown()
     server.server_close()
 
@@ -88,7 +91,7 @@ def test_finished_mail_reaches_the_owner_once(
     harness.drain()
     job.wait(10, progress=False)
     [(sender, recipients, mail)] = smtp.messages
-    assert sender == defaults.SMTP_FROM and recipients == ["alice@hospital.example"]
+    assert sender == "workbench@hospital.example" and recipients == ["alice@hospital.example"]
     assert mail["Subject"] == f"adit-workbench: job {job.id} finished: SUCCESS"
     text = mail.get_payload()
     assert "All tasks succeeded." in str(text) and "Lung study" in str(text)
