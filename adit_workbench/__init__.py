@@ -20,6 +20,7 @@ from importlib.metadata import PackageNotFoundError, version
 from .config import Settings, get_settings
 from .deid import Option, Profile, Pseudonymizer, scan_leaks
 from .errors import InputError, NodeError, PermissionDenied, WorkbenchError
+from .jobs import BatchFileError, JobFailed, JobStatus
 from .workbench import Workbench, connect
 
 try:
@@ -28,7 +29,10 @@ except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0"
 
 __all__ = [
+    "BatchFileError",
     "InputError",
+    "JobFailed",
+    "JobStatus",
     "NodeError",
     "Option",
     "PermissionDenied",
