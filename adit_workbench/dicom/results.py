@@ -29,6 +29,7 @@ Dates are ``datetime64`` (``NaT`` when absent), counts and numbers nullable ``In
 from __future__ import annotations
 
 import html
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -75,7 +76,7 @@ def _multi(ds: Dataset, keyword: str) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class _Result:
+class _Result(ABC):
     """Shared parts: where the result came from and what the node answered."""
 
     LEVEL: ClassVar[Level]
@@ -85,9 +86,9 @@ class _Result:
     node: FindNode | None = field(default=None, repr=False, compare=False)
     via: str = field(default="auto", repr=False, compare=False)
 
+    @abstractmethod
     def row(self) -> dict[str, Any]:
         """This result as one DataFrame row (see :data:`COLUMNS`)."""
-        raise NotImplementedError
 
     def _need_node(self) -> FindNode:
         if self.node is None:
