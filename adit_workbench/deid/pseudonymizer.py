@@ -31,7 +31,14 @@ from .rules import Rule, Rules, compile_rules, describe_tag
 from .table import Action
 from .temporal import DUMMY_DATE, DUMMY_DATETIME, DUMMY_TIME, shift_da, shift_dt
 
-__all__ = ["BURNED_IN_MODALITIES", "BurnedInRefused", "Pseudonymizer"]
+__all__ = [
+    "BURNED_IN_MODALITIES",
+    "BURNED_IN_WARNING",
+    "INSTANCE_KEYWORDS",
+    "META_DROPPED",
+    "BurnedInRefused",
+    "Pseudonymizer",
+]
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +100,24 @@ _WRITTEN = {
     )
     if (tag := tag_for_keyword(keyword)) is not None
 }
-_META_DROPPED = (0x00020016, 0x00020017, 0x00020018, 0x00020100, 0x00020102)
+#: File meta elements a pseudonymized file drops (who sent it, private information).
+META_DROPPED = (0x00020016, 0x00020017, 0x00020018, 0x00020100, 0x00020102)
+#: What pseudonymizing one attribute may depend on besides the attribute itself (the
+#: burned-in guard, the date shift, the scrub pattern), and what ``_finish`` reads and
+#: writes. :mod:`.encoded` pseudonymizes these together, once per distinct set of values;
+#: keep this list in step with ``_begin`` and ``_finish``.
+INSTANCE_KEYWORDS = (
+    "SpecificCharacterSet",
+    "Modality",
+    "BurnedInAnnotation",
+    "StudyDate",
+    "StudyTime",
+    "DeidentificationMethod",
+    "DeidentificationMethodCodeSequence",
+    *_IDENTITY_KEYWORDS,
+    *_WRITTEN,
+)
+BURNED_IN_WARNING = "pseudonymizing an instance that may carry burned-in text"
 
 #: Callback receiving (path, tag, rule, before, after) for explain().
 Tracer = Callable[[str, int, Rule, Any, Any], None]
@@ -220,6 +244,13 @@ class Pseudonymizer:
         ``trace`` receives ``(path, tag, rule, before, after)`` for every attribute (what
         :func:`~.explain.explain` uses); it slows the walk down and is meant for one file.
         """
+        inst, patient_id = self._begin(ds)
+        self._walk(ds, inst, trace, "")
+        self._finish(ds, patient_id, trace)
+        return ds
+
+    def _begin(self, ds: Dataset) -> tuple[_Instance, str]:
+        """The burned-in guard, then the per-instance facts: ``(facts, PatientID)``."""
         if self.burned_in_risk(ds):
             policy = self.profile.burned_in_policy
             if policy is BurnedInPolicy.REFUSE:
@@ -228,15 +259,13 @@ class Pseudonymizer:
                     "on a modality that often has it); refused by the burned-in policy"
                 )
             if policy is BurnedInPolicy.WARN:
-                log.warning("pseudonymizing an instance that may carry burned-in text")
+                log.warning(BURNED_IN_WARNING)
         patient_id = str(ds.get("PatientID", "") or "")
         inst = _Instance(
             shift=self.date_shift(patient_id) if self.rules.shift_dates else 0,
             scrub=self._scrub_pattern(ds) if self._needs_scrub else None,
         )
-        self._walk(ds, inst, trace, "")
-        self._finish(ds, patient_id, trace)
-        return ds
+        return inst, patient_id
 
     def _scrub_pattern(self, ds: Dataset) -> re.Pattern[str] | None:
         tokens: set[str] = set()
@@ -255,34 +284,42 @@ class Pseudonymizer:
         return re.compile("|".join(re.escape(t) for t in ordered), re.IGNORECASE)
 
     def _walk(self, ds: Dataset, inst: _Instance, trace: Tracer | None, path: str) -> None:
-        rules = self.rules
         private_tags: list[int] = []
         for tag in list(ds.keys()):
-            group = tag >> 16
-            if group & 1:
+            if (tag >> 16) & 1:
                 private_tags.append(tag)
-                continue
-            if group == 0 or tag & 0xFFFF == 0:
-                del ds[tag]  # command and group-length elements are recomputed or obsolete
-                continue
-            if 0x5000 <= group <= 0x501E:
-                rule = rules.curve
-            elif 0x6000 <= group <= 0x601E:
-                rule = rules.overlay  # a partial overlay module is invalid: one rule for all
             else:
-                rule = rules.rule_for(tag)
-            action = rule.action
-            raw = ds.get_item(tag)
-            vr = _vr_of(raw, tag)
-            if action is _K and vr != "SQ" and trace is None:
-                continue
-            before = ds[tag].value if trace is not None else None
-            self._apply(ds, tag, vr, action, inst, trace, path)
-            if trace is not None:
-                after = ds[tag].value if tag in ds else None
-                trace(path, tag, rule, before, after)
+                self._element(ds, tag, inst, trace, path)
         if private_tags:
             self._privates(ds, private_tags, trace, path)
+
+    def rule(self, tag: int) -> Rule:
+        """The rule for a standard (even-group) attribute, curves and overlays included."""
+        group = tag >> 16
+        if 0x5000 <= group <= 0x501E:
+            return self.rules.curve
+        if 0x6000 <= group <= 0x601E:
+            return self.rules.overlay  # a partial overlay module is invalid: one rule for all
+        return self.rules.rule_for(tag)
+
+    def _element(
+        self, ds: Dataset, tag: int, inst: _Instance, trace: Tracer | None, path: str
+    ) -> None:
+        """Apply the rule to one standard attribute of ``ds``; on its own, it depends on
+        nothing but the attribute and ``inst`` (what lets :mod:`.encoded` memoize it)."""
+        if tag >> 16 == 0 or tag & 0xFFFF == 0:
+            del ds[tag]  # command and group-length elements are recomputed or obsolete
+            return
+        rule = self.rule(tag)
+        action = rule.action
+        vr = _vr_of(ds.get_item(tag), tag)
+        if action is _K and vr != "SQ" and trace is None:
+            return
+        before = ds[tag].value if trace is not None else None
+        self._apply(ds, tag, vr, action, inst, trace, path)
+        if trace is not None:
+            after = ds[tag].value if tag in ds else None
+            trace(path, tag, rule, before, after)
 
     def _apply(
         self,
@@ -411,7 +448,7 @@ class Pseudonymizer:
                 and self.rules.rule_for(0x00080018).action is _U
             ):
                 meta.MediaStorageSOPInstanceUID = self.uid(meta.MediaStorageSOPInstanceUID)
-            for tag in _META_DROPPED:
+            for tag in META_DROPPED:
                 if tag in meta:
                     del meta[tag]
         # The preamble is free for applications (TIFF headers …) and may hold anything.

@@ -29,7 +29,7 @@ from pydicom.filewriter import write_data_element, write_file_meta_info
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
-__all__ = ["read_source", "write_spliced"]
+__all__ = ["element_span", "read_source", "write_spliced"]
 
 _UNDEFINED = 0xFFFFFFFF
 
@@ -50,7 +50,7 @@ def read_source(path: str | os.PathLike[str]) -> tuple[Dataset, bytes]:
         return ds, data
 
 
-def _span(elem: DataElement | RawDataElement, implicit: bool, little: bool, data: bytes) -> (
+def element_span(elem: DataElement | RawDataElement, implicit: bool, little: bool, data: bytes) -> (
     tuple[int, int] | None
 ):  # fmt: skip
     """Byte range of an untouched raw element in ``data``, or None to re-encode it."""
@@ -101,7 +101,7 @@ def write_spliced(ds: Dataset, data: bytes, dst: str | os.PathLike[str]) -> None
             if tag.element == 0 and tag.group > 6:
                 continue  # retired group lengths, as pydicom's writer does
             elem = ds.get_item(tag)
-            span = _span(elem, implicit, little, data)
+            span = element_span(elem, implicit, little, data)
             if span is not None:
                 if span[0] == run_end:
                     run_end = span[1]

@@ -18,17 +18,18 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import os
-import uuid
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pydicom
 from pydicom import Dataset
 
 from ..deid import BurnedInRefused, Pseudonymizer
+from ..deid.encoded import Part10, Unsupported, engine_for
 from ..deid.splice import write_spliced
 from .layout import InstanceInfo
 
@@ -82,30 +83,63 @@ def init_worker(config: WorkerConfig, results: Any, cancel: Any) -> None:
     _nodes.clear()
 
 
-def _str(ds: Dataset, keyword: str) -> str:
-    value = ds.get(keyword, "")
-    return "" if value is None else str(value).strip()
+class _Decoded:
+    """A dataset read by pydicom, answering ``text()`` as :class:`~..deid.encoded.Part10` does."""
+
+    def __init__(self, ds: Dataset) -> None:
+        self.ds = ds
+
+    def text(self, keyword: str) -> str:
+        value = self.ds.get(keyword, "")
+        return "" if value is None else str(value).strip()
+
+
+class _Facts(Protocol):
+    def text(self, keyword: str) -> str: ...
+
+
+_names = itertools.count()
+_token = ""
+
+
+def _new_token() -> None:
+    """A random name prefix per process: staged names must not repeat across workers."""
+    global _token
+    _token = os.urandom(4).hex()
+
+
+_new_token()
+os.register_at_fork(after_in_child=_new_token)
 
 
 def prepare(config: WorkerConfig, data: bytes, hint: str = "") -> tuple[str, Any]:
-    """One instance from its Part-10 bytes to a staged file: ``(kind, payload)``."""
+    """One instance from its Part-10 bytes to a staged file: ``(kind, payload)``.
+
+    The bytes are scanned, not decoded (:mod:`..deid.encoded`); what the scanner leaves
+    to pydicom (big endian, no preamble …) is read by pydicom.
+    """
+    pseudonymizer = config.pseudonymizer
     try:
-        # Copied as is: the header suffices (the bytes are written untouched).
-        plain = config.pseudonymizer is None
-        ds = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=plain)
-        source_sop = _str(ds, "SOPInstanceUID") or hint
-        modality = _str(ds, "Modality").upper()
-    except Exception as exc:  # one unreadable instance must not stop the study; no PHI
-        return "failed", (hint, f"unreadable: {type(exc).__name__}")
+        facts: _Facts = Part10.parse(data)
+    except Unsupported:
+        try:
+            # Copied as is: the header suffices (the bytes are written untouched).
+            ds = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=not pseudonymizer)
+            facts = _Decoded(ds)
+        except Exception as exc:  # one unreadable instance must not stop the study; no PHI
+            return "failed", (hint, f"unreadable: {type(exc).__name__}")
+    source_sop = facts.text("SOPInstanceUID") or hint
+    modality = facts.text("Modality").upper()
     if modality in config.exclude:
         return "excluded", (source_sop, modality)
-    staged = Path(config.staging, f"{uuid.uuid4().hex}.dcm")
+    # A counter, not uuid4: getrandom() per instance is slow on virtual machines.
+    staged = Path(config.staging, f"{_token}-{next(_names)}.dcm")
     try:
-        if config.pseudonymizer is not None:
-            config.pseudonymizer(ds)
-            write_spliced(ds, data, staged)
-        else:
+        if pseudonymizer is None:
             staged.write_bytes(data)
+            size = len(data)
+        else:
+            facts, size = _pseudonymize(pseudonymizer, facts, data, staged)
     except BurnedInRefused:
         return "refused", (source_sop, "may carry burned-in text")
     except Exception as exc:
@@ -113,20 +147,35 @@ def prepare(config: WorkerConfig, data: bytes, hint: str = "") -> tuple[str, Any
         return "failed", (source_sop, f"not prepared: {type(exc).__name__}")
     info = InstanceInfo(
         source_sop=source_sop,
-        sop_uid=_str(ds, "SOPInstanceUID"),
-        sop_class=_str(ds, "SOPClassUID"),
-        series_uid=_str(ds, "SeriesInstanceUID"),
-        study_uid=_str(ds, "StudyInstanceUID"),
-        patient_id=_str(ds, "PatientID"),
+        sop_uid=facts.text("SOPInstanceUID"),
+        sop_class=facts.text("SOPClassUID"),
+        series_uid=facts.text("SeriesInstanceUID"),
+        study_uid=facts.text("StudyInstanceUID"),
+        patient_id=facts.text("PatientID"),
         modality=modality,
-        series_number=_str(ds, "SeriesNumber"),
-        series_description=_str(ds, "SeriesDescription"),
-        study_date=_str(ds, "StudyDate"),
-        study_time=_str(ds, "StudyTime"),
+        series_number=facts.text("SeriesNumber"),
+        series_description=facts.text("SeriesDescription"),
+        study_date=facts.text("StudyDate"),
+        study_time=facts.text("StudyTime"),
         staged=str(staged),
-        size=staged.stat().st_size,
+        size=size,
     )
     return "ok", info
+
+
+def _pseudonymize(
+    pseudonymizer: Pseudonymizer, facts: _Facts, data: bytes, staged: Path
+) -> tuple[_Facts, int]:
+    """Write the pseudonymized instance to ``staged``: the output's facts and size."""
+    if isinstance(facts, Part10):
+        out = engine_for(pseudonymizer)(facts)
+        if out is not None:
+            return out, out.write(staged)
+        facts = _Decoded(pydicom.dcmread(io.BytesIO(data), force=True))
+    assert isinstance(facts, _Decoded)
+    pseudonymizer(facts.ds)
+    write_spliced(facts.ds, data, staged)
+    return facts, staged.stat().st_size
 
 
 def _emit(task_id: int, items: Iterable[bytes], hint: str = "") -> None:
