@@ -10,6 +10,7 @@ leading dot (our staging folders are hidden) are all replaced.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -84,9 +85,31 @@ def series_folder(number: str, description: str, series_uid: str) -> str:
 
 def relative_path(info: InstanceInfo, study_modalities: Iterable[str]) -> PurePosixPath:
     """The path of ``info`` below the job folder."""
+    folder = _folder(info.patient_id, info.study_date, info.study_time,
+                     tuple(sorted(set(study_modalities))), info.series_number,
+                     info.series_description, info.series_uid)  # fmt: skip
+    sop = info.sop_uid
+    name = sop if _UID.fullmatch(sop) else sanitize(sop, "instance")
+    return folder / f"{name}.dcm"
+
+
+#: A UID as UIDs are (digits and dots, no leading or trailing dot): safe as it is.
+_UID = re.compile(r"[0-9](?:[0-9.]{0,62}[0-9])?")
+
+
+@functools.lru_cache(maxsize=1024)
+def _folder(
+    patient_id: str,
+    date: str,
+    time: str,
+    modalities: tuple[str, ...],
+    number: str,
+    description: str,
+    series_uid: str,
+) -> PurePosixPath:
+    """The series folder: the same for every instance of a series, so computed once."""
     return PurePosixPath(
-        sanitize(info.patient_id, "UnknownPatient"),
-        study_folder(info.study_date, info.study_time, study_modalities),
-        series_folder(info.series_number, info.series_description, info.series_uid),
-        f"{sanitize(info.sop_uid, 'instance')}.dcm",
+        sanitize(patient_id, "UnknownPatient"),
+        study_folder(date, time, modalities),
+        series_folder(number, description, series_uid),
     )

@@ -15,6 +15,7 @@ and the server slows down: memory holds a few instances whatever the study's siz
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import multiprocessing
@@ -39,6 +40,7 @@ __all__ = ["RoundError", "Submitter", "Tally", "run_round"]
 log = logging.getLogger(__name__)
 
 _POLL = 0.1
+_WAKE = "wake"
 
 
 class RoundError(TransferError):
@@ -137,6 +139,9 @@ def run_round(
                 emitted[task_id] = sent
                 if error is not None:
                     errors.append(error)
+            # Wake the loop: if this task's messages are all in, the round may be over.
+            with contextlib.suppress(queue.Full):  # full: the loop is busy and will see
+                results.put_nowait((_WAKE, task_id, None))
 
         future.add_done_callback(done)
 
@@ -175,17 +180,24 @@ def run_round(
                 if finished():
                     break
                 continue
+            if kind == _WAKE:
+                if finished():
+                    break
+                continue
             with lock:
                 received[task_id] = received.get(task_id, 0) + 1
+                last = emitted.get(task_id) == received[task_id]
             if stop.is_set() or sink_error:
                 if kind == "ok":
                     Path(payload.staged).unlink(missing_ok=True)
-                continue
-            try:
-                _handle(kind, payload, sink, tally, progress)
-            except BaseException as exc:  # the destination failed: stop fetching, drain
-                sink_error.append(exc)
-                stop.set()
+            else:
+                try:
+                    _handle(kind, payload, sink, tally, progress)
+                except BaseException as exc:  # the destination failed: stop fetching, drain
+                    sink_error.append(exc)
+                    stop.set()
+            if last and finished():  # the last message of an ended task
+                break
         thread.join()
     if sink_error:
         raise sink_error[0]
