@@ -1,7 +1,9 @@
 """What a transfer has to do: the expected instances, what is excluded, what is left.
 
-The plan comes from the source's own answers (a series-level and an instance-level
-query), so "expected" is what the source says it holds, not what happened to arrive.
+The plan comes from the source's own answers, so "expected" is what the source says it
+holds, not what happened to arrive: the series-level query's instance counts, and the
+instance-level query wherever the instances must be named (a destination that already
+holds some, a count missing, or a count that disagrees with what arrived).
 UIDs at the destination are predicted, not read back: pseudonymized UIDs are keyed
 functions of the originals, so the plan knows each instance's delivered SOP Instance
 UID before fetching anything, and a re-run fetches only what the destination lacks.

@@ -8,6 +8,7 @@ finish the destination, and judge the outcome against the plan.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -187,16 +188,21 @@ def transfer_study(
         fetch = choose_fetch(source, target, via, pseudonymizer, exclude)
         result.via = fetch.method
         n = max(1, min(workers or WORKERS, fetch.streams))
-        listing = _Listing(source, plan, tally, pseudonymizer)
-        included = sum(1 for s in plan.series if not s.excluded)
-        if not existing and fetch.method in ("cget", "wado") and included >= n:
-            # A fresh destination needs every instance: fetch whole series at once and
-            # list the instances (for verification) while they stream in.
+        listing = functools.partial(_list_instances, source, plan, tally, pseudonymizer)
+        included = [s for s in plan.series if not s.excluded]
+        if (
+            not existing
+            and fetch.method in ("cget", "wado")
+            and len(included) >= n
+            and all(s.count for s in included)
+        ):
+            # A fresh destination needs every instance: fetch whole series at once, and
+            # expect as many as the series-level query counted. The instances are listed
+            # only if what arrived disagrees (then the listing names what is missing).
             mark_whole(plan)
             tally.total = plan.pending
-            listing.start()
         else:
-            listing.run()
+            listing()
             mark_existing(plan, existing, pseudonymizer)
             tally.total = plan.pending
         if fetch.method == "direct-move" and tally.total:
@@ -207,7 +213,8 @@ def transfer_study(
         if fetch.method != "direct-move" and tally.total:
             _run_rounds(source, sink, plan, tally, fetch, pseudonymizer, exclude, settings, n,
                         existing, listing, progress, is_cancelled)  # fmt: skip
-        listing.wait()
+        if not plan.listed and tally.total and _accounted(tally) != plan.pending:
+            listing()
     except BaseException:
         sink.abort()
         raise
@@ -216,39 +223,20 @@ def transfer_study(
     return result
 
 
-class _Listing:
-    """The instance-level query of the source, up front or beside the first round."""
+def _list_instances(
+    source: Any, plan: TransferPlan, tally: Tally, pseudonymizer: Pseudonymizer | None
+) -> None:
+    """The instance-level query: each series' instances become the expected set."""
+    _with_retries(lambda: list_instances(source, plan))
+    for series in plan.series:
+        for uid in series.instances or ():
+            tally.out_to_source[output_uid(pseudonymizer, uid)] = uid
+    tally.total = sum(s.expected for s in plan.series if not s.excluded)
 
-    def __init__(
-        self, source: Any, plan: TransferPlan, tally: Tally, pseudonymizer: Pseudonymizer | None
-    ) -> None:
-        self.source, self.plan, self.tally, self.pseudonymizer = source, plan, tally, pseudonymizer
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
 
-    def run(self) -> None:
-        _with_retries(lambda: list_instances(self.source, self.plan))
-        for series in self.plan.series:
-            for uid in series.instances or ():
-                self.tally.out_to_source[output_uid(self.pseudonymizer, uid)] = uid
-        self.tally.total = sum(s.expected for s in self.plan.series if not s.excluded)
-
-    def start(self) -> None:
-        def run() -> None:
-            try:
-                self.run()
-            except BaseException as exc:  # re-raised by wait()
-                self._error = exc
-
-        self._thread = threading.Thread(target=run, name="wb-transfer-listing", daemon=True)
-        self._thread.start()
-
-    def wait(self) -> None:
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        if self._error is not None:
-            raise self._error
+def _accounted(tally: Tally) -> int:
+    """Instances the round accounted for: delivered, or excluded/refused/failed on the way."""
+    return len(tally.delivered | tally.excluded | tally.refused | set(tally.failed))
 
 
 def _with_retries(fn: Callable[[], Any]) -> Any:
@@ -274,7 +262,7 @@ def _run_rounds(
     settings: Any,
     n: int,
     existing: set[str],
-    listing: _Listing,
+    listing: Callable[[], None],
     progress: Callable[[TransferProgress], None] | None,
     cancelled: Callable[[], bool],
 ) -> None:
@@ -290,7 +278,8 @@ def _run_rounds(
     def one_round() -> None:
         if rounds[0] > 0 or not any(s.whole for s in plan.series):
             # From the second round on, fetch exactly what is still missing.
-            listing.wait()
+            if not plan.listed:
+                listing()
             done = tally.delivered | tally.excluded | tally.refused
             for series in plan.series:
                 series.whole = False

@@ -23,6 +23,7 @@ from adit_workbench.transfer import (
     TransferStatus,
     transfer_study,
 )
+from adit_workbench.transfer import study as study_module
 from adit_workbench.transfer import worker as worker_module
 from tests.servers._util import free_port
 from tests.servers.orthanc import OrthancServer
@@ -184,3 +185,66 @@ def test_folder_source_is_adit_upload(
         source, ServerDestination(destination, via=via), study, pseudonymizer=pseudonymizer
     )
     assert (again.delivered, again.skipped) == (0, 4)
+
+
+def test_counts_verify_a_fresh_copy_without_listing_instances(
+    source: DicomServer, mixed_uid: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listed: list[int] = []
+    real = study_module.list_instances
+    monkeypatch.setattr(study_module, "list_instances", lambda *a: listed.append(1) or real(*a))
+    result = transfer_study(source, FolderDestination(tmp_path), mixed_uid, via="wado")
+    assert result.ok and (result.expected, result.delivered) == (6, 6)
+    assert not listed  # the series' counts matched what arrived
+
+
+def test_instances_listed_when_count_and_arrivals_disagree(
+    orthanc: OrthancServer,
+    source: DicomServer,
+    mixed: list[Dataset],
+    mixed_uid: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The PACS receives one more instance of the series while the transfer runs."""
+    late = next(iter_datasets(patients=1, studies=1, series=1, instances=1, rows=16, cols=16,
+                              seed=34))  # fmt: skip
+    late.PatientID, late.PatientName = mixed[0].PatientID, mixed[0].PatientName
+    late.StudyInstanceUID = mixed_uid
+    late.SeriesInstanceUID = mixed[0].SeriesInstanceUID
+    real = study_module.find_series
+
+    def plan_then_receive(*args: Any) -> Any:
+        plan = real(*args)
+        orthanc.upload([late])
+        return plan
+
+    monkeypatch.setattr(study_module, "find_series", plan_then_receive)
+    try:
+        result = transfer_study(source, FolderDestination(tmp_path), mixed_uid, via="wado")
+    finally:
+        orthanc.rest("DELETE", f"/instances/{_orthanc_id(orthanc, str(late.SOPInstanceUID))}")
+    assert result.ok, str(result)
+    assert (result.expected, result.delivered) == (7, 7)  # listed: 7, not the count 6
+
+
+def test_a_source_without_counts_is_listed_while_fetching(
+    source: DicomServer, mixed_uid: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some PACS leave NumberOfSeriesRelatedInstances out (a fault Orthanc cannot make)."""
+    real = study_module.find_series
+
+    def without_counts(*args: Any) -> Any:
+        plan = real(*args)
+        for series in plan.series:
+            series.count = 0
+        return plan
+
+    monkeypatch.setattr(study_module, "find_series", without_counts)
+    result = transfer_study(source, FolderDestination(tmp_path), mixed_uid, via="cget")
+    assert result.ok and (result.expected, result.delivered) == (6, 6)
+
+
+def _orthanc_id(server: OrthancServer, sop: str) -> str:
+    found = server.rest("POST", "/tools/lookup", data=sop)
+    return str(next(item["ID"] for item in found if item["Type"] == "Instance"))
