@@ -27,6 +27,7 @@ from .association import (
     lost_association_error,
 )
 from .node import NodeBase, QueryLevel, QueryRoot, default_root
+from .reactor import streaming
 from .retrieve import iter_cget
 from .spec import Capabilities, ServerSpec
 from .status import Status, category, is_pending, raise_for_status, status_code
@@ -320,15 +321,16 @@ class DimseNode(NodeBase):
             msg_id = pooled.next_message_id()
             pooled.current = (msg_id, _GET[chosen])
             started = time.monotonic()
-            try:
-                responses = pooled.assoc.send_c_get(identifier, _GET[chosen], msg_id=msg_id)
-            except ValueError as exc:
-                raise NotSupported(
-                    self.name, "C-GET", f"{chosen.value}-root C-GET not accepted"
-                ) from exc
-            except RuntimeError as exc:
-                raise _Stale from exc
-            return self._final(pooled, responses, "C-GET", started)
+            with streaming(pooled.assoc):
+                try:
+                    responses = pooled.assoc.send_c_get(identifier, _GET[chosen], msg_id=msg_id)
+                except ValueError as exc:
+                    raise NotSupported(
+                        self.name, "C-GET", f"{chosen.value}-root C-GET not accepted"
+                    ) from exc
+                except RuntimeError as exc:
+                    raise _Stale from exc
+                return self._final(pooled, responses, "C-GET", started)
 
         return self._run(AssociationKind.GET, "C-GET", send)
 
