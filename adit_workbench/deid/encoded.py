@@ -334,7 +334,7 @@ class EncodedPseudonymizer:
         out: dict[int, bytes | memoryview] = {}
         privates: list[Element] = []
         for element in src.elements:
-            tag, vr, start, _value, stop = element
+            tag, vr, start, value, stop = element
             if tag in _CONTEXT_TAGS:
                 continue
             group = tag >> 16
@@ -348,6 +348,11 @@ class EncodedPseudonymizer:
             if action is Action.KEEP and vr not in ("SQ", "UN") and tag != _SOP_UID:
                 out[tag] = view[start:stop]
                 continue
+            if action is Action.UID and vr == "UI":
+                result = self._uid(tag, view[value:stop], implicit)
+                if result is not None:  # an instance's own UID: not worth remembering
+                    out[tag] = result
+                    continue
             result = self._memoized(ctx, tag, bytes(view[start:stop]), implicit)
             if result:
                 out[tag] = result
@@ -365,6 +370,22 @@ class EncodedPseudonymizer:
         if found is None:
             found = self._actions[tag] = (self.pseudonymizer.rule(tag).action, _dictionary_vr(tag))
         return found
+
+    def _uid(self, tag: int, value: memoryview, implicit: bool) -> bytes | None:
+        """A single UID remapped and encoded as pydicom would; None for anything else."""
+        raw = bytes(value)
+        if not raw or b"\\" in raw or not raw.isascii():
+            return None
+        uid = self.pseudonymizer.uid(raw.decode("ascii").rstrip(" \0"))
+        if not uid:
+            return None
+        encoded = uid.encode("ascii")
+        if len(encoded) % 2:
+            encoded += b"\0"
+        group_element = _HH.pack(tag >> 16, tag & 0xFFFF)
+        if implicit:
+            return group_element + _I.pack(len(encoded)) + encoded
+        return group_element + b"UI" + _H.pack(len(encoded)) + encoded
 
     def _memoized(self, ctx: _Context, tag: int, encoded: bytes, implicit: bool) -> bytes:
         key = (tag, encoded)

@@ -229,12 +229,18 @@ def _multipart(content_type: str, response: Any) -> Iterator[bytes]:
     start: int | None = None  # where the current part's body begins
     scan = 0
     for chunk in response.iter_content(chunk_size=_CHUNK):
+        if scan > len(chunk):  # drop what was consumed, now and then (a memmove)
+            head = scan if start is None else start
+            del buf[:head]
+            scan -= head
+            if start is not None:
+                start = 0
         buf += chunk
         while True:
             if start is None:
                 at = buf.find(delimiter, scan)
                 if at < 0:
-                    scan = max(0, len(buf) - len(delimiter))
+                    scan = max(scan, len(buf) - len(delimiter))
                     break
                 head_end = buf.find(b"\r\n\r\n", at + len(delimiter))
                 if head_end < 0:
@@ -248,9 +254,9 @@ def _multipart(content_type: str, response: Any) -> Iterator[bytes]:
             if at < 0:
                 scan = max(start, len(buf) - len(delimiter))
                 break
-            yield bytes(buf[start:at])
-            del buf[:at]
-            start, scan = None, 0
+            with memoryview(buf) as view:
+                yield bytes(view[start:at])  # one copy, not a slice and then a copy
+            start, scan = None, at
 
 
 # -- C-MOVE through the receiver's spool -------------------------------------------------

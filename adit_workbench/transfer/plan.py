@@ -178,8 +178,10 @@ def streams_for(
 ):  # fmt: skip
     """Fetch streams: whole series where all is to do, else instance lists.
 
-    When a study has fewer series than streams may run, its largest series are split
-    into instance lists so that every allowed stream (and core) has work.
+    When a study has fewer series than streams may run, C-GET splits its largest series
+    into instance lists so that every allowed stream (and core) has work. WADO-RS does
+    not: an instance list is a request per instance, dearer at the PACS than the
+    second core gains.
     """
     pieces: list[tuple[str, list[str], bool]] = []
     for series in plan.series:
@@ -188,7 +190,7 @@ def streams_for(
         elif series.todo:
             whole = len(series.todo) == len(series.instances or ())
             pieces.append((series.uid, list(series.todo), whole))
-    if len(pieces) < streams:
+    if len(pieces) < streams and method == "cget":
         total = sum(len(p[1]) for p in pieces)
         per = max(min_chunk, math.ceil(total / max(1, streams)))
         split: list[tuple[str, list[str], bool]] = []

@@ -193,12 +193,15 @@ def transfer_study(
         if (
             not existing
             and fetch.method in ("cget", "wado")
-            and len(included) >= n
+            and (len(included) >= n or fetch.method == "wado")
             and all(s.count for s in included)
         ):
             # A fresh destination needs every instance: fetch whole series at once, and
             # expect as many as the series-level query counted. The instances are listed
             # only if what arrived disagrees (then the listing names what is missing).
+            # With fewer series than streams, C-GET splits series into instance lists
+            # (so it needs the listing); WADO-RS would need a request per instance,
+            # which costs the PACS more than a second stream gains.
             mark_whole(plan)
             tally.total = plan.pending
         else:
@@ -296,7 +299,7 @@ def _run_rounds(
         errors = run_round(
             sink=sink,
             config=config,
-            workers=n,
+            workers=min(n, len(streams)) if streams else n,
             produce=producer_for(fetch, source, plan, streams, settings, cancelled),
             tally=tally,
             progress=progress,
