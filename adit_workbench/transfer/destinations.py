@@ -25,7 +25,7 @@ from pydicom import Dataset, dcmread
 
 from ..errors import InputError, NodeError, PermissionDenied, TransferError
 from .defaults import ARCHIVE_NAME, STAGING_PREFIX
-from .layout import InstanceInfo, relative_path, sanitize
+from .layout import InstanceInfo, Placement, relative_path, sanitize
 
 __all__ = [
     "ArchiveDestination",
@@ -43,6 +43,8 @@ class Sink(Protocol):
     where: str
     staging: Path
     failed: dict[str, str]
+    #: Set by folder sinks: workers deliver there themselves (``put`` is then skipped).
+    placement: Placement | None
 
     def existing(self) -> set[str]:
         """SOP Instance UIDs (as delivered) the destination already holds."""
@@ -118,6 +120,7 @@ class _FolderSink:
         self.staging = new_staging(root)
         self.failed: dict[str, str] = {}
         self._made: set[Path] = set()
+        self.placement: Placement | None = Placement(str(root), tuple(sorted(modalities)))
 
     def existing(self) -> set[str]:
         return _dcm_stems(self.root)
@@ -165,6 +168,8 @@ class ArchiveDestination:
 
 
 class _ArchiveSink:
+    placement: Placement | None = None
+
     def __init__(
         self, target: Path, password: str, folder: str | None, modalities: Iterable[str]
     ) -> None:
@@ -230,6 +235,8 @@ class ServerDestination:
 
 
 class _ServerSink:
+    placement: Placement | None = None
+
     """Feeds one ``node.store()`` call on a thread, so the network overlaps the workers.
 
     The node's own ``store`` is used (through the access layer when the node is guarded),

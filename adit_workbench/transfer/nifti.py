@@ -21,7 +21,7 @@ from typing import Any
 from ..errors import InputError
 from .defaults import NIFTI_EXCLUDED
 from .destinations import job_root, new_staging
-from .layout import InstanceInfo, sanitize, series_folder, study_folder
+from .layout import InstanceInfo, Placement, sanitize, series_folder, study_folder
 
 __all__ = ["NiftiDestination"]
 
@@ -49,6 +49,8 @@ class NiftiDestination:
 
 
 class _NiftiSink:
+    placement: Placement | None = None
+
     def __init__(self, root: Path, tool: str, modalities: Iterable[str]) -> None:
         self.root = root
         self.tool = tool

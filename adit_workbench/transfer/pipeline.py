@@ -188,7 +188,9 @@ def run_round(
                 received[task_id] = received.get(task_id, 0) + 1
                 last = emitted.get(task_id) == received[task_id]
             if stop.is_set() or sink_error:
-                if kind == "ok":
+                if kind == "ok" and payload.placed:
+                    _handle(kind, payload, sink, tally, None)  # complete, in place: delivered
+                elif kind == "ok":
                     Path(payload.staged).unlink(missing_ok=True)
             else:
                 try:
@@ -216,9 +218,10 @@ def _handle(
     if kind == "ok":
         info: InstanceInfo = payload
         if info.source_sop in tally.delivered:  # fetched twice (a retried stream)
-            os.unlink(info.staged)
+            if not info.placed:  # a placed twin replaced the first copy: same bytes
+                os.unlink(info.staged)
             return
-        size = sink.put(info)
+        size = info.size if info.placed else sink.put(info)
         tally.out_to_source[info.sop_uid] = info.source_sop
         tally.delivered.add(info.source_sop)
         tally.failed.pop(info.source_sop, None)

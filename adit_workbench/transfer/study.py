@@ -271,6 +271,7 @@ def _run_rounds(
 ) -> None:
     config = WorkerConfig(
         staging=str(sink.staging),
+        placement=sink.placement,
         settings=settings,
         pseudonymizer=pseudonymizer,
         exclude=exclude,

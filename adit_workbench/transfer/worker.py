@@ -21,7 +21,7 @@ import io
 import itertools
 import os
 from collections.abc import Generator, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -31,7 +31,7 @@ from pydicom import Dataset
 from ..deid import BurnedInRefused, Pseudonymizer
 from ..deid.encoded import Part10, Unsupported, engine_for
 from ..deid.splice import write_spliced
-from .layout import InstanceInfo
+from .layout import InstanceInfo, Placement
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -57,6 +57,8 @@ class WorkerConfig:
     pseudonymizer: Pseudonymizer | None = None
     exclude: frozenset[str] = frozenset()
     source: ServerSpec | None = None
+    #: A folder destination's layout: workers rename their files into place.
+    placement: Placement | None = None
 
 
 @dataclass(frozen=True)
@@ -76,11 +78,15 @@ _cancel: Any = None
 _nodes: dict[str, Any] = {}
 
 
+_parent = 0
+
+
 def init_worker(config: WorkerConfig, results: Any, cancel: Any) -> None:
     """Pool initializer: keep the config, the result queue and the cancel event."""
-    global _config, _results, _cancel
-    _config, _results, _cancel = config, results, cancel
+    global _config, _results, _cancel, _parent
+    _config, _results, _cancel, _parent = config, results, cancel, os.getppid()
     _nodes.clear()
+    _made.clear()
 
 
 class _Decoded:
@@ -132,8 +138,7 @@ def prepare(config: WorkerConfig, data: bytes, hint: str = "") -> tuple[str, Any
     modality = facts.text("Modality").upper()
     if modality in config.exclude:
         return "excluded", (source_sop, modality)
-    # A counter, not uuid4: getrandom() per instance is slow on virtual machines.
-    staged = Path(config.staging, f"{_token}-{next(_names)}.dcm")
+    staged = _staged(config.staging)
     try:
         if pseudonymizer is None:
             staged.write_bytes(data)
@@ -160,7 +165,47 @@ def prepare(config: WorkerConfig, data: bytes, hint: str = "") -> tuple[str, Any
         staged=str(staged),
         size=size,
     )
+    if config.placement is not None:
+        try:
+            info = _place(config.placement, info)
+        except OSError as exc:
+            staged.unlink(missing_ok=True)
+            return "failed", (source_sop, f"not delivered: {exc.strerror or type(exc).__name__}")
     return "ok", info
+
+
+#: Folders this process has made (a cache: a folder removed since is made again).
+_made: set[Path] = set()
+
+
+def _stopped() -> bool:
+    """Cancelled, or orphaned: a worker whose transfer died must not deliver on."""
+    return bool(_cancel.is_set()) or os.getppid() != _parent
+
+
+def _staged(staging: str) -> Path:
+    """A new file name in this process's own staging folder (no other process writes
+    there, so creating files never waits for another's renames)."""
+    folder = Path(staging, _token)
+    if folder not in _made:
+        folder.mkdir(exist_ok=True)
+        _made.add(folder)
+    # A counter, not uuid4: getrandom() per instance is slow on virtual machines.
+    return folder / f"{next(_names)}.dcm"
+
+
+def _place(placement: Placement, info: InstanceInfo) -> InstanceInfo:
+    """Rename the staged file into the folder destination (atomic: same file system)."""
+    target = placement.path_for(info)
+    if target.parent not in _made:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _made.add(target.parent)
+    try:
+        os.replace(info.staged, target)
+    except FileNotFoundError:  # the folder went away since it was made: make it again
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(info.staged, target)
+    return replace(info, staged=str(target), placed=True)
 
 
 def _pseudonymize(
@@ -183,7 +228,7 @@ def _emit(task_id: int, items: Iterable[bytes], hint: str = "") -> None:
     for data in items:
         kind, payload = prepare(_config, data, hint)
         _results.put((kind, task_id, payload))
-        if _cancel.is_set():
+        if _stopped():
             break
 
 
@@ -223,7 +268,7 @@ TaskOutcome = tuple[int, tuple[str, str, bool] | None]
 
 def fetch_stream(stream: Stream) -> TaskOutcome:
     """Task: fetch one stream and prepare each instance as it arrives."""
-    if _cancel.is_set():
+    if _stopped():
         return 0, None
     items = _encoded(stream)
     sent = [0]
@@ -252,7 +297,7 @@ def prepare_files(task_id: int, paths: list[str], delete: bool) -> TaskOutcome:
     sent = 0
     assert _config is not None
     for path in paths:
-        if _cancel.is_set():
+        if _stopped():
             break
         try:
             data = Path(path).read_bytes()
