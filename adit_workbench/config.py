@@ -90,6 +90,12 @@ class Settings(BaseSettings):
     receiver_port: int = Field(
         default=11112, ge=0, le=65535, description="Port of the Store SCP receiver for C-MOVE."
     )
+    spool_max_age_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="Hours an instance the receiver spooled may wait for its transfer "
+        "before it is deleted (a transfer that gave up, a move nobody asked for).",
+    )
 
     # -- network behaviour -----------------------------------------------------------
     connect_timeout: float = Field(

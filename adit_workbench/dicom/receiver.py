@@ -17,7 +17,8 @@ expects; it *claims* matching files by renaming them into a private folder
   transfers of the *same* study split its files between them, and each one's
   verification then re-moves what it lacks (correct, if wasteful);
 * instances that arrive after their transfer gave up stay spooled; a re-run claims
-  them without moving them again.
+  them without moving them again, and :func:`expire_spool` deletes those left longer
+  than ``spool_max_age_hours`` (when a receiver starts, and hourly while it runs).
 
 The move originator (AE title, message ID) that a C-MOVE SCP puts in each sub-operation
 is logged for diagnosis; it is not the routing key because message IDs are only unique
@@ -33,6 +34,7 @@ import os
 import socket
 import tempfile
 import threading
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -45,7 +47,7 @@ from .association import GET_STORAGE_SOP_CLASSES, VERIFICATION
 if TYPE_CHECKING:
     from ..config import Settings
 
-__all__ = ["Receiver", "shared_receiver", "spool_dir", "study_spool"]
+__all__ = ["Receiver", "expire_spool", "shared_receiver", "spool_dir", "study_spool"]
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +110,7 @@ class Receiver:
         """Listen (non-blocking); raises OSError if the port is taken."""
         nodelay.install()
         self.spool.mkdir(parents=True, exist_ok=True)
+        expire_spool(self.spool, self.settings.spool_max_age_hours * 3600)
         ae = AE(ae_title=self.ae_title)
         ae.maximum_pdu_size = 0  # fewer, larger reads while instances stream in
         ae.network_timeout = self.settings.network_timeout
@@ -199,6 +202,28 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def expire_spool(spool: Path, max_age: float) -> int:
+    """Delete spooled files older than ``max_age`` seconds and the folders they leave
+    empty; return how many files went. Temporary files of a receiver still writing are
+    young, so they stay."""
+    cutoff = time.time() - max_age
+    removed = 0
+    for folder, _dirs, files in os.walk(spool, topdown=False):
+        for name in files:
+            path = Path(folder, name)
+            with contextlib.suppress(FileNotFoundError):  # claimed meanwhile
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+        if Path(folder) != spool:
+            with contextlib.suppress(OSError):  # not empty
+                os.rmdir(folder)
+    if removed:
+        log.info("receiver spool: deleted %d instance(s) older than %.0f h", removed,
+                 max_age / 3600)  # fmt: skip
+    return removed
+
+
 def _port_taken(host: str, port: int) -> bool:
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -259,8 +284,10 @@ def main(argv: list[str] | None = None) -> None:
     settings = get_settings()
     receiver = Receiver(settings, spool=args.spool, port=args.port).start()
     print(f"receiver {receiver.ae_title} on {receiver.host}:{receiver.port} -> {receiver.spool}")
+    max_age = settings.spool_max_age_hours * 3600
     try:
-        threading.Event().wait()
+        while not threading.Event().wait(3600):
+            expire_spool(receiver.spool, max_age)
     except KeyboardInterrupt:
         pass
     finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,13 @@ from pynetdicom import AE, StoragePresentationContexts
 from adit_workbench.config import Settings
 from adit_workbench.dicom.dimse import DimseNode
 from adit_workbench.dicom.node import QueryLevel
-from adit_workbench.dicom.receiver import Receiver, shared_receiver, spool_dir, study_spool
+from adit_workbench.dicom.receiver import (
+    Receiver,
+    expire_spool,
+    shared_receiver,
+    spool_dir,
+    study_spool,
+)
 from adit_workbench.dicom.retrieve import iter_cmove
 from adit_workbench.transfer import FolderDestination, TransferStatus, transfer_study
 from tests.dicom.conftest import archive_datasets, server_spec
@@ -46,6 +53,25 @@ def test_spools_per_called_ae_and_study(settings: Settings, tmp_path: Path) -> N
         path = study_spool(tmp_path, "ADIT_WB", str(ds.StudyInstanceUID))
         assert (path / f"{ds.SOPInstanceUID}.dcm").is_file()
     assert not list(tmp_path.rglob(".*.part")), "temporary files left behind"
+
+
+def test_spooled_instances_nobody_claims_expire(settings: Settings, tmp_path: Path) -> None:
+    datasets = archive_datasets()[:3]
+    with Receiver(settings, spool=tmp_path, port=0) as receiver:
+        assert _send(receiver.port, datasets) == [0] * 3
+    files = sorted(tmp_path.rglob("*.dcm"))
+    old, young = files[:2], files[2:]
+    day_ago = time.time() - 25 * 3600
+    for path in old:
+        os.utime(path, (day_ago, day_ago))
+    assert expire_spool(tmp_path, 24 * 3600) == 2
+    assert sorted(tmp_path.rglob("*.dcm")) == young
+    for path in young:
+        os.utime(path, (day_ago, day_ago))
+    with Receiver(settings, spool=tmp_path, port=0):  # a receiver expires when it starts
+        pass
+    assert not list(tmp_path.rglob("*.dcm"))
+    assert [p for p in tmp_path.rglob("*") if p.is_dir()] == [], "empty study folders stay"
 
 
 @pytest.mark.filterwarnings("ignore:Invalid value for VR UI")
