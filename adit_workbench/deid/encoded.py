@@ -222,6 +222,8 @@ class Output:
     parts: list[Buffer]
     elements: dict[int, Buffer]
     implicit: bool
+    #: May carry burned-in text, pseudonymized under the "warn" policy.
+    warned: bool = False
 
     def text(self, keyword: str) -> str:
         """An output attribute's value as ``str(value).strip()`` ("" when absent)."""
@@ -362,7 +364,8 @@ class EncodedPseudonymizer:
         if _SOP_UID not in out:
             return None  # _finish would derive the file meta's UID otherwise: pydicom's job
         meta = self._meta(src, _text(out[_SOP_UID], implicit, b""))
-        return Output([_PREAMBLE, meta, *(out[tag] for tag in sorted(out))], out, implicit)
+        parts = [_PREAMBLE, meta, *(out[tag] for tag in sorted(out))]
+        return Output(parts, out, implicit, ctx.warn)
 
     # -- per element -----------------------------------------------------------------------
     def _action(self, tag: int) -> tuple[Action, str]:
