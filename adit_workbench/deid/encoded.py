@@ -62,8 +62,8 @@ __all__ = ["EncodedPseudonymizer", "Output", "Part10", "Unsupported", "element_t
 log = logging.getLogger(__name__)
 
 _UNDEFINED = 0xFFFFFFFF
-#: The standard VRs by their two bytes read as one little-endian number.
 _LONG = frozenset(str(vr) for vr in EXPLICIT_VR_LENGTH_32)
+#: The standard VRs by their two bytes read as one little-endian number.
 _VR_NAMES = {int.from_bytes(str(vr).encode(), "little"): str(vr) for vr in STANDARD_VR}
 _ITEM, _ITEM_END, _SEQ_END = (0xFFFE, 0xE000), (0xFFFE, 0xE00D), (0xFFFE, 0xE0DD)
 _HH = struct.Struct("<HH")
@@ -78,6 +78,8 @@ _DECLINED_SYNTAXES = frozenset(
 _SOP_UID = 0x00080018
 _CHARSET = 0x00080005
 _MEDIA_SOP_UID = 0x00020003
+#: Buffers one writev() takes (Linux's IOV_MAX).
+_IOV_MAX = 1024
 #: Elements larger than this are pseudonymized each time rather than remembered.
 _MEMO_LIMIT = 64 * 1024
 #: Bounds of the memos (entries are recomputable; a full memo simply starts over).
@@ -231,13 +233,17 @@ class Output:
                      bytes(self.elements.get(_CHARSET, b"")))  # fmt: skip
 
     def write(self, path: str | os.PathLike[str]) -> int:
-        """Write the file to ``path`` (one system call); the number of bytes written."""
+        """Write the file to ``path`` (a system call per 1,024 parts); the bytes written."""
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        size = 0
         try:
-            size = os.writev(fd, self.parts)
-            total = sum(len(part) for part in self.parts)
-            while size < total:  # short writes: finish from the first unwritten byte
-                size += os.write(fd, b"".join(bytes(part) for part in self.parts)[size:])
+            for start in range(0, len(self.parts), _IOV_MAX):
+                batch = self.parts[start : start + _IOV_MAX]
+                done = os.writev(fd, batch)
+                rest = memoryview(b"".join(batch))[done:] if done < sum(map(len, batch)) else b""
+                while rest:  # a short write (rare): the rest from one buffer
+                    rest = rest[os.write(fd, rest) :]
+                size += sum(map(len, batch))
         finally:
             os.close(fd)
         return size
@@ -311,9 +317,10 @@ class _Context:
 class EncodedPseudonymizer:
     """``Pseudonymizer`` on Part-10 bytes, with memory (see the module docstring).
 
-    ``engine(part10)`` returns the output as a list of buffers to write in order, or
-    None when the instance is one for the pydicom path. Raises :class:`BurnedInRefused`
-    as the pseudonymizer does. One engine per process: its memos are not thread-safe.
+    ``engine(part10)`` returns the :class:`Output`, or None when the instance is one for
+    the pydicom path. Raises :class:`BurnedInRefused` as the pseudonymizer does. Threads
+    may share an engine: memo entries are recomputable, so the worst a race does is
+    compute one twice. :func:`engine_for` keeps one per pseudonymizer and process.
     """
 
     def __init__(self, pseudonymizer: Pseudonymizer) -> None:

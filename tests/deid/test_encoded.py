@@ -242,3 +242,26 @@ def test_damaged_bytes_are_left_to_pydicom(damage: object) -> None:
     data = next(p for p in BUNDLED if p.name == "CT_small.dcm").read_bytes()
     with pytest.raises(Unsupported):
         Part10.parse(damage(data))  # type: ignore[operator]
+
+
+def test_more_elements_than_one_writev_takes(tmp_path: Path) -> None:
+    """1,500 kept private elements: the output is written in several writev() calls."""
+    ds = next(iter_datasets(patients=1, series=1, instances=1, seed=6))
+    for number in range(6):
+        block = ds.private_block(0x0019, f"ACME {number}", create=True)
+        for offset in range(250):
+            block.add_new(offset, "US", offset)
+    safe = tuple(
+        SafePrivate(f"ACME {n}", 0x0019, offset, f"Value{n}x{offset}")
+        for n in range(6)
+        for offset in range(250)
+    )
+    p = Pseudonymizer(SECRET, Profile(Option.RETAIN_SAFE_PRIVATE, safe_private=safe))
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    data = buffer.getvalue()
+    out = EncodedPseudonymizer(p)(Part10.parse(data))
+    assert out is not None and len(out.parts) > 1500
+    assert _engine_path(EncodedPseudonymizer(p), data, tmp_path / "b.dcm") == _pydicom_path(
+        p, data, tmp_path / "a.dcm"
+    )
