@@ -13,7 +13,9 @@ copies the study into a fresh folder:
 * ADIT's way: one pynetdicom C-GET association whose handler anonymizes each instance
   with dicognito and writes it, in turn.
 
-Prints instances/s and the ratios to getscu (aim: >= 1.0x). Then the memory part: a
+Prints instances/s and the ratios to getscu (aim: >= 1.0x). ``--series 1`` shows the
+one-series case: WADO-RS then fetches in one stream (a request per instance would cost
+the PACS more than a second stream gains), so one worker does the work. Then the memory part: a
 child process runs a workbench C-GET transfer of a ``--memory-large`` instance study
 and of a ``--memory-small`` one (small images, to stay fast) and reports its peak RSS
 (and the largest worker's); aim: large/small <= 1.3x. Timings are noisy (±40 % on a
