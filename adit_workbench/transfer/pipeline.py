@@ -153,12 +153,13 @@ def run_round(
                 return False
             return all(n < 0 or received.get(t, 0) >= n for t, n in emitted.items())
 
-    with ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         max_workers=max(1, workers),
         mp_context=ctx,
         initializer=init_worker,
         initargs=(config, results, stop),
-    ) as pool:
+    )
+    try:
 
         def producer() -> None:
             try:
@@ -201,6 +202,13 @@ def run_round(
             if last and finished():  # the last message of an ended task
                 break
         thread.join()
+    except BaseException:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    # Every task has ended and every message is in: the workers only have to exit
+    # (about 10 ms), and the executor reaps them in the background.
+    pool.shutdown(wait=False)
     if sink_error:
         raise sink_error[0]
     if producer_error:
