@@ -247,3 +247,27 @@ def test_a_source_without_counts_is_listed_while_fetching(
 def _orthanc_id(server: OrthancServer, sop: str) -> str:
     found = server.rest("POST", "/tools/lookup", data=sop)
     return str(next(item["ID"] for item in found if item["Type"] == "Instance"))
+
+
+def test_no_idle_association_polls_while_workers_fetch(
+    source: DicomServer, mixed_uid: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plan's association is released before the round (its threads poll at 1 kHz)."""
+    pool = source.dimse.pool
+    open_during_round: list[int] = []
+    real = study_module.run_round
+
+    def watched(**kwargs: Any) -> Any:
+        open_during_round.append(pool.open_count)
+        return real(**kwargs)
+
+    monkeypatch.setattr(study_module, "run_round", watched)
+    result = transfer_study(source, FolderDestination(tmp_path), mixed_uid, via="wado")
+    assert result.ok and open_during_round == [0]
+    assert list(source.find("STUDY", _study_query(mixed_uid)))  # the pool still serves
+
+
+def _study_query(uid: str) -> Dataset:
+    query = Dataset()
+    query.StudyInstanceUID = uid
+    return query
