@@ -4,6 +4,7 @@ what is still missing; a permanent error is not retried."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -70,8 +71,21 @@ def test_permanent_errors_are_not_retried(
 
 @pytest.mark.parametrize("via", ["cget", "wado", "cmove"])
 def test_cancel_stops_every_fetch_method(
-    via: str, source: DicomServer, study_uid: str, tmp_path: Path
+    via: str,
+    source: DicomServer,
+    study_uid: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Six small instances: the workers (forked, so patched too) would place them all
+    # before the cancel reaches them; slowed down, the cancel lands half-way.
+    real_place = worker_module._place
+
+    def slow_place(*args: Any) -> Any:
+        time.sleep(0.2)
+        return real_place(*args)
+
+    monkeypatch.setattr(worker_module, "_place", slow_place)
     cancel = threading.Event()
 
     def progress(p: TransferProgress) -> None:
