@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import resource
 import shutil
@@ -212,6 +213,11 @@ def _child(args: argparse.Namespace) -> None:
         pseudonymizer=pseudonymizer,
     )  # fmt: skip
     assert result.ok and not result.missing, str(result)
+    # The workers exit on their own once the transfer is done; RUSAGE_CHILDREN counts
+    # them only when reaped (active_children() reaps those that have exited).
+    deadline = time.monotonic() + 10
+    while multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.05)
     # VmHWM, not getrusage: Linux carries ru_maxrss across exec, so the child would report
     # the (large) benchmark parent's size at fork time.
     own = _vm_hwm_kb()
