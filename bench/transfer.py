@@ -179,6 +179,7 @@ def _speed(server: OrthancServer, base: Path, study: str, n: int, repeat: int) -
         for label, run in contenders:
             out = base / "out"
             shutil.rmtree(out, ignore_errors=True)
+            _reap_workers()  # the last contender's workers must not run into this one
             os.sync()
             start = time.perf_counter()
             got = run(out)
@@ -192,6 +193,14 @@ def _speed(server: OrthancServer, base: Path, study: str, n: int, repeat: int) -
     print(f"best of {repeat}:")
     for label, rate in best.items():
         print(f"  {label:<40} {rate:7.1f} inst/s  {rate / getscu:5.2f}x getscu")
+
+
+def _reap_workers() -> None:
+    """Wait until a transfer's workers have exited (they do so on their own, after it
+    returns); active_children() reaps those that have."""
+    deadline = time.monotonic() + 10
+    while multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def _vm_hwm_kb() -> int:
@@ -213,11 +222,7 @@ def _child(args: argparse.Namespace) -> None:
         pseudonymizer=pseudonymizer,
     )  # fmt: skip
     assert result.ok and not result.missing, str(result)
-    # The workers exit on their own once the transfer is done; RUSAGE_CHILDREN counts
-    # them only when reaped (active_children() reaps those that have exited).
-    deadline = time.monotonic() + 10
-    while multiprocessing.active_children() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _reap_workers()  # RUSAGE_CHILDREN counts reaped children only
     # VmHWM, not getrusage: Linux carries ru_maxrss across exec, so the child would report
     # the (large) benchmark parent's size at fork time.
     own = _vm_hwm_kb()
