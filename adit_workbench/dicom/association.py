@@ -209,7 +209,37 @@ class AssociationPool:
             pooled.current = None
             self._give_back(pooled)
 
+    @contextmanager
+    def slot(self, operation: str) -> Iterator[None]:
+        """Room for one association the caller opens itself (:mod:`.cget`), within the
+        limit: the ``with`` block waits, like a lease, until one is free."""
+        self._reserve(None, operation, fresh=True)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._open -= 1
+                self._cond.notify()
+
     def _acquire(self, kind: AssociationKind, operation: str, fresh: bool) -> PooledAssociation:
+        reused = self._reserve(kind, operation, fresh)
+        if reused is not None:
+            return reused
+        try:
+            pooled = self._open_association(kind, operation)
+        except BaseException:
+            with self._cond:
+                self._open -= 1
+                self._cond.notify()
+            raise
+        pooled.uses = 1
+        return pooled
+
+    def _reserve(
+        self, kind: AssociationKind | None, operation: str, fresh: bool
+    ) -> PooledAssociation | None:
+        """An idle association of ``kind`` (unless ``fresh``), or None and one more
+        counted open: the caller opens it."""
         deadline = time.monotonic() + self.settings.network_timeout
         to_end: list[PooledAssociation] = []
         try:
@@ -224,7 +254,7 @@ class AssociationPool:
                                 return pooled
                     if self._open < self.limit:
                         self._open += 1
-                        break
+                        return None
                     if self._idle:
                         # Full, but an idle association of another kind can make room.
                         to_end.append(self._idle.pop(0))
@@ -241,15 +271,6 @@ class AssociationPool:
         finally:
             for old in to_end:
                 old.end()
-        try:
-            pooled = self._open_association(kind, operation)
-        except BaseException:
-            with self._cond:
-                self._open -= 1
-                self._cond.notify()
-            raise
-        pooled.uses = 1
-        return pooled
 
     def _drop_stale(self, to_end: list[PooledAssociation]) -> None:
         now = time.monotonic()

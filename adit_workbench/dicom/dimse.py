@@ -19,6 +19,7 @@ from pydicom import Dataset
 from pynetdicom import _config as pynetdicom_config
 
 from ..errors import AssociationRejected, InputError, NodeError, NotSupported
+from . import cget
 from .association import (
     QR_MODELS,
     AssociationKind,
@@ -66,6 +67,16 @@ class RetrieveResult:
     def category(self) -> str:
         """Success, Warning, Failure or Cancel."""
         return category(self.status).value
+
+    @classmethod
+    def from_status(cls, status: Dataset) -> RetrieveResult:
+        """The counts of a C-GET or C-MOVE response's status Dataset."""
+        return cls(
+            status=status_code(status),
+            completed=int(status.get("NumberOfCompletedSuboperations", 0) or 0),
+            failed=int(status.get("NumberOfFailedSuboperations", 0) or 0),
+            warning=int(status.get("NumberOfWarningSuboperations", 0) or 0),
+        )
 
 
 _STALE_SECONDS = 1.0
@@ -334,6 +345,22 @@ class DimseNode(NodeBase):
 
         return self._run(AssociationKind.GET, "C-GET", send)
 
+    def get_stream(
+        self, level: QueryLevel | str, query: Dataset, *, root: QueryRoot | str | None = None
+    ) -> Generator[bytes, None, RetrieveResult]:
+        """C-GET as a stream of Part-10 bytes, received off the socket (:mod:`.cget`).
+
+        Returns the :class:`RetrieveResult` when exhausted; closing it early cancels the
+        C-GET at the server. Its association counts within ``max_associations``.
+        """
+        level = QueryLevel.parse(level)
+        chosen = default_root(level, root)
+        identifier = _identifier(level, query)
+        with self.pool.slot("C-GET"):
+            final = yield from cget.receive(self, identifier, _GET[chosen], chosen.value)
+        raise_for_status(self.name, "C-GET", final)
+        return RetrieveResult.from_status(final)
+
     def move(
         self,
         level: QueryLevel | str,
@@ -381,12 +408,7 @@ class DimseNode(NodeBase):
                     self.name, operation, time.monotonic() - last, self.settings.dimse_timeout
                 )
             last = time.monotonic()
-            result = RetrieveResult(
-                status=status_code(status),
-                completed=int(status.get("NumberOfCompletedSuboperations", 0) or 0),
-                failed=int(status.get("NumberOfFailedSuboperations", 0) or 0),
-                warning=int(status.get("NumberOfWarningSuboperations", 0) or 0),
-            )
+            result = RetrieveResult.from_status(status)
             if is_pending(status):
                 continue
             raise_for_status(self.name, operation, status, detail)

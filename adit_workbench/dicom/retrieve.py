@@ -2,9 +2,9 @@
 
 Three ways in, one shape out (an iterator of Datasets with their file meta):
 
-* DIMSE C-GET: the server sends the instances over our own association. pynetdicom hands
-  each one to a handler on its association thread; a bounded queue carries them to the
-  consumer, so a slow consumer slows the server down instead of filling memory.
+* DIMSE C-GET: the server sends the instances over our own association, read off the
+  socket by :mod:`.cget` one at a time as the consumer asks, so a slow consumer slows the
+  server down instead of filling memory.
 * WADO-RS: dicomweb-client's ``iter_study``/``iter_series`` read the multipart answer
   as it arrives.
 * A folder: the matching files, read in full.
@@ -26,8 +26,8 @@ alone for a whole patient).
 from __future__ import annotations
 
 import contextlib
+import io
 import os
-import queue
 import threading
 import uuid
 from collections.abc import Collection, Iterator
@@ -46,19 +46,12 @@ if TYPE_CHECKING:
     from .folder import FolderNode
 
 __all__ = [
-    "QUEUE_SIZE",
     "iter_cget",
     "iter_cmove",
     "iter_folder",
     "iter_wado",
     "iter_wado_encoded",
 ]
-
-#: Instances buffered between the C-GET association thread and the consumer.
-QUEUE_SIZE = 16
-_POLL = 0.2
-_DONE = object()
-_REFUSED = 0xA700  # out of resources: what we answer once the consumer has gone
 
 
 def _uid(query: Dataset, keyword: str) -> str:
@@ -79,49 +72,17 @@ def iter_cget(
     Raises :class:`~adit_workbench.errors.DicomStatusError` at the end when the server
     reports failed sub-operations, so a partial retrieve is never mistaken for a full one.
     """
-    level = QueryLevel.parse(level)
-    buffer: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_SIZE)
-    consumer_gone = threading.Event()
-    outcome: dict[str, Any] = {}
-
-    def put(item: Any) -> bool:
-        while not consumer_gone.is_set():
-            try:
-                buffer.put(item, timeout=_POLL)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def on_store(event: Any) -> int:
-        if encoded:
-            return 0x0000 if put(event.encoded_dataset()) else _REFUSED
-        dataset = event.dataset
-        dataset.file_meta = event.file_meta
-        return 0x0000 if put(dataset) else _REFUSED
-
-    def run() -> None:
-        try:
-            outcome["result"] = node.get(level, query, on_store, root=root, cancel=consumer_gone)
-        except BaseException as exc:  # handed to the consumer's thread below
-            outcome["error"] = exc
-        finally:
-            put(_DONE)
-
-    worker = threading.Thread(target=run, name=f"wb-cget-{node.name}", daemon=True)
-    worker.start()
+    stream = node.get_stream(level, query, root=root)
     try:
         while True:
-            item = buffer.get()
-            if item is _DONE:
+            try:
+                data = next(stream)
+            except StopIteration as stop:
+                result: RetrieveResult = stop.value
                 break
-            yield item
+            yield data if encoded else dcmread(io.BytesIO(data))
     finally:
-        consumer_gone.set()
-        worker.join(node.settings.dimse_timeout + node.settings.network_timeout)
-    if "error" in outcome:
-        raise outcome["error"]
-    result: RetrieveResult = outcome["result"]
+        stream.close()  # early: a C-CANCEL at the server
     if result.failed:
         raise DicomStatusError(
             node.name,
