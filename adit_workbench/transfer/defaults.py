@@ -13,7 +13,6 @@ __all__ = [
     "EXCLUDED_WHEN_PSEUDONYMIZING",
     "MOVE_POLL_SECONDS",
     "NIFTI_EXCLUDED",
-    "RESULT_QUEUE_SIZE",
     "RETRY_ATTEMPTS",
     "RETRY_WAIT_INITIAL",
     "RETRY_WAIT_MAX",
@@ -27,8 +26,6 @@ __all__ = [
 WORKERS: int = os.cpu_count() or 1
 #: How worker processes start ("fork": works from scripts without a main guard).
 START_METHOD: str = "fork"
-#: Prepared instances waiting for delivery before the workers block (backpressure).
-RESULT_QUEUE_SIZE: int = 64
 #: Fewest instances in a stream cut from a series (when a study has fewer series than
 #: streams may run, its series are split so that every stream has work).
 STREAM_CHUNK: int = 16

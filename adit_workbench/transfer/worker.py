@@ -1,13 +1,14 @@
 """The worker-process side of the pipeline: fetch, pseudonymize, stage.
 
-A transfer runs a process pool (both cores: pynetdicom's PDU handling and the
-pseudonymization walk are CPU-bound Python, so threads would share one core). Each task
+A transfer runs a process pool (both cores: receiving, parsing and pseudonymizing are
+CPU-bound Python, so threads would share one core). Each task
 is one *stream* — a series or a slice of one fetched over C-GET or WADO-RS, or a batch of
 files (spooled by the C-MOVE receiver, or a folder source) — and every instance is
 handled as it arrives: parsed from its bytes, excluded or pseudonymized, and written to
 the transfer's staging folder. What goes back to the parent is a short message per
-instance on a bounded queue (an :class:`~.layout.InstanceInfo`, never pixel data), so
-workers block when delivery falls behind and memory stays flat whatever the study size.
+instance on a bounded pipe (an :class:`~.layout.InstanceInfo`, never pixel data; a few
+at a time), so workers block when delivery falls behind and memory stays flat whatever
+the study size.
 
 Messages are ``(kind, task_id, payload)`` with kind ``ok`` (payload: InstanceInfo),
 ``excluded``/``refused``/``failed`` (payload: ``(source SOP UID, reason)``). A task
@@ -20,6 +21,7 @@ import contextlib
 import io
 import itertools
 import os
+import time
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -82,7 +84,7 @@ _parent = 0
 
 
 def init_worker(config: WorkerConfig, results: Any, cancel: Any) -> None:
-    """Pool initializer: keep the config, the result queue and the cancel event."""
+    """Pool initializer: keep the config, the message pipe and the cancel event."""
     global _config, _results, _cancel, _parent
     _config, _results, _cancel, _parent = config, results, cancel, os.getppid()
     _nodes.clear()
@@ -223,13 +225,43 @@ def _pseudonymize(
     return facts, staged.stat().st_size
 
 
+#: Messages a worker collects before it writes them to the parent, and how long at most.
+_BATCH = 8
+_BATCH_SECONDS = 0.05
+
+
+class _Outbox:
+    """A task's messages to the parent, written in batches: a pipe write per instance
+    woke the parent for each and cost the worker about 0.1 ms."""
+
+    def __init__(self, task_id: int) -> None:
+        self.task_id = task_id
+        self.items: list[tuple[str, int, Any]] = []
+        self.since = 0.0
+
+    def add(self, kind: str, payload: Any) -> None:
+        if not self.items:
+            self.since = time.monotonic()
+        self.items.append((kind, self.task_id, payload))
+        if len(self.items) >= _BATCH or time.monotonic() - self.since >= _BATCH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.items:
+            _results.put(self.items)
+            self.items = []
+
+
 def _emit(task_id: int, items: Iterable[bytes], hint: str = "") -> None:
     assert _config is not None
-    for data in items:
-        kind, payload = prepare(_config, data, hint)
-        _results.put((kind, task_id, payload))
-        if _stopped():
-            break
+    outbox = _Outbox(task_id)
+    try:
+        for data in items:
+            outbox.add(*prepare(_config, data, hint))
+            if _stopped():
+                break
+    finally:
+        outbox.flush()
 
 
 def _encoded(stream: Stream) -> Generator[bytes, None, None]:
@@ -296,18 +328,21 @@ def prepare_files(task_id: int, paths: list[str], delete: bool) -> TaskOutcome:
     """Task: prepare files (spooled by the receiver, or a folder source's)."""
     sent = 0
     assert _config is not None
-    for path in paths:
-        if _stopped():
-            break
-        try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            _results.put(("failed", task_id, (Path(path).stem, f"unreadable: {exc.errno}")))
-        else:
-            kind, payload = prepare(_config, data, Path(path).stem)
-            _results.put((kind, task_id, payload))
-        sent += 1
-        if delete:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
+    outbox = _Outbox(task_id)
+    try:
+        for path in paths:
+            if _stopped():
+                break
+            try:
+                data = Path(path).read_bytes()
+            except OSError as exc:
+                outbox.add("failed", (Path(path).stem, f"unreadable: {exc.errno}"))
+            else:
+                outbox.add(*prepare(_config, data, Path(path).stem))
+            sent += 1
+            if delete:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+    finally:
+        outbox.flush()
     return sent, None
