@@ -262,3 +262,45 @@ def test_the_stream_counts_within_the_nodes_limit(get_scp: Any, node_settings: S
         assert node.pool.open_count == 1  # the idle one made room
         _drain(stream)
         assert node.pool.open_count == 0
+
+
+def test_the_association_request_is_the_one_pynetdicom_encodes() -> None:
+    from pydicom.uid import UID
+    from pynetdicom import (
+        PYNETDICOM_IMPLEMENTATION_UID,
+        PYNETDICOM_IMPLEMENTATION_VERSION,
+        build_context,
+        build_role,
+    )
+    from pynetdicom.pdu import A_ASSOCIATE_RQ
+    from pynetdicom.pdu_primitives import (
+        A_ASSOCIATE,
+        ImplementationClassUIDNotification,
+        ImplementationVersionNameNotification,
+        MaximumLengthNotification,
+    )
+
+    from adit_workbench.dicom.cget import _request
+
+    contexts = [build_context(GET_MODEL, ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"])]
+    contexts += [build_context(uid) for uid in GET_STORAGE_SOP_CLASSES]
+    for index, context in enumerate(contexts):
+        context.context_id = 2 * index + 1
+    primitive = A_ASSOCIATE()
+    primitive.application_context_name = UID("1.2.840.10008.3.1.1.1")
+    primitive.calling_ae_title = "WORKBENCH"
+    primitive.called_ae_title = "ORTHANC"
+    primitive.presentation_context_definition_list = contexts
+    max_length = MaximumLengthNotification()
+    max_length.maximum_length_received = 0
+    implementation = ImplementationClassUIDNotification()
+    implementation.implementation_class_uid = PYNETDICOM_IMPLEMENTATION_UID
+    version = ImplementationVersionNameNotification()
+    version.implementation_version_name = PYNETDICOM_IMPLEMENTATION_VERSION
+    roles = [build_role(uid, scp_role=True) for uid in GET_STORAGE_SOP_CLASSES]
+    primitive.user_information = [max_length, implementation, version, *roles]
+    pdu = A_ASSOCIATE_RQ()
+    pdu.from_primitive(primitive)
+    ours, syntaxes = _request("WORKBENCH", "ORTHANC", GET_MODEL)
+    assert ours == pdu.encode()
+    assert syntaxes == (GET_MODEL, *GET_STORAGE_SOP_CLASSES)
