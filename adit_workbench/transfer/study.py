@@ -214,10 +214,6 @@ def transfer_study(
             result.via = fetch.method
             n = max(1, min(workers or WORKERS, fetch.streams))
         if fetch.method != "direct-move" and tally.total:
-            dimse = getattr(source, "dimse", None)
-            if fetch.method != "cmove" and dimse is not None:
-                # Idle associations poll at 1 kHz; the workers fetch on their own.
-                dimse.pool.release_idle()
             _run_rounds(source, sink, plan, tally, fetch, pseudonymizer, exclude, settings, n,
                         existing, listing, progress, is_cancelled)  # fmt: skip
         if not plan.listed and tally.total and _accounted(tally) != plan.pending:

@@ -225,7 +225,8 @@ def _pseudonymize(
     return facts, staged.stat().st_size
 
 
-#: Messages a worker collects before it writes them to the parent, and how long at most.
+#: Messages a worker collects before it writes them to the parent, unless it has not
+#: written for this long (so slow streams report each instance at once).
 _BATCH = 8
 _BATCH_SECONDS = 0.05
 
@@ -237,19 +238,18 @@ class _Outbox:
     def __init__(self, task_id: int) -> None:
         self.task_id = task_id
         self.items: list[tuple[str, int, Any]] = []
-        self.since = 0.0
+        self.written = 0.0
 
     def add(self, kind: str, payload: Any) -> None:
-        if not self.items:
-            self.since = time.monotonic()
         self.items.append((kind, self.task_id, payload))
-        if len(self.items) >= _BATCH or time.monotonic() - self.since >= _BATCH_SECONDS:
+        if len(self.items) >= _BATCH or time.monotonic() - self.written >= _BATCH_SECONDS:
             self.flush()
 
     def flush(self) -> None:
         if self.items:
             _results.put(self.items)
             self.items = []
+            self.written = time.monotonic()
 
 
 def _emit(task_id: int, items: Iterable[bytes], hint: str = "") -> None:
