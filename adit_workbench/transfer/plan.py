@@ -178,10 +178,10 @@ def streams_for(
 ):  # fmt: skip
     """Fetch streams: whole series where all is to do, else instance lists.
 
-    When a study has fewer series than streams may run, C-GET splits its largest series
-    into instance lists so that every allowed stream (and core) has work. WADO-RS does
-    not: an instance list is a request per instance, dearer at the PACS than the
-    second core gains.
+    When a study has fewer series than streams may run and its instances are listed
+    (a resumed transfer), C-GET splits its largest series into instance lists so that
+    every allowed stream (and core) has work. WADO-RS does not: an instance list is a
+    request per instance, dearer at the PACS than the second core gains.
     """
     pieces: list[tuple[str, list[str], bool]] = []
     for series in plan.series:

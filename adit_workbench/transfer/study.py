@@ -193,15 +193,14 @@ def transfer_study(
         if (
             not existing
             and fetch.method in ("cget", "wado")
-            and (len(included) >= n or fetch.method == "wado")
             and all(s.count for s in included)
         ):
             # A fresh destination needs every instance: fetch whole series at once, and
             # expect as many as the series-level query counted. The instances are listed
             # only if what arrived disagrees (then the listing names what is missing).
-            # With fewer series than streams, C-GET splits series into instance lists
-            # (so it needs the listing); WADO-RS would need a request per instance,
-            # which costs the PACS more than a second stream gains.
+            # A lone series is not split to give a second stream work: its listing cost
+            # more than the stream gained (C-GET: 0.80 s against 0.53 s for 500
+            # instances; WADO-RS would also need a request per instance).
             mark_whole(plan)
             tally.total = plan.pending
         else:

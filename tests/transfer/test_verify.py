@@ -187,14 +187,25 @@ def test_folder_source_is_adit_upload(
     assert (again.delivered, again.skipped) == (0, 4)
 
 
+@pytest.mark.parametrize("via", ["wado", "cget"])
+@pytest.mark.parametrize("lone", [False, True], ids=["study", "lone-series"])
 def test_counts_verify_a_fresh_copy_without_listing_instances(
-    source: DicomServer, mixed_uid: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    via: str,
+    lone: bool,
+    source: DicomServer,
+    mixed: list[Dataset],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     listed: list[Any] = []
     monkeypatch.setattr(study_module, "list_instances", lambda *args: listed.append(args))
-    result = transfer_study(source, FolderDestination(tmp_path), mixed_uid, via="wado")
-    assert result.ok and (result.expected, result.delivered) == (6, 6)
-    assert not listed  # the series' counts matched what arrived
+    series = [str(mixed[0].SeriesInstanceUID)] if lone else None
+    result = transfer_study(source, FolderDestination(tmp_path), str(mixed[0].StudyInstanceUID),
+                            series_uids=series, via=via)  # fmt: skip
+    expected = 2 if lone else 6
+    assert result.ok and (result.expected, result.delivered) == (expected, expected)
+    # The series' counts matched what arrived; a lone series is not split for C-GET.
+    assert not listed
 
 
 def test_instances_listed_when_count_and_arrivals_disagree(
