@@ -211,7 +211,7 @@ class AssociationPool:
 
     @contextmanager
     def slot(self, operation: str) -> Iterator[None]:
-        """Room for one association the caller opens itself (:mod:`.cget`), within the
+        """Room for one association the caller opens itself (:mod:`.scu`), within the
         limit: the ``with`` block waits, like a lease, until one is free."""
         self._reserve(None, operation, fresh=True)
         try:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import logging
 import os
 import socket
@@ -37,12 +38,13 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Self
 
-from pynetdicom import AE, evt
+from pydicom import dcmread
 
-from . import nodelay
-from .association import GET_STORAGE_SOP_CLASSES, VERIFICATION
+from . import upperlayer as ul
+from .association import GET_STORAGE_SOP_CLASSES
+from .storescp import StoreServer
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -52,6 +54,9 @@ __all__ = ["Receiver", "expire_spool", "shared_receiver", "spool_dir", "study_sp
 log = logging.getLogger(__name__)
 
 _OUT_OF_RESOURCES = 0xA700
+_ROUTING = ["StudyInstanceUID", "SOPInstanceUID"]
+# C-STORE-RQ command elements naming the C-MOVE it belongs to (PS3.7 9.3.1.1)
+_MOVE_ORIGINATOR, _MOVE_MESSAGE_ID = 0x1030, 0x1031
 _CANNOT_UNDERSTAND = 0xC000
 SPOOL_DIR_NAME = "receiver-spool"
 
@@ -102,27 +107,24 @@ class Receiver:
         self.host = host or settings.receiver_host
         self.port = settings.receiver_port if port is None else port
         self.received = 0
-        self._server: Any = None
+        self._server: StoreServer | None = None
         self._lock = threading.Lock()
 
     # -- life cycle ----------------------------------------------------------------
     def start(self) -> Self:
         """Listen (non-blocking); raises OSError if the port is taken."""
-        nodelay.install()
         self.spool.mkdir(parents=True, exist_ok=True)
         expire_spool(self.spool, self.settings.spool_max_age_hours * 3600)
-        ae = AE(ae_title=self.ae_title)
-        ae.maximum_pdu_size = 0  # fewer, larger reads while instances stream in
-        ae.network_timeout = self.settings.network_timeout
-        ae.dimse_timeout = self.settings.dimse_timeout
-        ae.add_supported_context(VERIFICATION)
-        for uid in GET_STORAGE_SOP_CLASSES:
-            ae.add_supported_context(uid, scp_role=True, scu_role=False)
         # Any number of senders: a PACS may open several associations for one move.
-        ae.maximum_associations = 32
-        handlers: list[Any] = [(evt.EVT_C_STORE, self._on_store)]
-        self._server = ae.start_server((self.host, self.port), block=False, evt_handlers=handlers)
-        self.port = self._server.server_address[1]
+        self._server = StoreServer(
+            self.host,
+            self.port,
+            self._on_store,
+            storage=GET_STORAGE_SOP_CLASSES,
+            timeout=self.settings.network_timeout,
+            max_associations=32,
+        )
+        self.port = self._server.port
         return self
 
     def stop(self) -> None:
@@ -148,28 +150,27 @@ class Receiver:
         self.stop()
 
     # -- C-STORE ---------------------------------------------------------------------
-    def _on_store(self, event: Any) -> int:
+    def _on_store(self, called: str, request: dict[int, bytes], data: bytes) -> int:
         try:
-            ds = event.dataset
+            # The routing keys only: the header is read, the pixel data skipped.
+            ds = dcmread(io.BytesIO(data), stop_before_pixels=True, specific_tags=_ROUTING)
             study = str(ds.get("StudyInstanceUID", "") or "")
             sop = _safe(str(ds.get("SOPInstanceUID", "") or ""))
         except Exception:  # undecodable: say so rather than store something unroutable
             return _CANNOT_UNDERSTAND
         if sop == "_invalid":
             return _CANNOT_UNDERSTAND
-        called = str(event.assoc.acceptor.ae_title or self.ae_title)
-        request = event.request
         log.debug(
             "receiver: instance for a move by %s (message %s)",
-            getattr(request, "MoveOriginatorApplicationEntityTitle", None) or "?",
-            getattr(request, "MoveOriginatorMessageID", None) or "?",
+            request.get(_MOVE_ORIGINATOR, b"").decode("ascii", "replace").strip() or "?",
+            ul.number(request, _MOVE_MESSAGE_ID),
         )
-        folder = study_spool(self.spool, called, study)
+        folder = study_spool(self.spool, called or self.ae_title, study)
         try:
             folder.mkdir(parents=True, exist_ok=True)
             handle, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".part")
             with os.fdopen(handle, "wb") as out:
-                out.write(event.encoded_dataset())
+                out.write(data)
             os.replace(tmp, folder / f"{sop}.dcm")
         except OSError:
             log.warning("receiver: cannot spool an instance (disk full or not writable?)")
@@ -185,16 +186,14 @@ _shared_lock = threading.Lock()
 
 
 def _after_fork_in_child() -> None:
-    """A forked child (a transfer worker) must not hold the receiver's listening socket:
-    if the parent died, the port would stay bound with nobody accepting, and every C-MOVE
-    to it would fail until the orphan exits."""
+    """A forked child (a transfer worker) must not hold the receiver's sockets: if the
+    parent died, the port would stay bound with nobody accepting, and every C-MOVE to it
+    would fail until the orphan exits."""
     global _shared_lock
     _shared_lock = threading.Lock()  # the parent may have held it while forking
     for receiver, _ in _shared.values():
-        server = receiver._server
-        if server is not None:
-            with contextlib.suppress(OSError):
-                server.socket.close()
+        if receiver._server is not None:
+            receiver._server.forget()
         receiver._server = None
     _shared.clear()
 

@@ -3,7 +3,7 @@
 Three ways in, one shape out (an iterator of Datasets with their file meta):
 
 * DIMSE C-GET: the server sends the instances over our own association, read off the
-  socket by :mod:`.cget` one at a time as the consumer asks, so a slow consumer slows the
+  socket by :mod:`.scu` one at a time as the consumer asks, so a slow consumer slows the
   server down instead of filling memory.
 * WADO-RS: dicomweb-client's ``iter_study``/``iter_series`` read the multipart answer
   as it arrives.

@@ -190,11 +190,7 @@ def transfer_study(
         n = max(1, min(workers or WORKERS, fetch.streams))
         listing = functools.partial(_list_instances, source, plan, tally, pseudonymizer)
         included = [s for s in plan.series if not s.excluded]
-        if (
-            not existing
-            and fetch.method in ("cget", "wado")
-            and all(s.count for s in included)
-        ):
+        if not existing and fetch.method in ("cget", "wado") and all(s.count for s in included):
             # A fresh destination needs every instance: fetch whole series at once, and
             # expect as many as the series-level query counted. The instances are listed
             # only if what arrived disagrees (then the listing names what is missing).

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -138,8 +139,19 @@ def test_sigkilled_worker_is_recovered_and_each_instance_delivered_once(
     alice: Access,
     big_pacs: SandboxPacs,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     env, prefix, backend = rq_env
+    # The transfer outruns the kill otherwise: the PACS (in this process) sends at most
+    # one instance per 5 ms, so the kill lands half-way.
+    real_send = big_pacs._send
+
+    def slow_send(event: Any, instances: Any) -> Iterator[Any]:
+        for item in real_send(event, instances):
+            time.sleep(0.005)
+            yield item
+
+    monkeypatch.setattr(big_pacs, "_send", slow_send)
     with database.session() as session:
         caps = Capabilities(study_root_find=True, study_root_get=True, patient_root_find=True)
         node_store.add_server(session, ServerSpec("BIG", "BIG", "127.0.0.1", big_pacs.port,

@@ -1,4 +1,4 @@
-"""The socket-level C-GET stream (:mod:`adit_workbench.dicom.cget`).
+"""The socket-level C-GET stream (:mod:`adit_workbench.dicom.scu`).
 
 Against Orthanc: the same bytes as pynetdicom's C-GET handler path. Against scripted
 pynetdicom Get SCPs: every way a C-GET can end badly, caused for real (rejection,
@@ -280,7 +280,7 @@ def test_the_association_request_is_the_one_pynetdicom_encodes() -> None:
         MaximumLengthNotification,
     )
 
-    from adit_workbench.dicom.cget import _request
+    from adit_workbench.dicom.scu import _request
 
     contexts = [build_context(GET_MODEL, ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"])]
     contexts += [build_context(uid) for uid in GET_STORAGE_SOP_CLASSES]
