@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -218,17 +219,25 @@ def producer_for(
     def submit_moved(submit: Submitter) -> None:
         dimse = _dimse(source)
         _release_idle(source)  # each C-MOVE runs on an association of its own
-        with shared_receiver(settings) as spool:
-            for series in plan.series:
-                if not series.todo or cancelled():
-                    continue
-                level, query = move_query(plan.study_uid, series)
-                batch: list[str] = []
-                for path in iter_cmove(dimse, level, query, spool=spool, expected=set(series.todo)):
-                    batch.append(str(path))
-                    if len(batch) >= _FILE_BATCH:
-                        submit.files(batch, delete=True)
-                        batch = []
-                submit.files(batch, delete=True)
+
+        def move_series(series: SeriesPlan, spool: Path) -> None:
+            if cancelled():
+                return
+            level, query = move_query(plan.study_uid, series)
+            batch: list[str] = []
+            for path in iter_cmove(dimse, level, query, spool=spool, expected=set(series.todo)):
+                batch.append(str(path))
+                if len(batch) >= _FILE_BATCH:
+                    submit.files(batch, delete=True)
+                    batch = []
+            submit.files(batch, delete=True)
+
+        todo = [series for series in plan.series if series.todo]
+        # A PACS sends a C-MOVE's instances one at a time, each waiting for the
+        # receiver's answer: series moved side by side keep both cores busy.
+        parallel = max(1, min(len(todo), fetch.streams, source.spec.max_associations))
+        with shared_receiver(settings) as spool, ThreadPoolExecutor(parallel) as threads:
+            for done in [threads.submit(move_series, series, spool) for series in todo]:
+                done.result()
 
     return submit_moved
