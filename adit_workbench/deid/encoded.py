@@ -3,8 +3,8 @@
 The instances of a series share most of their header: the same patient, study, series,
 protocol, device and descriptions, and the same private blocks. :class:`Pseudonymizer`
 works on a pydicom ``Dataset`` and pays for decoding, walking and re-encoding all of it
-in every instance; here the bytes are scanned instead (tag, VR, length, nothing decoded)
-and each element's output is looked up by its raw bytes:
+in every instance; here the bytes are scanned instead (:mod:`~adit_workbench.dicom.part10`:
+tag, VR, length, nothing decoded) and each element's output is looked up by its raw bytes:
 
 * an element the profile keeps is copied as it lies (pixel data included);
 * an element the profile removes is left out;
@@ -37,16 +37,25 @@ from io import BytesIO
 from typing import Any
 
 from pydicom.charset import default_encoding
-from pydicom.datadict import dictionary_VR, tag_for_keyword
-from pydicom.dataelem import RawDataElement, convert_raw_data_element
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_data_element, write_file_meta_info
 from pydicom.uid import UID
-from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, STANDARD_VR
 
 from ..config import BurnedInPolicy
+from ..dicom.part10 import (
+    Buffer,
+    Element,
+    Part10,
+    Unsupported,
+    dictionary_vr,
+    element_text,
+    scan,
+    tag_of,
+    value_text,
+)
 from .pseudonymizer import (
     BURNED_IN_WARNING,
     INSTANCE_KEYWORDS,
@@ -61,20 +70,10 @@ __all__ = ["EncodedPseudonymizer", "Output", "Part10", "Unsupported", "element_t
 
 log = logging.getLogger(__name__)
 
-_UNDEFINED = 0xFFFFFFFF
-_LONG = frozenset(str(vr) for vr in EXPLICIT_VR_LENGTH_32)
-#: The standard VRs by their two bytes read as one little-endian number.
-_VR_NAMES = {int.from_bytes(str(vr).encode(), "little"): str(vr) for vr in STANDARD_VR}
-_ITEM, _ITEM_END, _SEQ_END = (0xFFFE, 0xE000), (0xFFFE, 0xE00D), (0xFFFE, 0xE0DD)
 _HH = struct.Struct("<HH")
 _I = struct.Struct("<I")
 _H = struct.Struct("<H")
 _PREAMBLE = b"\0" * 128 + b"DICM"
-_IMPLICIT = "1.2.840.10008.1.2"
-#: Big endian and the deflated syntaxes: left to pydicom.
-_DECLINED_SYNTAXES = frozenset(
-    {"1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1"}
-)
 _SOP_UID = 0x00080018
 _CHARSET = 0x00080005
 _MEDIA_SOP_UID = 0x00020003
@@ -89,134 +88,6 @@ _MAX_CONTEXTS = 256
 _CONTEXT_TAGS = frozenset(int(t) for k in INSTANCE_KEYWORDS if (t := tag_for_keyword(k)))
 
 
-class Unsupported(ValueError):
-    """Bytes the scanner does not handle: take the pydicom path."""
-
-
-# -- scanning ------------------------------------------------------------------------------
-Buffer = bytes | memoryview
-#: One element: (tag, VR or "" when implicit, start of header, start of value, end).
-Element = tuple[int, str, int, int, int]
-
-
-def _header(buf: Buffer, pos: int, end: int, implicit: bool) -> tuple[int, str, int, int]:
-    """``(tag, vr, value start, length)`` of the element at ``pos``."""
-    if pos + 8 > end:
-        raise Unsupported("truncated element")
-    group, elem = _HH.unpack_from(buf, pos)
-    tag = group << 16 | elem
-    if implicit or group == 0xFFFE:
-        return tag, "", pos + 8, _I.unpack_from(buf, pos + 4)[0]
-    vr = _VR_NAMES.get(_H.unpack_from(buf, pos + 4)[0])
-    if vr is None:
-        raise Unsupported("not a standard explicit VR")
-    if vr in _LONG:
-        if pos + 12 > end:
-            raise Unsupported("truncated element")
-        return tag, vr, pos + 12, _I.unpack_from(buf, pos + 8)[0]
-    return tag, vr, pos + 8, _H.unpack_from(buf, pos + 6)[0]
-
-
-def _skip_items(buf: Buffer, pos: int, end: int, implicit: bool) -> int:
-    """Past the items of an undefined-length sequence (or encapsulated pixel data)."""
-    while True:
-        if pos + 8 > end:
-            raise Unsupported("unterminated sequence")
-        key = _HH.unpack_from(buf, pos)
-        length = _I.unpack_from(buf, pos + 4)[0]
-        pos += 8
-        if key == _SEQ_END:
-            return pos
-        if key != _ITEM:
-            raise Unsupported("not an item")
-        if length == _UNDEFINED:
-            pos = _skip_dataset(buf, pos, end, implicit)
-        else:
-            pos += length
-            if pos > end:
-                raise Unsupported("item beyond the end")
-
-
-def _skip_dataset(buf: Buffer, pos: int, end: int, implicit: bool) -> int:
-    """Past the elements of an undefined-length item, its delimiter included."""
-    while True:
-        if pos + 8 <= end and _HH.unpack_from(buf, pos) == _ITEM_END:
-            return pos + 8
-        pos = _element_end(buf, pos, end, implicit)[1]
-
-
-def _element_end(buf: Buffer, pos: int, end: int, implicit: bool) -> tuple[Element, int]:
-    tag, vr, start, length = _header(buf, pos, end, implicit)
-    if length == _UNDEFINED:
-        # An undefined-length UN holds implicit VR items (PS3.5 6.2.2).
-        stop = _skip_items(buf, start, end, implicit or vr == "UN")
-    else:
-        stop = start + length
-        if stop > end:
-            raise Unsupported("element beyond the end")
-    return (tag, vr, pos, start, stop), stop
-
-
-def _elements(buf: Buffer, pos: int, end: int, implicit: bool) -> list[Element]:
-    found: list[Element] = []
-    last = -1
-    while pos < end:
-        element, pos = _element_end(buf, pos, end, implicit)
-        if element[0] <= last:
-            raise Unsupported("elements out of order")
-        last = element[0]
-        found.append(element)
-    return found
-
-
-def _dictionary_vr(tag: int) -> str:
-    try:
-        return str(dictionary_VR(tag)).split(" or ")[0]
-    except KeyError:
-        return "UN"
-
-
-@dataclass
-class Part10:
-    """A Part-10 file's bytes, scanned: the file meta and the top-level elements."""
-
-    data: bytes | memoryview
-    implicit: bool
-    meta: list[Element]
-    elements: list[Element]
-    by_tag: dict[int, Element] = field(default_factory=dict)
-
-    @classmethod
-    def parse(cls, data: bytes | memoryview) -> Part10:
-        """Scan ``data``; raise :class:`Unsupported` for what the fast path leaves to pydicom."""
-        buf = memoryview(data)
-        if len(buf) < 144 or buf[128:132] != b"DICM":
-            raise Unsupported("no Part-10 preamble")
-        meta: list[Element] = []
-        pos, end = 132, len(buf)
-        while pos + 4 <= end and _H.unpack_from(buf, pos)[0] == 2:
-            element, pos = _element_end(buf, pos, end, False)
-            meta.append(element)
-        syntax = ""
-        for tag, _vr, _start, value, stop in meta:
-            if tag == 0x00020010:
-                syntax = bytes(buf[value:stop]).decode("ascii", "replace").rstrip("\0 ")
-        if not syntax or syntax in _DECLINED_SYNTAXES:
-            raise Unsupported("transfer syntax left to pydicom")
-        implicit = syntax == _IMPLICIT
-        elements = _elements(buf, pos, end, implicit)
-        return cls(data, implicit, meta, elements, {e[0]: e for e in elements})
-
-    def raw(self, tag: int) -> bytes:
-        """The encoded element (header and value), or b"" when absent."""
-        element = self.by_tag.get(tag)
-        return bytes(self.data[element[2] : element[4]]) if element else b""
-
-    def text(self, keyword: str) -> str:
-        """An attribute's value as ``str(value).strip()`` ("" when absent), as pydicom reads it."""
-        return _text(self.raw(_tag(keyword)), self.implicit, self.raw(_CHARSET))
-
-
 @dataclass
 class Output:
     """A pseudonymized instance: the buffers of its file, and its elements by tag."""
@@ -229,7 +100,7 @@ class Output:
 
     def text(self, keyword: str) -> str:
         """An output attribute's value as ``str(value).strip()`` ("" when absent)."""
-        return _text(self.elements.get(_tag(keyword), b""), self.implicit,
+        return value_text(self.elements.get(tag_of(keyword), b""), self.implicit,
                      bytes(self.elements.get(_CHARSET, b"")))  # fmt: skip
 
     def write(self, path: str | os.PathLike[str]) -> int:
@@ -247,45 +118,6 @@ class Output:
         finally:
             os.close(fd)
         return size
-
-
-def _tag(keyword: str) -> int:
-    tag = tag_for_keyword(keyword)
-    if tag is None:
-        raise KeyError(f"no DICOM keyword {keyword!r}")
-    return int(tag)
-
-
-def _text(encoded: Buffer, implicit: bool, charset: bytes) -> str:
-    if not encoded:
-        return ""
-    tag, vr, start, _length = _header(encoded, 0, len(encoded), implicit)
-    return element_text(tag, vr, encoded[start:], implicit, charset)
-
-
-_TEXTS: dict[tuple[int, bytes, bytes], str] = {}
-
-
-def element_text(tag: int, vr: str, value: Any, implicit: bool, charset: bytes) -> str:
-    """``str(value).strip()`` of one encoded value, decoded exactly as pydicom does."""
-    value = bytes(value)
-    vr = vr or _dictionary_vr(tag)
-    if vr == "UI" and b"\\" not in value:
-        return value.decode("ascii", "replace").rstrip(" \0").strip()
-    key = (tag, value, charset)
-    text = _TEXTS.get(key)
-    if text is None:
-        encoding: Any = default_encoding
-        if charset:
-            head = read_dataset(BytesIO(charset), implicit, True)
-            encoding = head._character_set
-        raw = RawDataElement(tag, vr, len(value), value, 0, implicit, True)  # type: ignore[arg-type]
-        decoded = convert_raw_data_element(raw, encoding=encoding).value
-        text = "" if decoded is None else str(decoded).strip()
-        if len(_TEXTS) > _MAX_ELEMENTS:
-            _TEXTS.clear()
-        _TEXTS[key] = text
-    return text
 
 
 # -- pseudonymizing ------------------------------------------------------------------------
@@ -370,7 +202,7 @@ class EncodedPseudonymizer:
         out.update(ctx.outputs)
         if _SOP_UID not in out:
             return None  # _finish would derive the file meta's UID otherwise: pydicom's job
-        meta = self._meta(src, _text(out[_SOP_UID], implicit, b""))
+        meta = self._meta(src, value_text(out[_SOP_UID], implicit, b""))
         parts = [_PREAMBLE, meta, *(out[tag] for tag in sorted(out))]
         return Output(parts, out, implicit, ctx.warn)
 
@@ -378,7 +210,7 @@ class EncodedPseudonymizer:
     def _action(self, tag: int) -> tuple[Action, str]:
         found = self._actions.get(tag)
         if found is None:
-            found = self._actions[tag] = (self.pseudonymizer.rule(tag).action, _dictionary_vr(tag))
+            found = self._actions[tag] = (self.pseudonymizer.rule(tag).action, dictionary_vr(tag))
         return found
 
     def _uid(self, tag: int, value: memoryview, implicit: bool) -> bytes | None:
@@ -504,7 +336,7 @@ class EncodedPseudonymizer:
             fp.is_implicit_VR, fp.is_little_endian = False, True
             write_file_meta_info(fp, meta, enforce_standard=False)
             written = fp.getvalue()
-            scanned = _elements(written, 0, len(written), False)
+            scanned = scan(written, 0, len(written), False)
             has_length = bool(scanned) and scanned[0][0] == 0x00020000
             before = b"".join(written[e[2] : e[4]] for e in scanned if 0 < e[0] & 0xFFFF < 3)
             after = b"".join(written[e[2] : e[4]] for e in scanned if e[0] & 0xFFFF > 3)

@@ -21,8 +21,9 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from ..config import BurnedInPolicy
+from ..dicom.part10 import Part10, Unsupported
 from ..errors import InputError
-from .encoded import Part10, Unsupported, engine_for
+from .encoded import engine_for
 from .profile import Option
 from .pseudonymizer import BurnedInRefused, Pseudonymizer
 from .splice import read_source, write_spliced

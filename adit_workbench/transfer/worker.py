@@ -31,8 +31,9 @@ import pydicom
 from pydicom import Dataset
 
 from ..deid import BurnedInRefused, Pseudonymizer
-from ..deid.encoded import Part10, Unsupported, engine_for
+from ..deid.encoded import engine_for
 from ..deid.splice import write_spliced
+from ..dicom.part10 import Part10, Unsupported
 from .layout import InstanceInfo, Placement
 
 if TYPE_CHECKING:
@@ -92,7 +93,7 @@ def init_worker(config: WorkerConfig, results: Any, cancel: Any) -> None:
 
 
 class _Decoded:
-    """A dataset read by pydicom, answering ``text()`` as :class:`~..deid.encoded.Part10` does."""
+    """A dataset read by pydicom, answering ``text()`` as :class:`~..dicom.part10.Part10` does."""
 
     def __init__(self, ds: Dataset) -> None:
         self.ds = ds
