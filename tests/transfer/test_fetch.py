@@ -109,3 +109,41 @@ def test_direct_move_and_a_resumed_one(
     second = transfer_study(source, destination, study_uid)
     assert (second.via, second.delivered, second.skipped) == ("direct-move", 3, 3)
     assert orthanc2.statistics()["CountInstances"] == 6
+
+
+@pytest.mark.parametrize(("limit", "side_by_side"), [(3, 2), (1, 1)])
+def test_cmove_moves_series_side_by_side_within_the_limit(
+    limit: int,
+    side_by_side: int,
+    orthanc: OrthancServer,
+    originals: list[Dataset],
+    tsettings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+    import time
+
+    from adit_workbench.transfer import fetch as fetch_module
+
+    real = fetch_module.iter_cmove
+    running = [0, 0]  # now, most at once
+    lock = threading.Lock()
+
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            running[0] += 1
+            running[1] = max(running)
+        try:
+            time.sleep(0.2)  # long enough for the other series' move to start
+            yield from real(*args, **kwargs)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(fetch_module, "iter_cmove", watched)
+    with DicomServer(spec_for(orthanc, max_associations=limit), tsettings) as source:
+        study = str(originals[0].StudyInstanceUID)
+        result = transfer_study(source, FolderDestination(tmp_path), study, via="cmove")
+    assert result.ok and result.delivered == len(originals)
+    assert running[1] == side_by_side
