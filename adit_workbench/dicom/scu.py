@@ -45,8 +45,7 @@ __all__ = ["move", "receive"]
 
 log = logging.getLogger(__name__)
 
-_OPERATION = "C-GET"
-_C_MOVE_RQ, _C_MOVE_RSP, _MOVE_DESTINATION = 0x0021, 0x8021, 0x0600
+_GET, _MOVE = "C-GET", "C-MOVE"
 _PENDING = (0xFF00, 0xFF01)
 _REFUSED = 0xA700  # out of resources: what is left after a cancel
 _SOP_CLASS_NOT_SUPPORTED = 0x0122  # arrived on a context we did not accept
@@ -134,18 +133,30 @@ def _associate(
     link.contexts, link.peer_max = _accepted(bytes(body), syntaxes)
 
 
-def _get_request(model: str, identifier: Dataset, syntax: str) -> tuple[bytes, bytes]:
+def _request_message(
+    field: int, model: str, identifier: Dataset, syntax: str, *extra: tuple[int, bytes]
+) -> tuple[bytes, bytes]:
+    """A C-GET-RQ or C-MOVE-RQ: its command set, and its identifier encoded in ``syntax``."""
     encoded = encode(identifier, syntax == ul.IMPLICIT, True)
     if encoded is None:
-        raise InputError("the C-GET identifier cannot be encoded")
+        raise InputError("the retrieve identifier cannot be encoded")
     command = ul.command(
         (ul.SOP_CLASS, model.encode("ascii")),
-        (ul.FIELD, ul.us(ul.C_GET_RQ)),
+        (ul.FIELD, ul.us(field)),
         (ul.MESSAGE_ID, ul.us(_MESSAGE_ID)),
+        *extra,
         (ul.PRIORITY, ul.us(0)),
         (ul.DATASET_TYPE, ul.us(0x0001)),
     )
     return command, encoded
+
+
+def _final(command: bytes, operation: str) -> Dataset:
+    """The final response's command set, decoded (its status, counts and comment)."""
+    final = decode(io.BytesIO(command), True, True)
+    if final is None:
+        raise ul.Closed(f"the final {operation} response cannot be decoded")
+    return final
 
 
 def _cancel_request(model: str) -> bytes:
@@ -189,32 +200,30 @@ def receive(
     errors; ``root`` names the model in the error when the server does not accept it.
     """
     settings = node.settings
-    link, get_context = _open(node, _OPERATION, model, root, storage=True)
+    link, get_context = _open(node, _GET, model, root, storage=True)
     clean = False  # whether the exchange ended in step with the peer (release, not abort)
     try:
-        command, dataset = _get_request(model, identifier, link.contexts[get_context][1])
-        link.message(get_context, command, dataset)
+        syntax = link.contexts[get_context][1]
+        link.message(get_context, *_request_message(ul.C_GET_RQ, model, identifier, syntax))
         messages = ul.messages(link, settings.dimse_timeout)
         for context, fields, command, parts in messages:
             if ul.number(fields, ul.FIELD) == ul.C_GET_RSP:
                 if ul.number(fields, ul.STATUS) in _PENDING:
                     continue
-                final = decode(io.BytesIO(command), True, True)
-                if final is None:
-                    raise ul.Closed("the final C-GET response cannot be decoded")
+                final = _final(command, _GET)
                 clean = True
                 return final
-            syntax = _answer(link, context, fields, parts, refuse=False)
-            if syntax is None or parts is None:
+            taken = _answer(link, context, fields, parts, refuse=False)
+            if taken is None or parts is None:
                 continue
             try:
-                yield b"".join([ul.file_meta(fields, syntax), *parts])
+                yield b"".join([ul.file_meta(fields, taken), *parts])
             except GeneratorExit:
                 clean = _cancel(link, messages, get_context, model)
                 raise
         raise ul.Closed("the peer released the association before the C-GET ended")
     except ul.Closed as exc:
-        raise AssociationRejected(node.name, _OPERATION, str(exc)) from None
+        raise AssociationRejected(node.name, _GET, str(exc)) from None
     finally:
         if clean:
             link.release(settings.network_timeout)
@@ -263,36 +272,24 @@ def move(node: DimseNode, identifier: Dataset, model: str, root: str, destinatio
 
     Returns the final C-MOVE-RSP command as a Dataset, for the caller to judge.
     """
-    operation = "C-MOVE"
     settings = node.settings
-    link, context = _open(node, operation, model, root, storage=False)
+    link, context = _open(node, _MOVE, model, root, storage=False)
     clean = False
     try:
-        encoded = encode(identifier, link.contexts[context][1] == ul.IMPLICIT, True)
-        if encoded is None:
-            raise InputError("the C-MOVE identifier cannot be encoded")
-        command = ul.command(
-            (ul.SOP_CLASS, model.encode("ascii")),
-            (ul.FIELD, ul.us(_C_MOVE_RQ)),
-            (ul.MESSAGE_ID, ul.us(_MESSAGE_ID)),
-            (_MOVE_DESTINATION, destination.encode("ascii").ljust(16)[:16]),
-            (ul.PRIORITY, ul.us(0)),
-            (ul.DATASET_TYPE, ul.us(0x0001)),
-        )
-        link.message(context, command, encoded)
+        target = (ul.MOVE_DESTINATION, ul.ae_field(destination))
+        syntax = link.contexts[context][1]
+        link.message(context, *_request_message(ul.C_MOVE_RQ, model, identifier, syntax, target))
         for _context, fields, response, _parts in ul.messages(link, settings.dimse_timeout):
-            if ul.number(fields, ul.FIELD) != _C_MOVE_RSP:
+            if ul.number(fields, ul.FIELD) != ul.C_MOVE_RSP:
                 raise ul.Closed(f"unexpected DIMSE message 0x{ul.number(fields, ul.FIELD):04X}")
             if ul.number(fields, ul.STATUS) in _PENDING:
                 continue
-            final = decode(io.BytesIO(response), True, True)
-            if final is None:
-                raise ul.Closed("the final C-MOVE response cannot be decoded")
+            final = _final(response, _MOVE)
             clean = True
             return final
         raise ul.Closed("the peer released the association before the C-MOVE ended")
     except ul.Closed as exc:
-        raise AssociationRejected(node.name, operation, str(exc)) from None
+        raise AssociationRejected(node.name, _MOVE, str(exc)) from None
     finally:
         if clean:
             link.release(settings.network_timeout)
