@@ -235,9 +235,15 @@ def run_round(
             if any([take(*message) for message in batch]):
                 break
         thread.join()
-    except BaseException:
+    except BaseException:  # e.g. KeyboardInterrupt: stop the workers, then go
         stop.set()
+        # Keep reading meanwhile: a worker (or a done callback) blocked on a full pipe
+        # would never see the stop, and the shutdown would wait forever.
+        draining = threading.Event()
+        drainer = threading.Thread(target=_discard, args=(results, draining), daemon=True)
+        drainer.start()
         pool.shutdown(wait=True, cancel_futures=True)
+        draining.set()
         raise
     # Every task has ended and every message is in: the workers only have to exit
     # (about 10 ms), and the executor reaps them in the background.
@@ -248,6 +254,18 @@ def run_round(
     if producer_error:
         raise producer_error[0]
     return errors
+
+
+def _discard(results: _Messages, done: threading.Event) -> None:
+    """Read and drop messages until ``done`` (staged files of dropped instances go)."""
+    while not done.is_set():
+        try:
+            batch = results.get(_POLL)
+        except (queue.Empty, OSError, EOFError):
+            continue
+        for kind, _task_id, payload in batch:
+            if kind == "ok" and not payload.placed:
+                Path(payload.staged).unlink(missing_ok=True)
 
 
 def _handle(

@@ -97,3 +97,29 @@ def test_cancel_stops_every_fetch_method(
     assert 1 <= result.delivered < 6 or via == "cmove"
     assert len(dicom_files(tmp_path)) == result.delivered
     assert not list(tmp_path.glob(".wb-staging-*"))
+
+
+def test_an_interrupt_mid_transfer_ends_it_promptly_and_cleanly(
+    source: DicomServer, study_uid: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ctrl-C in a notebook: KeyboardInterrupt in the delivering loop, workers still busy.
+    real_place = worker_module._place
+
+    def slow_place(*args: Any) -> Any:
+        time.sleep(0.2)
+        return real_place(*args)
+
+    monkeypatch.setattr(worker_module, "_place", slow_place)
+    armed = threading.Event()
+
+    def interrupt() -> bool:
+        if armed.is_set():
+            raise KeyboardInterrupt
+        return False
+
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        transfer_study(source, FolderDestination(tmp_path), study_uid, via="wado",
+                       progress=lambda p: armed.set(), cancel=interrupt)  # fmt: skip
+    assert time.monotonic() - started < 10
+    assert not list(tmp_path.glob(".wb-staging-*"))
