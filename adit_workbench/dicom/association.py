@@ -217,9 +217,7 @@ class AssociationPool:
         try:
             yield
         finally:
-            with self._cond:
-                self._open -= 1
-                self._cond.notify()
+            self._unreserve()
 
     def _acquire(self, kind: AssociationKind, operation: str, fresh: bool) -> PooledAssociation:
         reused = self._reserve(kind, operation, fresh)
@@ -228,9 +226,7 @@ class AssociationPool:
         try:
             pooled = self._open_association(kind, operation)
         except BaseException:
-            with self._cond:
-                self._open -= 1
-                self._cond.notify()
+            self._unreserve()
             raise
         pooled.uses = 1
         return pooled
@@ -271,6 +267,11 @@ class AssociationPool:
         finally:
             for old in to_end:
                 old.end()
+
+    def _unreserve(self) -> None:
+        with self._cond:
+            self._open -= 1
+            self._cond.notify()
 
     def _drop_stale(self, to_end: list[PooledAssociation]) -> None:
         now = time.monotonic()

@@ -1,9 +1,12 @@
-"""A DICOM server reached over DIMSE (pynetdicom): C-ECHO, C-FIND, C-GET and C-MOVE.
+"""A DICOM server reached over DIMSE: C-ECHO, C-FIND, C-GET and C-MOVE.
 
-Every operation runs on a leased association from the node's
-:class:`~.association.AssociationPool`, so a notebook loop of many finds reuses one
-association and a worker never opens more than ``spec.max_associations``. Failures are
-exceptions naming the node and the operation (see :mod:`adit_workbench.errors`).
+C-ECHO, C-FIND and C-GET with a caller's handler run on pynetdicom associations leased
+from the node's :class:`~.association.AssociationPool`, so a notebook loop of many finds
+reuses one association. C-GET streams and C-MOVE, which move every instance of a
+transfer, run on associations of their own over the workbench's upper layer
+(:mod:`.scu`); they take a slot of the same pool, so a process never opens more than
+``spec.max_associations``. Failures are exceptions naming the node and the operation
+(see :mod:`adit_workbench.errors`).
 """
 
 from __future__ import annotations
