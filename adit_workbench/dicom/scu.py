@@ -22,6 +22,7 @@ No asynchronous operations, no extended negotiation.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import struct
@@ -151,6 +152,23 @@ def _request_message(
     return command, encoded
 
 
+@contextlib.contextmanager
+def _exchange(node: DimseNode, link: ul.Link, operation: str) -> Iterator[list[bool]]:
+    """Around a request and its responses: the body sets the yielded flag once the
+    exchange ended in step with the peer, and the association is released; otherwise
+    (an error, a dead link) it is aborted. A dead link is the node's error."""
+    ended = [False]
+    try:
+        yield ended
+    except ul.Closed as exc:
+        raise AssociationRejected(node.name, operation, str(exc)) from None
+    finally:
+        if ended[0]:
+            link.release(node.settings.network_timeout)
+        else:
+            link.abort()
+
+
 def _final(command: bytes, operation: str) -> Dataset:
     """The final response's command set, decoded (its status, counts and comment)."""
     final = decode(io.BytesIO(command), True, True)
@@ -199,19 +217,17 @@ def receive(
     ErrorComment) for the caller to judge. Network failures raise the workbench's node
     errors; ``root`` names the model in the error when the server does not accept it.
     """
-    settings = node.settings
     link, get_context = _open(node, _GET, model, root, storage=True)
-    clean = False  # whether the exchange ended in step with the peer (release, not abort)
-    try:
+    with _exchange(node, link, _GET) as ended:
         syntax = link.contexts[get_context][1]
         link.message(get_context, *_request_message(ul.C_GET_RQ, model, identifier, syntax))
-        messages = ul.messages(link, settings.dimse_timeout)
+        messages = ul.messages(link, node.settings.dimse_timeout)
         for context, fields, command, parts in messages:
             if ul.number(fields, ul.FIELD) == ul.C_GET_RSP:
                 if ul.number(fields, ul.STATUS) in _PENDING:
                     continue
                 final = _final(command, _GET)
-                clean = True
+                ended[0] = True
                 return final
             taken = _answer(link, context, fields, parts, refuse=False)
             if taken is None or parts is None:
@@ -219,16 +235,9 @@ def receive(
             try:
                 yield b"".join([ul.file_meta(fields, taken), *parts])
             except GeneratorExit:
-                clean = _cancel(link, messages, get_context, model)
+                ended[0] = _cancel(link, messages, get_context, model)
                 raise
         raise ul.Closed("the peer released the association before the C-GET ended")
-    except ul.Closed as exc:
-        raise AssociationRejected(node.name, _GET, str(exc)) from None
-    finally:
-        if clean:
-            link.release(settings.network_timeout)
-        else:
-            link.abort()
 
 
 def _answer(
@@ -272,26 +281,17 @@ def move(node: DimseNode, identifier: Dataset, model: str, root: str, destinatio
 
     Returns the final C-MOVE-RSP command as a Dataset, for the caller to judge.
     """
-    settings = node.settings
     link, context = _open(node, _MOVE, model, root, storage=False)
-    clean = False
-    try:
+    with _exchange(node, link, _MOVE) as ended:
         target = (ul.MOVE_DESTINATION, ul.ae_field(destination))
         syntax = link.contexts[context][1]
         link.message(context, *_request_message(ul.C_MOVE_RQ, model, identifier, syntax, target))
-        for _context, fields, response, _parts in ul.messages(link, settings.dimse_timeout):
+        for _context, fields, response, _parts in ul.messages(link, node.settings.dimse_timeout):
             if ul.number(fields, ul.FIELD) != ul.C_MOVE_RSP:
                 raise ul.Closed(f"unexpected DIMSE message 0x{ul.number(fields, ul.FIELD):04X}")
             if ul.number(fields, ul.STATUS) in _PENDING:
                 continue
             final = _final(response, _MOVE)
-            clean = True
+            ended[0] = True
             return final
         raise ul.Closed("the peer released the association before the C-MOVE ended")
-    except ul.Closed as exc:
-        raise AssociationRejected(node.name, _MOVE, str(exc)) from None
-    finally:
-        if clean:
-            link.release(settings.network_timeout)
-        else:
-            link.abort()

@@ -69,16 +69,10 @@ def test_permanent_errors_are_not_retried(
     assert len(list(flags.iterdir())) <= 2  # one round: one stream per series
 
 
-@pytest.mark.parametrize("via", ["cget", "wado", "cmove"])
-def test_cancel_stops_every_fetch_method(
-    via: str,
-    source: DicomServer,
-    study_uid: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Six small instances: the workers (forked, so patched too) would place them all
-    # before the cancel reaches them; slowed down, the cancel lands half-way.
+@pytest.fixture
+def slow_placement(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers (forked, so patched too) place each instance 0.2 s late: six small
+    instances would all be placed before a cancel or an interrupt reached them."""
     real_place = worker_module._place
 
     def slow_place(*args: Any) -> Any:
@@ -86,6 +80,13 @@ def test_cancel_stops_every_fetch_method(
         return real_place(*args)
 
     monkeypatch.setattr(worker_module, "_place", slow_place)
+
+
+@pytest.mark.usefixtures("slow_placement")
+@pytest.mark.parametrize("via", ["cget", "wado", "cmove"])
+def test_cancel_stops_every_fetch_method(
+    via: str, source: DicomServer, study_uid: str, tmp_path: Path
+) -> None:
     cancel = threading.Event()
 
     def progress(p: TransferProgress) -> None:
@@ -99,17 +100,11 @@ def test_cancel_stops_every_fetch_method(
     assert not list(tmp_path.glob(".wb-staging-*"))
 
 
+@pytest.mark.usefixtures("slow_placement")
 def test_an_interrupt_mid_transfer_ends_it_promptly_and_cleanly(
-    source: DicomServer, study_uid: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    source: DicomServer, study_uid: str, tmp_path: Path
 ) -> None:
     # Ctrl-C in a notebook: KeyboardInterrupt in the delivering loop, workers still busy.
-    real_place = worker_module._place
-
-    def slow_place(*args: Any) -> Any:
-        time.sleep(0.2)
-        return real_place(*args)
-
-    monkeypatch.setattr(worker_module, "_place", slow_place)
     armed = threading.Event()
 
     def interrupt() -> bool:
