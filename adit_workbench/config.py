@@ -164,6 +164,26 @@ class Settings(BaseSettings):
         "outside their window wait without spending an attempt.",
     )
 
+    # -- the workbench service (multi-user) ------------------------------------------
+    service_url: str | None = Field(
+        default=None,
+        description="URL of the workbench service, e.g. https://hub.example.org/services/"
+        "workbench/. Set together with ADIT_WB_API_TOKEN (or inside a JupyterHub user "
+        "server), connect() returns a client of the service that holds no database, "
+        "secret or PACS connection itself.",
+    )
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="Workbench API token (awb_...) or JupyterHub token sent to the service "
+        "at ADIT_WB_SERVICE_URL. Create one with 'adit-workbench access token create'.",
+    )
+    max_request_mb: float = Field(
+        default=20.0,
+        gt=0,
+        description="The service refuses request bodies (batch files included) larger than "
+        "this many megabytes with HTTP 413.",
+    )
+
     # -- logging ---------------------------------------------------------------------
     log_level: str = Field(default="WARNING", description="Log level of the package logger.")
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import closing, contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .access import Access, Permission, resolve_identity, sign_in
 from .config import Settings, get_settings
@@ -27,14 +27,85 @@ if TYPE_CHECKING:
 
     from .dicom.node import Node
     from .jobs import JobHandle, JobManager
+    from .remote import RemoteWorkbench
     from .sandbox.process import SandboxStatus
 
-__all__ = ["SANDBOX_NODE", "Workbench", "connect"]
+__all__ = ["SANDBOX_NODE", "Workbench", "WorkbenchAPI", "connect", "connect_local"]
 
 #: Name under which the embedded sandbox PACS is registered.
 SANDBOX_NODE = "SANDBOX"
 
 NodeSpec = ServerSpec | FolderSpec
+
+
+class WorkbenchAPI(Protocol):
+    """What both workbenches offer: the local one (:class:`Workbench`) and the client of
+    the workbench service (:class:`~adit_workbench.remote.RemoteWorkbench`).
+
+    Nodes returned by :meth:`node` have the typed query methods (``find_studies`` …,
+    ``iter_*``, ``echo``) and answer with the same result types; jobs have ``wait()``,
+    ``progress``, ``tasks``, ``results`` and the actions; errors are the same classes.
+    """
+
+    @property
+    def user(self) -> str:
+        """The user this workbench acts for."""
+        ...
+
+    def node_specs(self) -> list[NodeSpec]:
+        """The nodes the user may use."""
+        ...
+
+    def node(self, name: str) -> Any:
+        """A node to echo and query."""
+        ...
+
+    def echo(self, name: str) -> None:
+        """C-ECHO a node."""
+        ...
+
+    def probe(self, name: str) -> Capabilities:
+        """Measure and store what a node supports (admins)."""
+        ...
+
+    def remove_node(self, name: str) -> None:
+        """Unregister a node (admins)."""
+        ...
+
+    @property
+    def jobs(self) -> Any:
+        """The user's jobs (``list()``, ``[id]``, actions)."""
+        ...
+
+    def transfer(
+        self,
+        studies: Any,
+        *,
+        to: str,
+        source: str | None = None,
+        pseudonym: str | None = None,
+        **options: Any,
+    ) -> Any:
+        """Queue a selective transfer; returns its job handle."""
+        ...
+
+    def batch_query(self, file: Any, *, source: str, **options: Any) -> Any:
+        """Queue a batch query; returns its job handle."""
+        ...
+
+    def batch_transfer(self, file: Any, *, source: str, to: str, **options: Any) -> Any:
+        """Queue a batch transfer; returns its job handle."""
+        ...
+
+    def mass_transfer(
+        self, *, source: str, to: str, start: Any, end: Any, filters: Any, **options: Any
+    ) -> Any:
+        """Queue a mass transfer; returns its job handle."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
 
 
 class Workbench:
@@ -327,13 +398,33 @@ def _source_of(studies: Any) -> str:
     return name
 
 
-def connect(settings: Settings | None = None) -> Workbench:
-    """Open the workbench: settings, database (an embedded one is upgraded automatically).
+def connect(settings: Settings | None = None) -> Workbench | RemoteWorkbench:
+    """Open the workbench: a client of the workbench service, or the embedded one.
+
+    Inside a JupyterHub user server (its token, and the hub's ``workbench`` service or
+    ``ADIT_WB_SERVICE_URL``), or wherever ``ADIT_WB_SERVICE_URL`` and
+    ``ADIT_WB_API_TOKEN`` are set, the answer is a
+    :class:`~adit_workbench.remote.RemoteWorkbench`: it never opens a database, reads the
+    secret or connects to a PACS. Otherwise it is :func:`connect_local`'s.
 
     Parameters
     ----------
     settings:
         Settings to use; by default read from the environment (``ADIT_WB_*``).
+    """
+    from .remote import RemoteWorkbench, service_address
+
+    settings = settings or get_settings()
+    address = service_address(settings)
+    if address is not None:
+        return RemoteWorkbench(*address, settings=settings)
+    return connect_local(settings)
+
+
+def connect_local(settings: Settings | None = None) -> Workbench:
+    """The local workbench: settings, database (an embedded one is upgraded automatically).
+
+    This is what the service itself, the CLI and embedded single-user mode run.
     """
     settings = settings or get_settings()
     database = open_database(settings)

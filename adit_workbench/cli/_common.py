@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 @lru_cache(maxsize=1)
 def _cached() -> Workbench:
-    from ..workbench import connect
+    from ..workbench import connect_local as connect
 
     return connect()
 

@@ -26,7 +26,7 @@ _DATE_ARG = re.compile(r"^(\d{8})?(-(\d{8})?)?$")
 
 def _resolve_node(name: str) -> FindNode:
     """The live node registered as ``name`` (through the workbench facade)."""
-    from ..workbench import connect
+    from ..workbench import connect_local as connect
 
     return connect().node(name)
 

@@ -79,7 +79,7 @@ def transfer_cmd(
     """Transfer a study from --from to --to, pseudonymized if asked; print the outcome."""
     from ..deid import Profile, Pseudonymizer
     from ..transfer import TransferStatus, transfer_study
-    from ..workbench import connect
+    from ..workbench import connect_local as connect
 
     if archive_password is not None and not archive_password:
         raise InputError("--archive-password must not be empty")

@@ -1,0 +1,225 @@
+"""The workbench of a client: every operation is a request to the workbench service.
+
+It holds a URL and a token, nothing else: no database, no secret, no node credentials and
+no PACS connection. The service establishes who the token belongs to and runs the same
+facade method with the same checks a local workbench would run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from functools import cached_property
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from ..dicom.spec import Capabilities, FolderSpec, ServerSpec
+from ..errors import InputError
+from .client import ServiceClient
+from .jobs import RemoteJobHandle, RemoteJobManager
+from .node import RemoteNode, spec_from
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+__all__ = ["RemoteWorkbench"]
+
+
+def _study_refs(studies: Any) -> list[Any]:
+    """Query results, UIDs, dicts or (patient, study[, series]) tuples as JSON references."""
+    if isinstance(studies, str | Mapping) or hasattr(studies, "study_uid"):
+        studies = [studies]
+    refs: list[Any] = []
+    for item in studies:
+        if hasattr(item, "study_uid"):
+            ref = {"study_uid": item.study_uid, "patient_id": getattr(item, "patient_id", "")}
+            if getattr(item, "series_uid", None):
+                ref["series_uid"] = item.series_uid
+            refs.append(ref)
+        elif isinstance(item, str):
+            refs.append(item)
+        elif isinstance(item, Mapping):
+            ref = {
+                "study_uid": str(item.get("study_uid") or item.get("StudyInstanceUID") or ""),
+                "patient_id": str(item.get("patient_id") or item.get("PatientID") or ""),
+            }
+            series = item.get("series_uid") or item.get("SeriesInstanceUID")
+            if series:
+                ref["series_uid"] = str(series)
+            refs.append(ref)
+        elif isinstance(item, tuple) and len(item) in (2, 3):
+            ref = {"patient_id": str(item[0]), "study_uid": str(item[1])}
+            if len(item) == 3 and item[2]:
+                ref["series_uid"] = str(item[2])
+            refs.append(ref)
+        else:
+            raise InputError(f"cannot transfer a {type(item).__name__}: give studies or series")
+    return refs
+
+
+def _json_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(options)
+    if "deid_options" in out and out["deid_options"] is not None:
+        names: list[str] = []
+        for option in out["deid_options"]:
+            if isinstance(option, str):
+                names.append(option)
+            else:  # an Option flag, possibly several combined
+                names.extend(m.name for m in option if m.name)
+        out["deid_options"] = names
+    return out
+
+
+def _file(file: Any, name: str | None) -> tuple[str, bytes]:
+    if isinstance(file, bytes | bytearray):
+        return name or "batch.csv", bytes(file)
+    if isinstance(file, str | Path):
+        path = Path(file)
+        try:
+            return name or path.name, path.read_bytes()
+        except OSError as exc:
+            raise InputError(f"batch file {path}: cannot be read ({exc.strerror})") from None
+    if hasattr(file, "read"):
+        stream: IO[bytes] = file
+        data = stream.read()
+        fallback = Path(getattr(file, "name", "batch.csv")).name
+        return name or fallback, data if isinstance(data, bytes) else str(data).encode()
+    raise InputError(f"a batch file is a path, bytes or a binary file, not {type(file).__name__}")
+
+
+class RemoteWorkbench:
+    """The notebook API (``node``, ``transfer``, ``batch_query``, ``jobs`` …) over HTTP.
+
+    Create it with :func:`adit_workbench.connect` (inside a JupyterHub user server, or with
+    ``ADIT_WB_SERVICE_URL`` and ``ADIT_WB_API_TOKEN`` set).
+    """
+
+    def __init__(self, url: str, token: str, settings: Settings | None = None) -> None:
+        self.settings = settings
+        self.url = url
+        timeout = settings.http_timeout if settings is not None else 60.0
+        self._client = ServiceClient(url, token, timeout=timeout)
+
+    @cached_property
+    def _me(self) -> dict[str, Any]:
+        data: dict[str, Any] = self._client.get("api/me")
+        return data
+
+    @property
+    def user(self) -> str:
+        """The name of the user the service knows this token as."""
+        return str(self._me["user"])
+
+    def __repr__(self) -> str:
+        return f"<RemoteWorkbench user={self.user!r} service={self.url!r}>"
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self._client.close()
+
+    def __enter__(self) -> RemoteWorkbench:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- nodes ------------------------------------------------------------------------
+    def node_specs(self) -> list[ServerSpec | FolderSpec]:
+        """The nodes this user may use, as credential-free specs (folders without paths)."""
+        out: list[ServerSpec | FolderSpec] = []
+        for info in self._client.get("api/nodes"):
+            spec = spec_from(info)
+            out.append(spec if spec is not None else FolderSpec(info["name"], Path("")))
+        return out
+
+    def node(self, name: str) -> RemoteNode:
+        """The node ``name`` (NodeAccessDenied when the user may not use it)."""
+        return RemoteNode(self._client, self._client.get(f"api/nodes/{quote(name, safe='')}"))
+
+    def echo(self, name: str) -> None:
+        """C-ECHO on the service's side."""
+        self.node(name).echo()
+
+    def probe(self, name: str) -> Capabilities:
+        """Measure what a node supports and store it (admins)."""
+        return self.node(name).probe()
+
+    def add_server(
+        self,
+        name: str,
+        *,
+        ae_title: str,
+        host: str,
+        port: int,
+        dicomweb_url: str | None = None,
+        **options: Any,
+    ) -> ServerSpec:
+        """Register a DICOM server (admins)."""
+        body = {"name": name, "kind": "server", "ae_title": ae_title, "host": host,
+                "port": port, "dicomweb_url": dicomweb_url, **options}  # fmt: skip
+        spec = spec_from(self._client.post("api/nodes", body))
+        assert spec is not None
+        return spec
+
+    def add_folder(self, name: str, path: str | Path, **options: Any) -> FolderSpec:
+        """Register a folder on the service's machine (admins)."""
+        self._client.post("api/nodes", {"name": name, "kind": "folder", "path": str(path)})
+        return FolderSpec(name, Path(path))
+
+    def remove_node(self, name: str) -> None:
+        """Unregister a node (admins)."""
+        self._client.request("DELETE", f"api/nodes/{quote(name, safe='')}")
+
+    # -- jobs -------------------------------------------------------------------------
+    @cached_property
+    def jobs(self) -> RemoteJobManager:
+        """This user's jobs: ``list()``, ``[id]``, ``cancel`` …"""
+        return RemoteJobManager(self._client)
+
+    def _created(self, data: Mapping[str, Any]) -> RemoteJobHandle:
+        return RemoteJobHandle(self._client, int(data["id"]))
+
+    def transfer(
+        self,
+        studies: Any,
+        *,
+        to: str,
+        source: str | None = None,
+        pseudonym: str | None = None,
+        **options: Any,
+    ) -> RemoteJobHandle:
+        """Transfer studies or series to node ``to`` (see ``Workbench.transfer``)."""
+        from ..workbench import _source_of
+
+        if source is None:
+            source = _source_of(studies)
+        body = {"source": source, "to": to, "studies": _study_refs(studies),
+                "pseudonym": pseudonym, **_json_options(options)}  # fmt: skip
+        return self._created(self._client.post("api/jobs/transfer", body))
+
+    def _upload(self, kind: str, file: Any, params: dict[str, Any]) -> RemoteJobHandle:
+        name, data = _file(file, params.pop("name", None))
+        files = {"file": (name, data, "application/octet-stream")}
+        form = {"params": json.dumps(_json_options(params))}
+        return self._created(self._client.post(f"api/jobs/{kind}", files=files, data=form))
+
+    def batch_query(self, file: Any, *, source: str, **options: Any) -> RemoteJobHandle:
+        """Query ``source`` for each row of a batch file (uploaded to the service)."""
+        return self._upload("batch_query", file, {"source": source, **options})
+
+    def batch_transfer(self, file: Any, *, source: str, to: str, **options: Any) -> RemoteJobHandle:
+        """Transfer the studies of a batch file (uploaded to the service)."""
+        return self._upload("batch_transfer", file, {"source": source, "to": to, **options})
+
+    def mass_transfer(
+        self, *, source: str, to: str, start: Any, end: Any, filters: Any, **options: Any
+    ) -> RemoteJobHandle:
+        """Every series from ``start`` to ``end`` matching ``filters``."""
+        if isinstance(filters, Path) or (
+            isinstance(filters, str) and filters.endswith(".json") and Path(filters).is_file()
+        ):
+            filters = Path(filters).read_text()
+        body = {"source": source, "to": to, "start": str(start), "end": str(end),
+                "filters": filters, **_json_options(options)}  # fmt: skip
+        return self._created(self._client.post("api/jobs/mass_transfer", body))

@@ -1,0 +1,169 @@
+"""Who is calling the service: established here, never taken from the client's word.
+
+Three credentials are accepted, each checked by the service itself:
+
+* a workbench API token (``Authorization: Token awb_…`` or ``Bearer awb_…``), checked
+  against the token table (:func:`~adit_workbench.access.authenticate_token`: unknown,
+  expired and revoked tokens are refused and audited); its user also needs ``rest_api``;
+* a JupyterHub token (a user server's ``JUPYTERHUB_API_TOKEN`` or an OAuth token), checked
+  with :class:`jupyterhub.services.auth.HubAuth`, whose answers are cached at most
+  :data:`HUB_CACHE_SECONDS` so that a user or group removed at the hub is refused within a
+  minute; the token must carry the service's access scope
+  (``access:services!service=workbench``);
+* the service's own session cookie for browsers, set after the hub's OAuth login; it holds
+  the hub token, signed with a key derived from the master secret.
+
+The identity (name, hub groups, admin flag) comes from the hub's answer or the token
+table; :func:`~adit_workbench.access.sign_in` mirrors hub groups into the database.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..access import (
+    Access,
+    Identity,
+    IdentitySource,
+    Permission,
+    authenticate_token,
+    sign_in,
+)
+from ..access.tokens import TOKEN_MARK
+from ..errors import PermissionDenied
+from .errors import ApiError
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..store import Database
+
+__all__ = ["COOKIE_NAME", "HUB_CACHE_SECONDS", "Authenticator"]
+
+#: Seconds the hub's answer about a token (and a group sync) may be reused.
+HUB_CACHE_SECONDS = 60
+#: Name of the service's session cookie.
+COOKIE_NAME = "adit-workbench-session"
+_SCHEMES = ("token", "bearer")
+
+
+class Authenticator:
+    """Turns a request's credentials into an :class:`Access` for its user."""
+
+    def __init__(self, database: Database, settings: Settings, hub_auth: Any = None) -> None:
+        self._database = database
+        self._settings = settings
+        self.hub_auth = hub_auth
+        self._synced: dict[Identity, float] = {}
+        self._lock = threading.Lock()
+        self._cookie_key: bytes | None = None
+
+    # -- credentials ------------------------------------------------------------------
+    @staticmethod
+    def bearer(authorization: str | None) -> str | None:
+        """The token of an ``Authorization: Token X`` / ``Bearer X`` header."""
+        if not authorization:
+            return None
+        scheme, _, value = authorization.strip().partition(" ")
+        if scheme.lower() not in _SCHEMES or not value.strip():
+            raise ApiError(
+                401, "Unauthenticated", "send 'Authorization: Token <token>' or 'Bearer <token>'"
+            )
+        return value.strip()
+
+    def access_for(self, authorization: str | None, cookie: str | None) -> Access:
+        """The :class:`Access` of the caller; :class:`ApiError` 401 when unauthenticated."""
+        token = self.bearer(authorization)
+        if token is None and cookie:
+            token = self.unseal(cookie)
+        if token is None:
+            raise ApiError(
+                401,
+                "Unauthenticated",
+                "authentication required: send a workbench API token or a JupyterHub token "
+                "('Authorization: Token <token>')",
+            )
+        if token.startswith(TOKEN_MARK):
+            return self._workbench_token(token)
+        return self._hub_token(token)
+
+    def _workbench_token(self, token: str) -> Access:
+        try:
+            user = authenticate_token(self._database, token)
+        except PermissionDenied as exc:
+            raise ApiError(401, "Unauthenticated", str(exc)) from None
+        access = Access(self._database, user.name)
+        access.require(Permission.REST_API, action="rest.token")
+        return access
+
+    def _hub_token(self, token: str) -> Access:
+        if self.hub_auth is None:
+            raise ApiError(401, "Unauthenticated", "invalid, expired or revoked token")
+        try:
+            model = self.hub_auth.user_for_token(token, sync=True)
+        except Exception as exc:  # the hub is down or answered nonsense
+            what = type(exc).__name__
+            raise ApiError(
+                503, "HubUnavailable", f"JupyterHub could not check the token ({what})"
+            ) from None
+        if not model:
+            raise ApiError(401, "Unauthenticated", "JupyterHub did not accept the token")
+        if model.get("kind", "user") != "user" or not model.get("name"):
+            raise ApiError(403, "PermissionDenied", "the token does not belong to a hub user")
+        scopes = set(self.hub_auth.access_scopes or ())
+        if scopes and not self.hub_auth.check_scopes(scopes, model):
+            raise ApiError(
+                403,
+                "PermissionDenied",
+                f"the hub token lacks the scope {' or '.join(sorted(scopes))}: ask the hub admin",
+            )
+        identity = Identity(
+            name=str(model["name"]),
+            source=IdentitySource.JUPYTERHUB,
+            admin=bool(model.get("admin", False)),
+            groups=tuple(sorted(str(g) for g in model.get("groups") or ())),
+        )
+        return self._signed_in(identity)
+
+    def _signed_in(self, identity: Identity) -> Access:
+        now = time.monotonic()
+        with self._lock:
+            last = self._synced.get(identity)
+            fresh = last is not None and now - last < HUB_CACHE_SECONDS
+        if fresh:
+            return Access(self._database, identity.name)
+        # A shared database: never the embedded bootstrap that makes its user an admin.
+        access = sign_in(self._database, identity, embedded=False)
+        with self._lock:
+            for old in [i for i in self._synced if i.name == identity.name]:
+                del self._synced[old]
+            self._synced[identity] = now
+        return access
+
+    # -- session cookie ---------------------------------------------------------------
+    def _key(self) -> bytes:
+        if self._cookie_key is None:
+            master = self._settings.master_secret()
+            self._cookie_key = hmac.new(master, b"adit-workbench web cookie", "sha256").digest()
+        return self._cookie_key
+
+    def seal(self, token: str) -> str:
+        """A cookie value holding ``token``, signed so that a browser cannot forge one."""
+        body = base64.urlsafe_b64encode(token.encode()).decode().rstrip("=")
+        mac = hmac.new(self._key(), body.encode(), hashlib.sha256).hexdigest()
+        return f"{body}.{mac}"
+
+    def unseal(self, cookie: str) -> str | None:
+        """The token of a cookie made by :meth:`seal`, or None when it was tampered with."""
+        body, _, mac = cookie.rpartition(".")
+        expected = hmac.new(self._key(), body.encode(), hashlib.sha256).hexdigest()
+        if not body or not hmac.compare_digest(mac, expected):
+            return None
+        try:
+            return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode()
+        except ValueError:
+            return None
