@@ -8,6 +8,7 @@ invalid file is answered 422 with every row error at once (``rows``) and nothing
 
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 from pathlib import Path as FilePath
@@ -120,10 +121,19 @@ def create_batch_transfer(
 def create_mass_transfer(
     body: MassTransferRequest, who: Caller = Depends(caller)
 ) -> dict[str, Any]:
-    """Every series in a date range matching the filters."""
+    """Every series in a date range matching the filters (a list, or JSON text of one)."""
+    filters: Any = body.filters
+    if isinstance(filters, str):
+        # The facade reads a string that is not JSON as a file name: never on the service.
+        try:
+            filters = json.loads(filters)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"filters: invalid JSON at line {exc.lineno}") from None
+        if not isinstance(filters, list | dict):
+            raise InputError("filters are a list of objects")
     handle = who.wb.mass_transfer(
         source=body.source, to=body.to, start=body.start, end=body.end,
-        filters=body.filters, granularity=body.granularity, **body.options(),
+        filters=filters, granularity=body.granularity, **body.options(),
     )  # fmt: skip
     return describe_job(handle)
 
