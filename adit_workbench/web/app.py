@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, FastAPI, Request
 
 from ..access import Access
+from ..errors import StoreError
 from ..workbench import Workbench
 from .auth import COOKIE_NAME, Authenticator
 from .errors import error_body, install_error_handlers
@@ -37,6 +39,8 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+
+_AUTH_ATTEMPTS = 6
 
 #: Routes that take a multipart upload; every other body must be JSON.
 MULTIPART_ROUTES = ("/api/jobs/batch_query", "/api/jobs/batch_transfer")
@@ -86,9 +90,18 @@ class Service:
 def caller(request: Request) -> Caller:
     """FastAPI dependency: authenticate the request (runs in the thread pool)."""
     service: Service = request.app.state.service
-    access = service.auth.access_for(
-        request.headers.get("authorization"), request.cookies.get(COOKIE_NAME)
-    )
+    authorization, cookie = request.headers.get("authorization"), request.cookies.get(COOKIE_NAME)
+    for attempt in range(_AUTH_ATTEMPTS):
+        try:
+            access = service.auth.access_for(authorization, cookie)
+            break
+        except StoreError:
+            # Token checks read, then write last use and an audit row: on SQLite a writer
+            # that committed in between makes that upgrade fail at once (SQLITE_BUSY, no
+            # busy wait). Authentication is safe to repeat.
+            if attempt == _AUTH_ATTEMPTS - 1 or not service.database.is_sqlite:
+                raise
+            time.sleep(0.02 * 2**attempt)
     return Caller(access, service.workbench(access))
 
 

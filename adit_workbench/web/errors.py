@@ -80,6 +80,15 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
 
 
 def _workbench_body(exc: WorkbenchError) -> dict[str, Any]:
+    if isinstance(exc, StoreError):
+        # The database's own text may quote a server path or a row's values: never sent.
+        log.warning("database error answered as 409 (%s)", type(exc).__name__)
+        return error_body(
+            "StoreError",
+            "the database could not complete the operation (a conflicting change, or it "
+            "is busy): try again",
+            retriable=True,
+        )
     extra: dict[str, Any] = {}
     attributes = {a: getattr(exc, a) for a in _ATTRIBUTES if hasattr(exc, a)}
     attributes = {k: v for k, v in attributes.items() if isinstance(v, str | int | None)}
