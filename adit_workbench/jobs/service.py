@@ -143,7 +143,8 @@ class JobManager:
             task.status = TaskStatus.PENDING.value
         job.tasks = list(tasks)
         details = {"kind": kind.value, "tasks": len(tasks), "source": job.source}
-        with self.access.audited(f"job.create.{kind.value}", node=job.source, details=details):
+        action = f"job.create.{kind.value}"
+        with self.access.audited(action, node=job.source, details=details) as details:
             with self.database.session() as session:
                 session.add(job)
                 session.flush()
