@@ -124,12 +124,20 @@ def transfer_one(
         list(series_uids) if series_uids else None,
         pseudonymizer=build_pseudonymizer(ctx.settings, ctx.job, pseudonym),
         folder_name=str(params.get("folder_name") or job_folder_name(ctx.job)),
-        archive_password=ctx.job.get("archive_password") or None,
+        archive_password=_archive_password(ctx),
         **choices,
         nifti=bool(ctx.job.get("convert_to_nifti")),
         progress=_progress_callback(ctx, progress_base),
         cancel=ctx.cancel_event,
     )
+
+
+def _archive_password(ctx: TaskContext) -> str | None:
+    """The job's archive password, unsealed here in the worker and nowhere else."""
+    from .sealed import unseal
+
+    stored = ctx.job.get("archive_password")
+    return unseal(ctx.settings, stored) if stored else None
 
 
 def job_folder_name(job: dict[str, Any]) -> str:
