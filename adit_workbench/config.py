@@ -76,6 +76,13 @@ class Settings(BaseSettings):
         description="File holding the pseudonymization master secret. Default: secret.key "
         "in the data dir, created with mode 0600 on first use.",
     )
+    operator: str | None = Field(
+        default=None,
+        description="Name the adit-workbench command signs in as on a shared (PostgreSQL) "
+        "database, where the OS user ($USER) is refused. Set it only in the environment "
+        "of the workbench service's account, beside the database URL; everyone else goes "
+        "through the service (hub token or ADIT_WB_API_TOKEN).",
+    )
 
     # -- the workbench's own DICOM identity ------------------------------------------
     ae_title: str = Field(

@@ -89,7 +89,7 @@ def main() -> None:
         with database.session() as session:
             node_store.add_server(session, ServerSpec("PACS", "PACS", "127.0.0.1", 11112))
             node_store.add_folder(session, FolderSpec("OUT", folder / "out"))
-        access = sign_in(database, Identity(f"bench{os.getpid()}", IdentitySource.LOCAL),
+        access = sign_in(database, Identity(f"bench{os.getpid()}", IdentitySource.SERVICE),
                          embedded=True)  # fmt: skip
         path = write_file(folder / f"batch.{args.format}", args.rows)
         size = path.stat().st_size / 1e6

@@ -1,36 +1,52 @@
 """JupyterHub configuration for a department running adit_workbench.
 
-Start it as root (or a user that may spawn servers for others) in a directory of its own::
+The trust boundary (docs: ``deploy/README.md``): a user's server runs arbitrary code, so
+it gets *only the service URL*. The workbench service (``adit-workbench serve``) and its
+workers (``adit-workbench worker``) are hub-managed services; they alone receive the
+database and Redis URLs, the secret file and every other ``ADIT_WB_*`` setting, and run
+under the service's own OS account when ``ADIT_WB_HUB_SERVICE_USER`` names one. Kernels,
+Voilà dashboards and scripts in user servers call the service with their server's hub
+token (scope ``access:services!service=workbench``, granted to every user below).
+
+Start it as root (so that each user's server runs as that user's own OS account, and the
+service as its own) in a directory of its own::
 
     export JUPYTERHUB_DB_URL=postgresql+psycopg://jhub:SECRET@db.example.org/jupyterhub
-    export ADIT_WB_DATABASE_URL=postgresql+psycopg://workbench:SECRET@db.example.org/workbench
-    export ADIT_WB_REDIS_URL=redis://127.0.0.1:6379/0
+    export ADIT_WB_DATABASE_URL=postgresql+psycopg://wb_service:SECRET@db.example.org/workbench
+    export ADIT_WB_REDIS_URL=redis://:SECRET@127.0.0.1:6379/0
+    export ADIT_WB_DATA_DIR=/srv/adit-workbench ADIT_WB_HUB_SERVICE_USER=adit-wb
     jupyterhub -f jupyter_config/jupyterhub_config.py
 
-JupyterHub is the identity provider: inside a user's server (notebooks, terminals, Voilà
-dashboards) ``aw.connect()`` verifies ``JUPYTERHUB_USER`` with the hub and mirrors the
-user's hub groups into the workbench database on every connect. Manage membership here
-(``load_groups`` below, the hub admin page or the hub API); manage what each group may do
-with ``adit-workbench access grant|perm``.
-
-Environment (all optional except where noted):
+Environment read here (all optional):
 
 ``JUPYTERHUB_DB_URL``
-    The hub's own database; PostgreSQL for production (``postgresql+psycopg://…``, psycopg 3
-    is installed with adit_workbench). Default: ``sqlite:///jupyterhub.sqlite`` in the CWD.
-``ADIT_WB_*``
-    Passed to every user's server, so kernels share one workbench database, queue and
-    secret (``ADIT_WB_DATABASE_URL`` is required for a multi-user hub).
+    The hub's own database; PostgreSQL for production. Default: ``sqlite:///jupyterhub.sqlite``.
+``ADIT_WB_*`` (settings)
+    Passed to the service and the workers only, never to a user's server.
+``ADIT_WB_HUB_URL``
+    Public URL of the hub (default ``http://127.0.0.1:8000``).
+``ADIT_WB_HUB_SERVICE_PORT``
+    Port of the workbench service on 127.0.0.1 (default 10102).
+``ADIT_WB_HUB_SERVICE_URL``
+    The URL user servers use for the service (default: the hub's public URL +
+    ``/services/workbench/``, i.e. through the hub's proxy).
+``ADIT_WB_HUB_WORKERS``
+    Number of ``adit-workbench worker`` services (default 2; 0 with no Redis).
+``ADIT_WB_HUB_SERVICE_USER``
+    OS account that runs the service and the workers and owns the data dir and the
+    secret file (mode 0600). Needs a hub started as root. Default: the hub's own account.
 ``ADIT_WB_HUB_AUTHENTICATOR`` / ``ADIT_WB_HUB_SPAWNER``
-    Default ``pam`` and ``localprocess`` (one system account per user). ``simple``
-    (SimpleLocalProcessSpawner) runs every server as the hub's own user: demos only.
-``ADIT_WB_HUB_DICOMWEB``
-    ``1`` registers the DICOMweb REST service (HubOAuth) at ``/services/dicomweb/``.
+    Default ``pam`` and ``localprocess`` (one OS account per user). ``simple``
+    (SimpleLocalProcessSpawner) runs every server as the hub's own account: demos only,
+    as every user could then read the service's files.
 """
 
 from __future__ import annotations
 
 import os
+import pwd
+import secrets
+import shutil
 import sys
 from pathlib import Path
 
@@ -38,6 +54,7 @@ c = get_config()  # type: ignore[name-defined]  # noqa: F821 (injected by Jupyte
 
 VENV_BIN = Path(sys.executable).parent  # the environment jupyterhub runs from
 env = os.environ.get
+SERVICE = "workbench"
 
 # -- network --------------------------------------------------------------------------
 c.JupyterHub.bind_url = env("ADIT_WB_HUB_URL", "http://127.0.0.1:8000")
@@ -55,11 +72,9 @@ c.JupyterHub.authenticator_class = env("ADIT_WB_HUB_AUTHENTICATOR", "pam")
 c.Authenticator.admin_users = {"admin"}  # hub admins are workbench admins too
 c.Authenticator.allow_existing_users = True  # users added on the admin page may log in
 
-# Example groups. Hub groups become workbench groups on the members' next connect();
-# grant them nodes and permissions with the CLI, e.g.
-#   adit-workbench access grant radiology PACS --source
-#   adit-workbench access grant radiology RESEARCH --destination
-#   adit-workbench access perm add radiology selective_transfer
+# Example groups. Hub groups become workbench groups when their members call the
+# service; grant them nodes and permissions through the service (an admin's notebook,
+# or `adit-workbench access …` with ADIT_WB_SERVICE_URL and an admin's API token).
 c.JupyterHub.load_groups = {
     "radiology": {"users": []},
     "research-students": {"users": []},
@@ -67,7 +82,89 @@ c.JupyterHub.load_groups = {
     "dashboard-users": {"users": []},
 }
 
-# -- single-user servers ---------------------------------------------------------------
+# -- the workbench service and its workers (the trusted side) ---------------------------
+service_port = int(env("ADIT_WB_HUB_SERVICE_PORT", "10102"))
+service_user = env("ADIT_WB_HUB_SERVICE_USER") or None
+data_dir = Path(env("ADIT_WB_DATA_DIR") or Path.cwd() / "adit-workbench-data").absolute()
+secret_file = Path(env("ADIT_WB_SECRET_FILE") or data_dir / "secret.key").absolute()
+
+
+def _prepare_private_files(user: str | None) -> None:
+    """The data dir (0700) and the secret file (0600) exist and belong to the service.
+
+    Done here, before any user's server starts, so that the secret is never created
+    with another owner or a looser mode by whichever process happens to use it first.
+    """
+    uid = gid = -1
+    if user is not None:
+        account = pwd.getpwnam(user)
+        uid, gid = account.pw_uid, account.pw_gid
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    secret_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not secret_file.exists():
+        fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32) + "\n")
+    for path, mode in ((data_dir, 0o700), (secret_file.parent, 0o700), (secret_file, 0o600)):
+        os.chmod(path, mode)
+        if os.geteuid() == 0 and uid != -1:
+            os.chown(path, uid, gid)
+
+
+_prepare_private_files(service_user)
+
+# Everything the trusted side needs; nothing of it reaches a user's server.
+service_env = {k: v for k, v in os.environ.items() if k.startswith("ADIT_WB_")}
+service_env = {k: v for k, v in service_env.items() if not k.startswith("ADIT_WB_HUB_")}
+service_env.update(
+    ADIT_WB_DATA_DIR=str(data_dir),
+    ADIT_WB_SECRET_FILE=str(secret_file),
+    PATH=f"{VENV_BIN}:{env('PATH', '/usr/bin:/bin')}",
+)
+for keep in ("PYTHONPATH", "LANG", "LC_ALL", "TZ"):
+    if env(keep):
+        service_env[keep] = env(keep, "")
+if service_user is not None:
+    service_env["HOME"] = pwd.getpwnam(service_user).pw_dir
+
+ADIT_WORKBENCH = shutil.which("adit-workbench", path=str(VENV_BIN)) or str(
+    VENV_BIN / "adit-workbench"
+)
+managed: dict[str, object] = {"environment": service_env, "cwd": str(data_dir)}
+if service_user is not None:
+    managed["user"] = service_user
+
+c.JupyterHub.services = [
+    {
+        "name": SERVICE,
+        "url": f"http://127.0.0.1:{service_port}",
+        "command": [ADIT_WORKBENCH, "serve", "--host", "127.0.0.1", "--port", str(service_port)],
+        "oauth_no_confirm": True,  # browsers log in to the service with their hub login
+        "display": True,
+        **managed,
+    }
+]
+workers = int(env("ADIT_WB_HUB_WORKERS", "2" if env("ADIT_WB_REDIS_URL") else "0"))
+for number in range(1, workers + 1):
+    c.JupyterHub.services.append(
+        {
+            "name": f"{SERVICE}-worker-{number}",
+            "command": [ADIT_WORKBENCH, "worker", "--name", f"{SERVICE}-worker-{number}"],
+            **managed,
+        }
+    )
+
+# Every user may call the workbench service (what they may do there is decided by the
+# service from their workbench groups and permissions).
+c.JupyterHub.load_roles = [
+    {
+        "name": "user",
+        "description": "Default user role, plus access to the workbench service",
+        "scopes": ["self", f"access:services!service={SERVICE}"],
+    },
+]
+
+# -- single-user servers (the untrusted side) ------------------------------------------
 c.JupyterHub.spawner_class = env("ADIT_WB_HUB_SPAWNER", "localprocess")
 # An absolute path: the hub's PATH lacks the venv's bin/ unless it was activated.
 c.Spawner.cmd = [str(VENV_BIN / "jupyterhub-singleuser")]
@@ -76,14 +173,18 @@ if os.geteuid() == 0 and c.JupyterHub.spawner_class == "simple":
 c.Spawner.default_url = "/lab"
 c.Spawner.start_timeout = 60
 c.Spawner.http_timeout = 60
-# One workbench for everybody: the database, queue and secret settings reach every kernel.
-c.Spawner.environment = {k: v for k, v in os.environ.items() if k.startswith("ADIT_WB_")}
-# The server token already identifies the user (name, admin flag, groups: what
-# aw.connect() asks /hub/api/user for); the service scope lets kernels call the REST API.
+# Of the hub's own environment (which holds the settings above) only these pass on.
+c.Spawner.env_keep = ["PATH", "PYTHONPATH", "LANG", "LC_ALL", "TZ", "JUPYTERHUB_SINGLEUSER_APP"]
+public_url = str(c.JupyterHub.bind_url).rstrip("/")
+# Only where the service is: aw.connect() there returns the workbench backed by it.
+c.Spawner.environment = {
+    "ADIT_WB_SERVICE_URL": env("ADIT_WB_HUB_SERVICE_URL", f"{public_url}/services/{SERVICE}/")
+}
+# The server token identifies the user to the service; the scope lets kernels call it.
 c.Spawner.server_token_scopes = [
     "users:activity!user",
     "access:servers!server",
-    "access:services!service=dicomweb",
+    f"access:services!service={SERVICE}",
 ]
 
 
@@ -100,31 +201,5 @@ c.Spawner.pre_spawn_hook = pre_spawn_hook
 # so every user's server renders dashboards at /user/<name>/voila/render/<notebook>,
 # behind the hub's login and with the user's identity. (A hub-managed Voilà *service*
 # would be public and have no per-user identity: do not use one for PHI.)
-
-# -- services -----------------------------------------------------------------------------
-c.JupyterHub.services = []
-c.JupyterHub.load_roles = []
-if env("ADIT_WB_HUB_DICOMWEB") == "1":
-    # The DICOMweb REST service (QIDO/WADO/STOW): browsers via HubOAuth, scripts via
-    # workbench API tokens (adit-workbench tokens create). Access is checked again inside
-    # the service by the workbench's own groups and permissions.
-    c.JupyterHub.services.append(
-        {
-            "name": "dicomweb",
-            "url": env("ADIT_WB_DICOMWEB_URL", "http://127.0.0.1:10101"),
-            "command": [sys.executable, "-m", "adit_workbench.web"],
-            "environment": dict(c.Spawner.environment),
-            "oauth_no_confirm": True,
-            "display": True,
-        }
-    )
-    # The default user role lacks access to services: grant it to the groups that may.
-    c.JupyterHub.load_roles.append(
-        {
-            "name": "dicomweb-users",
-            "scopes": ["access:services!service=dicomweb"],
-            "groups": ["radiology", "research-students"],
-        }
-    )
 
 c.JupyterHub.cleanup_servers = True

@@ -2,7 +2,7 @@
 
 Every entry point (facade, CLI, widgets, REST service, workers) checks here::
 
-    identity = resolve_identity()                  # hub user (verified) or local OS user
+    identity = resolve_identity()                  # hub user (verified), operator or OS user
     access = sign_in(database, identity, embedded=settings.is_embedded_database)
     access.require(Permission.BATCH_QUERY)         # PermissionDenied + audit row if missing
     access.require_node("PACS", "source")          # NodeAccessDenied + audit row if missing
@@ -18,7 +18,14 @@ from __future__ import annotations
 from .admin import AccessAdmin, GroupInfo, UserInfo
 from .audit import AuditRecord, Outcome
 from .control import Access, UserProfile
-from .identity import Identity, IdentitySource, hub_identity, local_identity, resolve_identity
+from .identity import (
+    Identity,
+    IdentitySource,
+    hub_identity,
+    local_identity,
+    operator_identity,
+    resolve_identity,
+)
 from .permissions import APP_PERMISSIONS, NodeRole, Permission
 from .site import SiteStatus
 from .sync import ADMINS_GROUP, sign_in
@@ -45,6 +52,7 @@ __all__ = [
     "authenticate_token",
     "hub_identity",
     "local_identity",
+    "operator_identity",
     "resolve_identity",
     "sign_in",
 ]

@@ -1,4 +1,14 @@
-"""Who is calling: a JupyterHub user (verified with the hub) or the local OS user.
+"""Who is calling: a JupyterHub user (verified with the hub), the local OS user, or the
+workbench's own operator on the service's account.
+
+The local OS user (``$USER``) is only a claim the calling process makes about itself, so
+it is accepted only where there is nothing to protect from that process: the embedded
+single-user SQLite database (:func:`~adit_workbench.access.sign_in` refuses it on a
+shared database). On a shared database people reach the workbench through the service
+(a hub token or a workbench API token), and the service's own account signs in as the
+*operator* named by the ``ADIT_WB_OPERATOR`` setting, which exists only in the service's
+environment beside the database credentials (whoever can read it can read the database
+password too, so it grants nothing new).
 
 This module reads the ``JUPYTERHUB_*`` environment variables itself instead of taking
 them from :class:`~adit_workbench.config.Settings`: JupyterHub sets them for each
@@ -26,6 +36,7 @@ __all__ = [
     "IdentitySource",
     "hub_identity",
     "local_identity",
+    "operator_identity",
     "resolve_identity",
 ]
 
@@ -38,6 +49,9 @@ class IdentitySource(StrEnum):
 
     JUPYTERHUB = "jupyterhub"
     LOCAL = "local"
+    #: Established by server-side code: the service's operator account, or the service
+    #: acting for a user it authenticated itself. Never derived from a client's claim.
+    SERVICE = "service"
 
 
 @dataclass(frozen=True)
@@ -57,6 +71,17 @@ def local_identity() -> Identity:
     except (KeyError, OSError) as exc:  # a uid with no passwd entry and no $USER
         raise ConfigurationError("cannot tell the local user name (set USER)") from exc
     return Identity(name=name, source=IdentitySource.LOCAL)
+
+
+def operator_identity(name: str) -> Identity:
+    """The workbench operator: server-side code only (the service's account, ``hub start``).
+
+    Use it for commands run where the database credentials live; it is trusted on a
+    shared database because reaching that database already takes those credentials.
+    """
+    if not name or not name.isprintable() or len(name) > 150:
+        raise ConfigurationError("the operator name must be 1-150 printable characters")
+    return Identity(name=name, source=IdentitySource.SERVICE)
 
 
 def hub_identity(api_url: str, token: str, *, timeout: float = HUB_TIMEOUT) -> Identity:
@@ -95,8 +120,11 @@ def hub_identity(api_url: str, token: str, *, timeout: float = HUB_TIMEOUT) -> I
     )
 
 
-def resolve_identity(environ: Mapping[str, str] | None = None) -> Identity:
-    """The identity of this process: the hub user when running under JupyterHub, else local.
+def resolve_identity(
+    environ: Mapping[str, str] | None = None, *, operator: str | None = None
+) -> Identity:
+    """The identity of this process: the hub user when running under JupyterHub, else the
+    operator (``operator``, by default the ``ADIT_WB_OPERATOR`` setting) when set, else local.
 
     Under a hub (``JUPYTERHUB_USER`` set) the claim is verified with
     ``JUPYTERHUB_API_TOKEN`` at ``JUPYTERHUB_API_URL``; a missing token or a token of
@@ -106,7 +134,11 @@ def resolve_identity(environ: Mapping[str, str] | None = None) -> Identity:
     env = os.environ if environ is None else environ
     claimed = env.get("JUPYTERHUB_USER")
     if not claimed:
-        return local_identity()
+        if operator is None and environ is None:
+            from ..config import get_settings
+
+            operator = get_settings().operator
+        return operator_identity(operator) if operator else local_identity()
     api_url, token = env.get("JUPYTERHUB_API_URL"), env.get("JUPYTERHUB_API_TOKEN")
     if not api_url or not token:
         raise PermissionDenied(

@@ -5,10 +5,14 @@ Membership is managed in one place. For a hub user that place is JupyterHub: on 
 created empty; an admin then grants them nodes and permissions). Local users' groups are
 managed with the CLI.
 
+A local identity (the OS user, ``$USER``) is the calling process's own claim: it is
+accepted on SQLite (the embedded single-user database) and refused on a shared database,
+which people reach through the workbench service instead.
+
 Bootstrap: the user of an embedded database is its admin (member of the ``admins`` group,
-which holds every permission). On a shared database the first *local* user to sign in
-while nobody is admin becomes admin, so that a fresh deployment can be set up from the
-command line; hub admins are admins through the hub's flag.
+which holds every permission). On a shared database the first operator (or, on SQLite,
+local user) to sign in while nobody is admin becomes admin, so that a fresh deployment
+can be set up from the service's account; hub admins are admins through the hub's flag.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from ..errors import StoreError
+from ..errors import PermissionDenied, StoreError
 from ..store import Database
 from ..store.access import Group, GroupPermission, Membership, User
 from ..store.models import utcnow
@@ -42,7 +46,19 @@ def sign_in(database: Database, identity: Identity, *, embedded: bool) -> Access
         A verified identity (:func:`~adit_workbench.access.resolve_identity`).
     embedded:
         True for the embedded per-user database, whose user is always its admin.
+
+    Raises
+    ------
+    PermissionDenied
+        A local (OS user) identity on a shared database.
     """
+    if identity.source is IdentitySource.LOCAL and not database.is_sqlite:
+        raise PermissionDenied(
+            f"the OS user {identity.name!r} is not an identity on a shared database: "
+            "go through the workbench service (set ADIT_WB_SERVICE_URL and "
+            "ADIT_WB_API_TOKEN, or work in a notebook on the hub); on the service's own "
+            "account set ADIT_WB_OPERATOR"
+        )
     # Two kernels of one user connecting at once may both create a group or the user;
     # the loser's unique violation is resolved by simply doing it again.
     for attempt in range(3):

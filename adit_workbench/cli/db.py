@@ -1,4 +1,5 @@
-"""``adit-workbench db``: the schema revision of the database, and upgrading it.
+"""``adit-workbench db``: the schema revision of the database, upgrading it, and granting
+the service's database role (see :mod:`adit_workbench.store.roles`).
 
 The embedded SQLite file is upgraded whenever the workbench opens it; a shared
 PostgreSQL database is upgraded only here, by its admin, so that a new version of the
@@ -61,3 +62,28 @@ def current() -> None:
         click.echo(
             f"{where}: {revision or '(empty)'} (head is {head}: run `adit-workbench db upgrade`)"
         )
+
+
+@db_group.command("grant-service-role")
+@click.argument("role")
+def grant_service_role_cmd(role: str) -> None:
+    """Give ROLE the workbench service's privileges on a shared PostgreSQL database.
+
+    Run as the role that owns the tables (the one that runs `db upgrade`), after each
+    upgrade. ROLE gets SELECT/INSERT/UPDATE/DELETE on the application tables and only
+    SELECT/INSERT on the audit log; as it owns nothing it cannot disable the audit
+    triggers. Put ROLE's credentials (not the owner's) in the service's and the
+    workers' ADIT_WB_DATABASE_URL.
+    """
+    from ..store.roles import grant_service_role
+
+    database = _database()
+    try:
+        grants = grant_service_role(database, role)
+    finally:
+        database.dispose()
+    click.echo(
+        f"{database.url_for_display}: {grants.role} may read and write "
+        f"{len(grants.tables) - 2} tables of schema {grants.schema}, only insert into "
+        f"{grants.audit_table}, and owns none (owner: {grants.owner})"
+    )

@@ -1,35 +1,29 @@
 """``adit-workbench transfer``: copy a study (or some series) from one node to another.
 
-Nodes are resolved through the workbench facade, so the user's source and destination
-roles are checked and the transfer is audited like every other entry point. Giving a
-pseudonym, a trial ID or name, or ``--pseudonymize`` pseudonymizes with the ADIT
-profile under the site's master secret. Prints one line per outcome: what was
-delivered, what was skipped or left out, and where it went.
+One operation, one code path: the command creates a *selective-transfer job* through
+the workbench facade (:meth:`~adit_workbench.workbench.Workbench.transfer`), exactly as
+a notebook's ``wb.transfer(...)`` or a dashboard does. So the transfer permission, the
+source and destination roles and the unpseudonymized-transfer permission are checked,
+the job and its task are stored and audited, and the study is pseudonymized with the
+project's key (``project_key(master, project)``) and the job profile: the same study
+with the same pseudonym gives the same files here and in a batch-transfer job.
+
+By default the command waits and shows progress (on the embedded defaults the task runs
+in this process); ``--no-wait`` only queues it for ``adit-workbench worker``. Prints the
+job id on stdout, then the job's and the task's outcome.
 """
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
 
 from ..errors import InputError
 from . import app
+from ._common import open_workbench
 
 __all__ = ["transfer_cmd"]
-
-
-def _progress_printer(enabled: bool) -> Any:
-    if not enabled:
-        return None
-
-    def show(p: Any) -> None:
-        mb = p.bytes_done / 1e6
-        click.echo(f"\r{p.instances_done}/{p.instances_total} instances, {mb:.1f} MB",
-                   nl=False, err=True)  # fmt: skip
-
-    return show
 
 
 @app.command("transfer")
@@ -37,11 +31,20 @@ def _progress_printer(enabled: bool) -> Any:
 @click.option("--to", "destination_name", required=True, help="Destination node name.")
 @click.option("--study", "study_uid", required=True, help="StudyInstanceUID.")
 @click.option("--series", "series_uids", multiple=True, help="SeriesInstanceUID (repeatable).")
+@click.option("--patient-id", default="", help="PatientID of the study (recorded on the task).")
 @click.option("--pseudonym", help="Write this pseudonym as PatientID and PatientName.")
-@click.option("--trial-id", help="ClinicalTrialProtocolID to write.")
-@click.option("--trial-name", help="ClinicalTrialProtocolName to write.")
+@click.option("--trial-id", default="", help="ClinicalTrialProtocolID to write.")
+@click.option("--trial-name", default="", help="ClinicalTrialProtocolName to write.")
+@click.option("--project", "project_name", default="", help="Project (its pseudonymization key).")
 @click.option(
-    "--pseudonymize", is_flag=True, help="Pseudonymize with a pseudonym derived from the key."
+    "--pseudonymize/--no-pseudonymize",
+    default=True,
+    show_default=True,
+    help="Pseudonymize (the default, as for every job); --no-pseudonymize needs the "
+    "transfer_unpseudonymized permission.",
+)
+@click.option(
+    "--deid-option", "deid_options", multiple=True, help="Pseudonymization option (repeatable)."
 )
 @click.option(
     "--via",
@@ -57,79 +60,70 @@ def _progress_printer(enabled: bool) -> Any:
     "ADIT_WB_ARCHIVE_PASSWORD, which keeps it out of the process list).",
 )
 @click.option("--nifti", is_flag=True, help="Folder destination: convert to NIfTI (dcm2niix).")
-@click.option("--folder-name", help="Job folder inside a folder destination.")
+@click.option("--folder-name", help="Job folder inside a folder destination (default: ADIT's).")
 @click.option("--exclude-modality", "exclude", multiple=True, help="Leave out (repeatable).")
-@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+@click.option("--urgent", is_flag=True, help="Urgent priority (needs the permission).")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait, show progress.")
 def transfer_cmd(
     source_name: str,
     destination_name: str,
     study_uid: str,
     series_uids: tuple[str, ...],
+    patient_id: str,
     pseudonym: str | None,
-    trial_id: str | None,
-    trial_name: str | None,
+    trial_id: str,
+    trial_name: str,
+    project_name: str,
     pseudonymize: bool,
+    deid_options: tuple[str, ...],
     via: str,
     archive_password: str | None,
     nifti: bool,
     folder_name: str | None,
     exclude: tuple[str, ...],
-    quiet: bool,
+    urgent: bool,
+    wait: bool,
 ) -> int:
-    """Transfer a study from --from to --to, pseudonymized if asked; print the outcome."""
-    from ..deid import Profile, Pseudonymizer
-    from ..transfer import TransferStatus, transfer_study
-    from ..workbench import connect_local as connect
-
+    """Transfer a study from --from to --to as a selective-transfer job; print the outcome."""
     if archive_password is not None and not archive_password:
         raise InputError("--archive-password must not be empty")
-    wb = connect()
-    source = wb.node(source_name)
-    destination = wb.node(destination_name)
-    pseudonymizer = None
-    if pseudonymize or pseudonym or trial_id or trial_name:
-        profile = Profile.adit(
-            pseudonym,
-            trial_id=trial_id,
-            trial_name=trial_name,
-            burned_in_policy=wb.settings.burned_in_policy,
-            pseudonym_prefix=wb.settings.pseudonym_prefix,
-            pseudonym_length=wb.settings.pseudonym_length,
-        )
-        pseudonymizer = Pseudonymizer(wb.settings.master_secret(), profile)
-    show = _progress_printer(not quiet and sys.stderr.isatty())
-    try:
-        result = transfer_study(
-            source,
-            destination,
-            study_uid,
-            list(series_uids) or None,
-            via=via,
-            pseudonymizer=pseudonymizer,
-            exclude_modalities=[m.upper() for m in exclude] if exclude else None,
-            folder_name=folder_name,
-            archive_password=archive_password,
-            nifti=nifti,
-            progress=show,
-            settings=wb.settings,
-        )
-    finally:
-        if show is not None:
-            click.echo("", err=True)
-        wb.close()
-    size = f"{result.bytes / 1e6:.1f} MB"
-    click.echo(
-        f"{result.status.value}: {result.delivered} of {result.expected} instances "
-        f"delivered to {result.where} (via {result.via}, {size})"
+    if pseudonym and not pseudonymize:
+        raise InputError("--pseudonym needs pseudonymization (drop --no-pseudonymize)")
+    studies: list[Any] = (
+        [(patient_id, study_uid, uid) for uid in series_uids]
+        if series_uids
+        else [(patient_id, study_uid)]
     )
-    for count, what in (
-        (result.skipped, "already there"),
-        (result.excluded, "excluded by modality"),
-        (result.refused, "refused (may carry burned-in text)"),
-        (result.missing, "missing"),
-    ):
-        if count:
-            click.echo(f"  {count} {what}")
-    if result.message:
-        click.echo(f"  {result.message}")
-    return 0 if result.status is not TransferStatus.FAILURE else 1
+    # Transfer-layer choices travel in the job's params, so a worker applies them too.
+    params: dict[str, Any] = {"via": via.lower()}
+    if exclude:
+        params["exclude_modalities"] = sorted({m.upper() for m in exclude})
+    if folder_name:
+        params["folder_name"] = folder_name
+    wb = open_workbench()
+    job = wb.transfer(
+        studies,
+        source=source_name,
+        to=destination_name,
+        pseudonym=pseudonym,
+        pseudonymize=pseudonymize,
+        trial_protocol_id=trial_id,
+        trial_protocol_name=trial_name,
+        project_name=project_name,
+        deid_options=list(deid_options),
+        archive_password=archive_password,
+        convert_to_nifti=nifti,
+        urgent=urgent,
+        params=params,
+    )
+    click.echo(str(job.id))
+    if not wait:
+        click.echo(f"job {job.id}: queued (adit-workbench jobs show {job.id})", err=True)
+        return 0
+    job.wait(progress=True, raise_on_failure=False)
+    click.echo(f"job {job.id}: {job.status}: {job.message}", err=True)
+    tasks = job.tasks
+    for message in tasks["message"] if not tasks.empty else ():
+        if message:
+            click.echo(f"  {message}")
+    return 1 if job.status in ("FAILURE", "CANCELED") else 0

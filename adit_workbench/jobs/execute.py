@@ -110,18 +110,34 @@ def transfer_one(
     if ctx.job.get("has_archive_password") and not ctx.job.get("archive_password"):
         # Never fall back to an unprotected copy.
         raise InputError("the archive password is gone (the job ended); give it again")
+    # Transfer-layer choices a job may carry (the CLI's --via, --exclude-modality, …).
+    params = ctx.job.get("params") or {}
+    choices: dict[str, Any] = {}
+    if params.get("via", "auto") != "auto":
+        choices["via"] = str(params["via"])
+    if params.get("exclude_modalities"):
+        choices["exclude_modalities"] = list(params["exclude_modalities"])
     return _transfer_function()(
         source,
         destination,
         study_uid,
         list(series_uids) if series_uids else None,
         pseudonymizer=build_pseudonymizer(ctx.settings, ctx.job, pseudonym),
-        folder_name=job_folder_name(ctx.job),
-        archive_password=ctx.job.get("archive_password") or None,
+        folder_name=str(params.get("folder_name") or job_folder_name(ctx.job)),
+        archive_password=_archive_password(ctx),
+        **choices,
         nifti=bool(ctx.job.get("convert_to_nifti")),
         progress=_progress_callback(ctx, progress_base),
         cancel=ctx.cancel_event,
     )
+
+
+def _archive_password(ctx: TaskContext) -> str | None:
+    """The job's archive password, unsealed here in the worker and nowhere else."""
+    from .sealed import unseal
+
+    stored = ctx.job.get("archive_password")
+    return unseal(ctx.settings, stored) if stored else None
 
 
 def job_folder_name(job: dict[str, Any]) -> str:

@@ -22,6 +22,7 @@ from . import defaults
 from .claim import write_session
 from .queue import InlineBackend, QueueBackend, RQBackend
 from .runner import after_task, cancel_local, task_timeout
+from .sealed import seal
 from .status import FINAL_TASK_STATUSES, JobKind, JobStatus, TaskStatus, priority
 
 if TYPE_CHECKING:
@@ -139,11 +140,13 @@ class JobManager:
         job.status = (JobStatus.PENDING if verified else JobStatus.UNVERIFIED).value
         if job.archive_password:
             job.has_archive_password = True
+            job.archive_password = seal(self.settings, job.archive_password)
         for task in tasks:
             task.status = TaskStatus.PENDING.value
         job.tasks = list(tasks)
         details = {"kind": kind.value, "tasks": len(tasks), "source": job.source}
-        with self.access.audited(f"job.create.{kind.value}", node=job.source, details=details):
+        action = f"job.create.{kind.value}"
+        with self.access.audited(action, node=job.source, details=details) as details:
             with self.database.session() as session:
                 session.add(job)
                 session.flush()
@@ -395,7 +398,7 @@ class JobManager:
                         status=JobStatus.PENDING.value,
                         ended=None,
                         mail_sent=False,
-                        **({"archive_password": password} if password else {}),
+                        **({"archive_password": seal(self.settings, password)} if password else {}),
                     )
                     .execution_options(synchronize_session=False)
                 )

@@ -4,11 +4,22 @@ RQ imports :func:`process_task` by name in each work-horse (a fork per job by de
 so it takes only the task id and the queue prefix: the database and settings come from
 the worker's own environment, never through Redis (no credentials in queue entries).
 Each worker process also runs a :class:`~.sweeper.Sweeper`; several sweepers are safe.
+
+Workers execute only the project's task function. Redis is shared, and whoever can reach
+it can enqueue a job naming any importable callable (``os.system``) or carrying a pickle
+that runs code while it is read. So the worker reads job payloads with
+:class:`PlainDataSerializer` (a pickle may hold only plain data: no class or function is
+ever looked up) and refuses, before running anything, every job that names another
+callable, an instance, callbacks, or arguments of the wrong shape: such a job is marked
+failed with the reason (:func:`refusal`).
 """
 
 from __future__ import annotations
 
+import io
 import logging
+import pickle
+import re
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -18,9 +29,87 @@ from .queue import RQBackend, queue_names
 if TYPE_CHECKING:
     from ..store import Database
 
-__all__ = ["process_task", "run_worker"]
+__all__ = ["TASK_FUNCTION", "PlainDataSerializer", "process_task", "refusal", "run_worker"]
 
 log = logging.getLogger(__name__)
+
+#: The one callable a worker runs (what :class:`~.queue.RQBackend` enqueues).
+TASK_FUNCTION = "adit_workbench.jobs.worker.process_task"
+
+_PREFIX = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        # Every code-running pickle needs a global (a class or function) first.
+        raise pickle.UnpicklingError(f"job payload refers to {module}.{name}")
+
+
+class PlainDataSerializer:
+    """RQ serializer: writes pickles (as RQ's default does) and reads only plain data.
+
+    Queue entries hold ``(function name, None, (task id, prefix), {})``: strings, numbers,
+    tuples and dicts, which need no global; a payload naming any class or function fails
+    to load instead of running it (the "restricting globals" recipe of :mod:`pickle`).
+    """
+
+    @staticmethod
+    def dumps(obj: Any) -> bytes:
+        """Pickle ``obj`` (plain data in practice)."""
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @staticmethod
+    def loads(data: bytes) -> Any:
+        """Unpickle ``data``, refusing every global it names."""
+        return _PlainUnpickler(io.BytesIO(data)).load()
+
+
+def refusal(job: Any) -> str | None:
+    """Why a worker must not run ``job`` (an RQ job), or None for a task of this project."""
+    from rq.exceptions import DeserializationError
+
+    try:
+        name, instance, args, kwargs = job.func_name, job.instance, job.args, job.kwargs
+    except (DeserializationError, pickle.UnpicklingError, ValueError, TypeError):
+        name = None
+    # RQ keeps a meta it could not read as {"unserialized": raw bytes}.
+    if name is None or "unserialized" in (job.meta or {}):
+        return "refused: its payload is not plain data (workers run only the project's task)"
+    if name != TASK_FUNCTION or instance is not None:
+        return f"refused: it names {name!r}; workers run only {TASK_FUNCTION}"
+    callbacks = ("success", "failure", "stopped")
+    if any(getattr(job, f"_{which}_callback_name", None) for which in callbacks):
+        return "refused: it carries callbacks; workers run only the project's task"
+    shape_ok = (
+        len(args) in (1, 2)
+        and isinstance(args[0], int)
+        and not isinstance(args[0], bool)
+        and (len(args) == 1 or (isinstance(args[1], str) and _PREFIX.fullmatch(args[1])))
+        and not kwargs
+    )
+    if not shape_ok:
+        return "refused: a task takes (task id, queue prefix) and nothing else"
+    return None
+
+
+def _worker_class(simple: bool) -> Any:
+    """RQ's Worker (or SimpleWorker) that refuses every job :func:`refusal` names."""
+    from rq import SimpleWorker, Worker
+
+    base: Any = SimpleWorker if simple else Worker
+
+    class TaskWorker(base):
+        def execute_job(self, job: Any, queue: Any) -> None:
+            reason = refusal(job)
+            if reason is None:
+                super().execute_job(job, queue)
+                return
+            log.warning("job %s on %s %s", job.id, queue.name, reason)
+            self.prepare_execution(job)
+            self.handle_job_failure(job, queue, exc_string=reason)
+            self.set_state("idle")
+
+    return TaskWorker
 
 
 @lru_cache(maxsize=1)
@@ -62,15 +151,19 @@ def run_worker(
 
     ``simple`` runs jobs in this process (rq's SimpleWorker) instead of a fork per job.
     """
-    from rq import Queue, SimpleWorker, Worker
+    from rq import Queue
 
     from .sweeper import Sweeper, sweep
 
     backend = RQBackend(redis_url, prefix=prefix)
     database = _database()
-    queues = [Queue(n, connection=backend.connection) for n in queue_names(prefix)]
-    cls: Any = SimpleWorker if simple else Worker
-    worker = cls(queues, connection=backend.connection, name=name)
+    serializer = PlainDataSerializer
+    queues = [
+        Queue(n, connection=backend.connection, serializer=serializer) for n in queue_names(prefix)
+    ]
+    worker = _worker_class(simple)(
+        queues, connection=backend.connection, name=name, serializer=serializer
+    )
     sweep(database, backend, stale_after=stale_after)
     sweeper = Sweeper(database, backend, interval=sweep_interval, stale_after=stale_after)
     sweeper.start()

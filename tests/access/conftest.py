@@ -31,7 +31,7 @@ def database(database_url: str) -> Iterator[Database]:
 @pytest.fixture
 def admin(database: Database) -> Access:
     """A local admin (the first local user of a shared database is bootstrapped as admin)."""
-    return sign_in(database, Identity("boss", IdentitySource.LOCAL), embedded=False)
+    return sign_in(database, Identity("boss", IdentitySource.SERVICE), embedded=False)
 
 
 @pytest.fixture

@@ -1,7 +1,9 @@
 """``adit-workbench access | users | tokens | audit`` on SQLite and PostgreSQL.
 
-The CLI's user is the OS user. On a shared database the first local user is bootstrapped
-as admin; with another admin already present the OS user is an ordinary user.
+The CLI's user is the OS user on SQLite. On PostgreSQL (shared) the OS user is refused
+and the CLI signs in as the operator (``ADIT_WB_OPERATOR``, here the OS user's name, as on
+the service's own account). The first of them is bootstrapped as admin; with another admin
+already present it is an ordinary user.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ ME = getpass.getuser()
 def cli(database: Database, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
     """The CLI pointed at this test's database (a shared one, not embedded)."""
     monkeypatch.setenv("ADIT_WB_DATABASE_URL", database.engine.url.render_as_string(False))
+    if not database.is_sqlite:
+        monkeypatch.setenv("ADIT_WB_OPERATOR", ME)
     get_settings.cache_clear()
     _common.reset()
     yield database
@@ -93,8 +97,8 @@ def test_maintenance_and_audit_export(
 
 @pytest.fixture
 def not_admin(cli: Database) -> Access:
-    """Someone else is admin already, so the OS user is an ordinary user."""
-    return sign_in(cli, Identity("boss", IdentitySource.LOCAL), embedded=False)
+    """Someone else is admin already, so the CLI's user is an ordinary user."""
+    return sign_in(cli, Identity("boss", IdentitySource.SERVICE), embedded=False)
 
 
 ADMIN_COMMANDS = [
@@ -149,3 +153,31 @@ def test_ordinary_user_tokens_need_rest_api(
     not_admin.admin.add_permission("api", "rest_api")
     not_admin.admin.set_members("api", [ME])
     assert run(capsys, "tokens", "create")[0] == 0
+
+
+ON_POSTGRES = pytest.mark.parametrize(
+    "database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
+
+
+@ON_POSTGRES
+def test_os_user_on_a_shared_database_is_refused(
+    cli: Database, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``USER=root adit-workbench access perm add …``: $USER is a claim, not an identity."""
+    monkeypatch.delenv("ADIT_WB_OPERATOR")
+    get_settings.cache_clear()
+    for var in ("LOGNAME", "LNAME", "USERNAME", "JUPYTERHUB_USER"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("USER", "root")
+    with cli.engine.connect() as conn:
+        before = [tuple(r) for r in conn.exec_driver_sql("SELECT * FROM audit_event ORDER BY id")]
+    code, out, err = run(capsys, "access", "perm", "add", "g", "admin")
+    assert code == 1 and out == ""
+    assert "'root' is not an identity on a shared database" in err
+    assert "ADIT_WB_SERVICE_URL" in err and "ADIT_WB_API_TOKEN" in err
+    with cli.engine.connect() as conn:
+        users = conn.exec_driver_sql("SELECT count(*) FROM app_user").scalar()
+        groups = conn.exec_driver_sql("SELECT count(*) FROM app_group").scalar()
+        after = [tuple(r) for r in conn.exec_driver_sql("SELECT * FROM audit_event ORDER BY id")]
+    assert (users, groups) == (0, 0) and after == before

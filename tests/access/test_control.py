@@ -21,11 +21,12 @@ def test_admin_bootstrap_holds_every_permission(admin: Access) -> None:
 def test_second_local_user_is_not_admin(admin: Access, database: Database) -> None:
     from adit_workbench.access import Identity, IdentitySource, sign_in
 
-    other = sign_in(database, Identity("carol", IdentitySource.LOCAL), embedded=False)
+    other = sign_in(database, Identity("carol", IdentitySource.SERVICE), embedded=False)
     assert other.permissions() == frozenset()
     assert other.visible_nodes() == []
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # embedded means SQLite
 def test_embedded_user_is_admin_even_when_others_are(admin: Access, database: Database) -> None:
     from adit_workbench.access import Identity, IdentitySource, sign_in
 
@@ -179,6 +180,6 @@ def test_groups_and_users_listing(admin: Access, hub_user: HubUser) -> None:
     [radiology] = [g for g in admin.admin.groups() if g.name == "radiology"]
     assert radiology.users == ("alice",) and radiology.permissions == ("explorer",)
     users = {u.name: u for u in admin.admin.users()}
-    assert users["boss"].admin and users["boss"].source == "local"
+    assert users["boss"].admin and users["boss"].source == "service"
     assert not users["alice"].admin and users["alice"].groups == ("radiology",)
     assert users["alice"].source == "jupyterhub"

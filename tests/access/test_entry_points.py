@@ -136,7 +136,12 @@ def test_failed_operation_is_audited_as_failed(admin: Access, bob_wb: Workbench)
 def test_workbench_without_access_resolves_the_caller(
     settings: Settings, database: Database
 ) -> None:
-    """No unchecked construction: the OS user signs in (admin of an embedded database)."""
+    """No unchecked construction: the OS user signs in on SQLite (admin of an embedded
+    database) and is refused on a shared PostgreSQL database."""
+    if not database.is_sqlite:
+        with pytest.raises(PermissionDenied, match="go through the workbench service"):
+            Workbench(settings, database)
+        return
     wb = Workbench(settings, database)
     assert wb.user and wb.access.is_admin
 

@@ -87,3 +87,30 @@ def test_unreachable_hub_is_a_configuration_error() -> None:
     env = _env(f"http://127.0.0.1:{free_port()}/hub/api", "alice", "tok-alice")
     with pytest.raises(ConfigurationError, match="unreachable"):
         resolve_identity(env)
+
+
+def test_the_operator_setting_names_a_service_identity() -> None:
+    identity = resolve_identity({}, operator="ops")
+    assert identity.name == "ops" and identity.source is IdentitySource.SERVICE
+    # Under a hub the hub user wins: the operator setting never reaches user servers.
+    with pytest.raises(PermissionDenied):
+        resolve_identity({"JUPYTERHUB_USER": "alice"}, operator="ops")
+
+
+def test_local_identity_only_on_sqlite(database_url: str) -> None:
+    from adit_workbench.access import Identity, sign_in
+    from adit_workbench.store import Database
+
+    database = Database(database_url)
+    database.upgrade()
+    try:
+        me = Identity("me", IdentitySource.LOCAL)
+        if database.is_sqlite:
+            assert sign_in(database, me, embedded=False).is_admin
+        else:
+            with pytest.raises(PermissionDenied, match="not an identity on a shared database"):
+                sign_in(database, me, embedded=False)
+            ops = sign_in(database, Identity("ops", IdentitySource.SERVICE), embedded=False)
+            assert ops.is_admin  # the first operator of a fresh shared database
+    finally:
+        database.dispose()

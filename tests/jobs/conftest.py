@@ -90,7 +90,7 @@ def database(
 @pytest.fixture
 def admin(database: Database) -> Access:
     """The local admin (first local user of a shared database)."""
-    return sign_in(database, Identity("boss", IdentitySource.LOCAL), embedded=False)
+    return sign_in(database, Identity("boss", IdentitySource.SERVICE), embedded=False)
 
 
 @pytest.fixture

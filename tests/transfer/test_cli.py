@@ -1,4 +1,4 @@
-"""``adit-workbench transfer`` end to end: nodes resolved through the facade."""
+"""``adit-workbench transfer`` end to end: a selective-transfer job through the facade."""
 
 from __future__ import annotations
 
@@ -49,13 +49,19 @@ def test_cli_pseudonymized_to_a_folder(
             "--pseudonym", "SUBJ-9", "--trial-id", "T9", "--via", "cget",
             "--folder-name", "cli-job"]  # fmt: skip
     assert main(args) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    job_id = int(out.splitlines()[0])
+    assert f"job {job_id}: SUCCESS" in err
     root = (tmp_path / "out" / "cli-job").resolve()
-    assert f"SUCCESS: 6 of 6 instances delivered to {root} (via cget" in out
     files = dicom_files(root)
     assert len(files) == 6 and {p.relative_to(root).parts[0] for p in files} == {"SUBJ-9"}
+    # A job like any other: its row, its owner, its audit row.
+    job = wb.jobs.get(job_id)
+    assert job.kind == "selective_transfer" and job.summary()["owner"] == wb.user
+    assert any(e.details.get("job") == job_id for e in wb.access.admin.audit_events())
     assert main(args) == 0
-    assert "6 already there" in capsys.readouterr().out
+    assert "SUCCESS" in capsys.readouterr().err
+    assert len(dicom_files(root)) == 6
 
 
 def test_cli_archive_series_and_server(
@@ -68,19 +74,21 @@ def test_cli_archive_series_and_server(
 ) -> None:
     series = str(originals[0].SeriesInstanceUID)
     assert main(["transfer", "--from", "ORTHANC1", "--to", "OUT", "--study", study_uid,
-                 "--series", series, "--pseudonymize", "--archive-password", "pw",
+                 "--series", series, "--archive-password", "pw",
                  "--folder-name", "arch"]) == 0  # fmt: skip
-    assert "3 of 3 instances delivered" in capsys.readouterr().out
+    assert "SUCCESS" in capsys.readouterr().err
     assert len(zip_datasets(tmp_path / "out" / "arch.zip", "pw", tmp_path / "x")) == 3
     orthanc2.clear()
     assert main(["transfer", "--from", "ORTHANC1", "--to", "ORTHANC2", "--study", study_uid]) == 0
-    assert "6 of 6 instances delivered to ORTHANC2" in capsys.readouterr().out
+    assert "SUCCESS" in capsys.readouterr().err
     assert orthanc2.statistics()["CountInstances"] == 6
 
 
 def test_cli_rejects_archive_to_a_server(
     wb: Workbench, study_uid: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # The job is created like any other; its task fails with the reason, nothing is sent.
     assert main(["transfer", "--from", "ORTHANC1", "--to", "ORTHANC2", "--study", study_uid,
-                 "--nifti"]) == 2  # fmt: skip
-    assert "must be a folder" in capsys.readouterr().err
+                 "--nifti"]) == 1  # fmt: skip
+    out, err = capsys.readouterr()
+    assert "FAILURE" in err and "must be a folder" in out

@@ -1,0 +1,66 @@
+"""Secrets a job must keep until a worker needs them (archive passwords), sealed at rest.
+
+A job row lives in a database that backups, replicas and staff SQL sessions all see, so
+an archive password is stored only as a Fernet token (AES-128-CBC + HMAC-SHA256, from
+the ``cryptography`` package) under a key derived from the master secret, which only the
+service and the workers hold. It is sealed when the job is stored and unsealed only by
+the task executor in the worker, right before the archive is written.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from typing import TYPE_CHECKING
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from ..errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+__all__ = ["PREFIX", "is_sealed", "seal", "unseal"]
+
+#: Marks a sealed value (and its scheme), so that a clear one is never mistaken for it.
+PREFIX = "fernet1:"
+
+#: Domain separation: this key opens archive passwords and nothing else.
+_PURPOSE = b"adit-workbench/sealed-job-secret/v1"
+
+
+def _fernet(settings: Settings) -> Fernet:
+    key = hmac.new(settings.master_secret(), _PURPOSE, hashlib.sha256).digest()
+    return Fernet(base64.urlsafe_b64encode(key))
+
+
+def is_sealed(value: str | None) -> bool:
+    """Whether ``value`` is a sealed token (not a clear password)."""
+    return bool(value) and str(value).startswith(PREFIX)
+
+
+def seal(settings: Settings, secret: str) -> str:
+    """``secret`` encrypted under the master secret's sealing key (a new token each call)."""
+    token = _fernet(settings).encrypt(secret.encode("utf-8"))
+    return PREFIX + token.decode("ascii")
+
+
+def unseal(settings: Settings, sealed: str) -> str:
+    """The clear secret of a token made by :func:`seal` (with the same master secret).
+
+    Raises
+    ------
+    ConfigurationError
+        The value is not a sealed token or was sealed under another master secret (the
+        message names neither the value nor the secret).
+    """
+    if not is_sealed(sealed):
+        raise ConfigurationError("a job secret is stored unsealed; give it again")
+    try:
+        clear = _fernet(settings).decrypt(sealed[len(PREFIX) :].encode("ascii"))
+    except (InvalidToken, ValueError):
+        raise ConfigurationError(
+            "a job secret cannot be opened: it was sealed under another master secret"
+        ) from None
+    return clear.decode("utf-8")
