@@ -28,12 +28,13 @@ Dates are ``datetime64`` (``NaT`` when absent), counts and numbers nullable ``In
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast, overload
 
 import pandas as pd
 from pydicom import Dataset
@@ -95,6 +96,17 @@ class _Result(ABC):
             raise ValueError(f"this {self.LEVEL.name.lower()} was not found on a node")
         return self.node
 
+    def _find(self, method: str, **kwargs: Any) -> Results[Any]:
+        """The next level down, through the node's own typed method when it has one (a
+        guarded node checks and audits it as one query), else the query function."""
+        node = self._need_node()
+        bound = getattr(node, method, None)
+        if callable(bound):
+            return cast("Results[Any]", bound(**kwargs))
+        from . import query
+
+        return cast("Results[Any]", getattr(query, method)(node, **kwargs))
+
 
 @dataclass(frozen=True)
 class Patient(_Result):
@@ -135,10 +147,8 @@ class Patient(_Result):
 
     def studies(self, *, limit: int | None = None, **filters: Any) -> Results[Study]:
         """This patient's studies on the same node, optionally narrowed further."""
-        from .query import find_studies
-
-        return find_studies(
-            self._need_node(), limit=limit, via=self.via, patient_id=self.patient_id, **filters
+        return self._find(
+            "find_studies", limit=limit, via=self.via, patient_id=self.patient_id, **filters
         )
 
 
@@ -205,10 +215,8 @@ class Study(_Result):
 
     def series(self, *, limit: int | None = None, **filters: Any) -> Results[Series]:
         """This study's series on the same node, optionally narrowed (e.g. ``modality="CT"``)."""
-        from .query import find_series
-
-        return find_series(
-            self._need_node(), limit=limit, via=self.via, study_uid=self.study_uid, **filters
+        return self._find(
+            "find_series", limit=limit, via=self.via, study_uid=self.study_uid, **filters
         )
 
 
@@ -255,10 +263,8 @@ class Series(_Result):
 
     def instances(self, *, limit: int | None = None, **filters: Any) -> Results[Instance]:
         """This series' instances on the same node."""
-        from .query import find_instances
-
-        return find_instances(
-            self._need_node(),
+        return self._find(
+            "find_instances",
             limit=limit,
             via=self.via,
             study_uid=self.study_uid,
@@ -375,6 +381,12 @@ class Results(Sequence[T], Generic[T]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def with_node(self, node: FindNode) -> Results[T]:
+        """The same results navigating through ``node`` (e.g. the guarded node of a user)."""
+        items = [dataclasses.replace(item, node=node) for item in self._items]
+        return Results(items, self.level, truncated=self.truncated, limit=self.limit,
+                       node_name=self.node_name, route=self.route)  # fmt: skip
 
     def __iter__(self) -> Iterator[T]:
         return iter(self._items)
