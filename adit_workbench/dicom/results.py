@@ -29,7 +29,6 @@ Dates are ``datetime64`` (``NaT`` when absent), counts and numbers nullable ``In
 from __future__ import annotations
 
 import dataclasses
-import html
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast, overloa
 import pandas as pd
 from pydicom import Dataset
 
+from .display import cell, html_fields, html_table, text_block
 from .filters import Level
 
 if TYPE_CHECKING:
@@ -76,6 +76,25 @@ def _multi(ds: Dataset, keyword: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(p.strip() for i in items for p in str(i).split("\\") if p.strip()))
 
 
+def _join(*values: Any) -> str:
+    return "  ".join(text for v in values if (text := cell(v)))
+
+
+def _quoted(text: str) -> str:
+    return f'"{cell(text, 40)}"' if text else ""
+
+
+def _counts(*pairs: tuple[int | None, str]) -> str:
+    return ", ".join(f"{n} {what}" for n, what in pairs if n is not None)
+
+
+def _sop_name(uid: str) -> str:
+    from pydicom.uid import UID
+
+    name = UID(uid).name if uid else ""
+    return name if name and name != uid else uid
+
+
 @dataclass(frozen=True)
 class _Result(ABC):
     """Shared parts: where the result came from and what the node answered."""
@@ -90,6 +109,25 @@ class _Result(ABC):
     @abstractmethod
     def row(self) -> dict[str, Any]:
         """This result as one DataFrame row (see :data:`COLUMNS`)."""
+
+    @abstractmethod
+    def fields(self) -> list[tuple[str, Any]]:
+        """(label, value) pairs to show, most telling first."""
+
+    @abstractmethod
+    def line(self) -> str:
+        """This result in one short line (what a list of results shows per item)."""
+
+    def _where(self) -> str:
+        name = getattr(self.node, "name", None)
+        return f" on {name}" if isinstance(name, str) else ""
+
+    def __repr__(self) -> str:
+        title = f"{type(self).__name__}{self._where()}"
+        return text_block(title, (f"{k:<13}{cell(v, 80)}" for k, v in self.fields() if cell(v)))
+
+    def _repr_html_(self) -> str:
+        return html_fields(f"{type(self).__name__}{self._where()}", self.fields())
 
     def _need_node(self) -> FindNode:
         if self.node is None:
@@ -108,7 +146,7 @@ class _Result(ABC):
         return cast("Results[Any]", getattr(query, method)(node, **kwargs))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Patient(_Result):
     """A patient as a node answered it."""
 
@@ -141,6 +179,15 @@ class Patient(_Result):
             study_count=_int(ds, "NumberOfPatientRelatedStudies"),
         )
 
+    def fields(self) -> list[tuple[str, Any]]:
+        return [("patient id", self.patient_id), ("name", self.patient_name),
+                ("birth date", self.birth_date), ("sex", self.sex),
+                ("studies", self.study_count)]  # fmt: skip
+
+    def line(self) -> str:
+        count = f" ({self.study_count} studies)" if self.study_count is not None else ""
+        return _join(self.patient_id, self.patient_name, self.birth_date, self.sex) + count
+
     def row(self) -> dict[str, Any]:
         return dict(zip(self.COLUMNS, (self.patient_id, self.patient_name, self.birth_date,
                                        self.sex, self.study_count), strict=True))  # fmt: skip
@@ -152,7 +199,7 @@ class Patient(_Result):
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Study(_Result):
     """A study as a node answered it."""
 
@@ -206,6 +253,19 @@ class Study(_Result):
             instance_count=_int(ds, "NumberOfStudyRelatedInstances"),
         )
 
+    def fields(self) -> list[tuple[str, Any]]:
+        return [("date", _join(self.study_date, self.study_time[:6])),
+                ("modalities", self.modalities), ("description", self.description),
+                ("patient", _join(self.patient_id, self.patient_name)),
+                ("birth date", self.birth_date), ("sex", self.sex),
+                ("accession", self.accession_number), ("series", self.series_count),
+                ("instances", self.instance_count), ("study uid", self.study_uid)]  # fmt: skip
+
+    def line(self) -> str:
+        counts = _counts((self.series_count, "series"), (self.instance_count, "instances"))
+        return _join(self.study_date, ",".join(self.modalities), _quoted(self.description),
+                     self.patient_id, counts, self.study_uid)  # fmt: skip
+
     def row(self) -> dict[str, Any]:
         values = (self.patient_id, self.patient_name, self.birth_date, self.sex, self.study_date,
                   self.study_time, self.accession_number, self.description,
@@ -220,7 +280,7 @@ class Study(_Result):
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Series(_Result):
     """A series as a node answered it."""
 
@@ -256,6 +316,16 @@ class Series(_Result):
             instance_count=_int(ds, "NumberOfSeriesRelatedInstances"),
         )
 
+    def fields(self) -> list[tuple[str, Any]]:
+        return [("number", self.series_number), ("modality", self.modality),
+                ("description", self.description), ("instances", self.instance_count),
+                ("series uid", self.series_uid), ("study uid", self.study_uid)]  # fmt: skip
+
+    def line(self) -> str:
+        number = f"#{self.series_number}" if self.series_number is not None else ""
+        counts = _counts((self.instance_count, "instances"))
+        return _join(number, self.modality, _quoted(self.description), counts, self.series_uid)
+
     def row(self) -> dict[str, Any]:
         values = (self.study_uid, self.series_uid, self.modality, self.series_number,
                   self.description, self.instance_count)  # fmt: skip
@@ -273,7 +343,7 @@ class Series(_Result):
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Instance(_Result):
     """An instance (image) as a node answered it."""
 
@@ -305,6 +375,15 @@ class Instance(_Result):
             sop_class_uid=_text(ds, "SOPClassUID"),
             instance_number=_int(ds, "InstanceNumber"),
         )
+
+    def fields(self) -> list[tuple[str, Any]]:
+        return [("number", self.instance_number), ("class", _sop_name(self.sop_class_uid)),
+                ("sop uid", self.sop_instance_uid), ("series uid", self.series_uid),
+                ("study uid", self.study_uid)]  # fmt: skip
+
+    def line(self) -> str:
+        number = f"#{self.instance_number}" if self.instance_number is not None else ""
+        return _join(number, _sop_name(self.sop_class_uid), self.sop_instance_uid)
 
     def row(self) -> dict[str, Any]:
         values = (self.study_uid, self.series_uid, self.sop_instance_uid, self.sop_class_uid,
@@ -422,14 +501,10 @@ class Results(Sequence[T], Generic[T]):
         return text
 
     def __repr__(self) -> str:
-        lines = [self.summary()]
-        lines += [f"  {item!r}" for item in self._items[:10]]
-        if len(self) > 10:
-            lines.append(f"  … {len(self) - 10} more")
-        return "\n".join(lines)
+        return text_block(self.summary(), (item.line() for item in self._items), max_lines=12)
 
     def _repr_html_(self) -> str:
-        note = html.escape(self.summary())
-        style = "color:#a94400;font-weight:bold" if self.truncated else "color:#555"
-        table = self.df.to_html(max_rows=60, index=False, na_rep="")
-        return f'<div><p style="{style}">{note}</p>{table}</div>'
+        columns = COLUMNS[self.level]
+        rows = ([item.row()[c] for c in columns] for item in self._items)
+        return html_table(columns, rows, title=self.summary(), warn=self.truncated,
+                          total=len(self), note="all rows: .df")  # fmt: skip
