@@ -8,6 +8,7 @@ itself in full) and the value after. It is the ``--what-if`` of the CLI.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,10 +18,12 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 
-from .pseudonymizer import Pseudonymizer
+from ..config import BurnedInPolicy
+from ..dicom.display import MAX_LINES, html_table, text_block
+from .pseudonymizer import BURNED_IN_MODALITIES, Pseudonymizer
 from .rules import Rule, describe_tag
 
-__all__ = ["ExplainRow", "Explanation", "explain", "mask"]
+__all__ = ["ExplainRow", "Explanation", "burned_in_reason", "explain", "mask"]
 
 _ACTION_WORDS = {
     "D": "dummy",
@@ -79,7 +82,22 @@ class ExplainRow:
 
 
 class Explanation(list[ExplainRow]):
-    """The rows of :func:`explain`; ``str()`` gives an aligned text table."""
+    """The rows of :func:`explain`; ``str()`` gives every row as an aligned text table.
+
+    In a notebook it shows a summary and the changed attributes first (what was removed,
+    replaced or written), the kept ones only counted.
+
+    Attributes
+    ----------
+    refused:
+        Why pseudonymization would refuse this instance (the rows then show what would
+        happen were it allowed), or None.
+    warning:
+        Why it would be written with a warning (burned-in policy ``warn``), or None.
+    """
+
+    refused: str | None = None
+    warning: str | None = None
 
     def changed(self) -> Iterator[ExplainRow]:
         """Rows whose action is anything but keep."""
@@ -97,9 +115,28 @@ class Explanation(list[ExplainRow]):
 
         return pd.DataFrame.from_records(self.to_records())
 
-    def __str__(self) -> str:
+    def summary(self) -> str:
+        """One line: how many attributes, how many changed and how."""
+        changed = list(self.changed())
+        actions: dict[str, int] = {}
+        for row in changed:
+            actions[row.action] = actions.get(row.action, 0) + 1
+        how = ", ".join(f"{n} {a}" for a, n in sorted(actions.items(), key=lambda i: -i[1]))
+        text = f"{len(self)} attributes: {len(changed)} changed"
+        text += f" ({how})" if how else ""
+        return text + f", {len(self) - len(changed)} kept"
+
+    def _notes(self) -> list[str]:
+        notes = []
+        if self.refused:
+            notes.append(f"REFUSED: {self.refused}")
+        if self.warning:
+            notes.append(f"WARNING: {self.warning}")
+        return notes
+
+    def _table(self, rows: list[ExplainRow]) -> list[str]:
         header = ("tag", "attribute", "action", "reason", "before (masked)", "after")
-        lines = [(r.tag, r.path + r.keyword, r.action, r.reason, r.before, r.after) for r in self]
+        lines = [(r.tag, r.path + r.keyword, r.action, r.reason, r.before, r.after) for r in rows]
         widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
         widths[-1] = 0
         out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
@@ -107,16 +144,71 @@ class Explanation(list[ExplainRow]):
             "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
             for line in lines
         ]
-        return "\n".join(out)
+        return out
+
+    def __str__(self) -> str:
+        return "\n".join([*self._notes(), *self._table(list(self))])
+
+    def __repr__(self) -> str:
+        changed = list(self.changed())
+        body = self._table(changed) if changed else []
+        return text_block(
+            "\n".join([f"Explanation: {self.summary()}", *self._notes()]),
+            body,
+            more="more changed (str() or .to_dataframe() shows every row)",
+            max_lines=MAX_LINES - len(self._notes()),
+        )
+
+    def _repr_html_(self) -> str:
+        ordered = [*self.changed(), *(r for r in self if r.action == "keep")]
+        title = " | ".join([self.summary(), *self._notes()])
+        return html_table(
+            ("tag", "attribute", "action", "reason", "before (masked)", "after"),
+            ((r.tag, r.path + r.keyword, r.action, r.reason, r.before, r.after) for r in ordered),
+            title=title,
+            warn=bool(self.refused or self.warning),
+            total=len(ordered),
+            note="changed attributes first; every row: .to_dataframe()",
+        )
+
+
+def burned_in_reason(ds: Dataset) -> str:
+    """Why an instance counts as possibly carrying burned-in text ("" when it does not)."""
+    flag = str(ds.get("BurnedInAnnotation", "") or "").strip().upper()
+    modality = str(ds.get("Modality", "") or "").strip().upper()
+    if flag == "YES":
+        return "BurnedInAnnotation is YES: the pixels may show identifying text"
+    if flag and flag != "NO":
+        return f"BurnedInAnnotation is {flag!r}, not NO"
+    if not flag and modality in BURNED_IN_MODALITIES:
+        return (
+            f"BurnedInAnnotation is absent and modality {modality} often has text burned "
+            "into the pixels"
+        )
+    return ""
 
 
 def explain(ds: Dataset, pseudonymizer: Pseudonymizer) -> Explanation:
     """Per attribute of ``ds``: the action, the reason, the value before (masked) and after.
 
-    ``ds`` itself is not changed. Raises like the pseudonymizer would (for example
-    :class:`~.pseudonymizer.BurnedInRefused`).
+    ``ds`` itself is not changed. An instance the pseudonymizer would refuse (possible
+    burned-in text under the ``refuse`` policy) is not raised: the explanation's
+    ``refused`` says why and what to change, and its rows show what would happen were it
+    allowed (the pixels are never cleaned).
     """
     rows = Explanation()
+    why = burned_in_reason(ds)
+    policy = pseudonymizer.profile.burned_in_policy
+    if why and policy is BurnedInPolicy.REFUSE:
+        rows.refused = (
+            f"{why}; the burned-in policy 'refuse' rejects it. With burned_in_policy "
+            "'warn' or 'allow' it would be written, pixels unchanged"
+        )
+        # Same key, permissive policy: only to show what the walk would do.
+        profile = dataclasses.replace(pseudonymizer.profile, burned_in_policy=BurnedInPolicy.ALLOW)
+        pseudonymizer = Pseudonymizer(pseudonymizer._secret, profile)
+    elif why and policy is BurnedInPolicy.WARN:
+        rows.warning = f"{why}; written with a warning, pixels unchanged"
 
     def record(path: str, tag: int, rule: Rule, before: Any, after: Any) -> None:
         action = _ACTION_WORDS.get(rule.action.value, rule.action.value)

@@ -21,6 +21,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from ..config import BurnedInPolicy
+from ..dicom.display import html_table, text_block
 from ..dicom.part10 import Part10, Unsupported
 from ..errors import InputError
 from .encoded import engine_for
@@ -65,6 +66,41 @@ class FolderReport:
         lines += [f"skipped {name}: {why}" for name, why in self.skipped]
         lines += [f"warned {name}: may carry burned-in text" for name in self.warned]
         return "\n".join(lines)
+
+    def summary(self) -> str:
+        """One line of counts."""
+        text = (
+            f"{len(self.written)} written, {len(self.refused)} refused, "
+            f"{len(self.skipped)} skipped (not DICOM), {len(self.failed)} failed"
+        )
+        return text + (f", {len(self.warned)} with a burned-in warning" if self.warned else "")
+
+    def _examples(self, per_kind: int = 5) -> list[tuple[str, str, str]]:
+        """A few (outcome, file, why) per outcome, problems first."""
+        out: list[tuple[str, str, str]] = []
+        for kind, items in (("refused", self.refused), ("failed", self.failed),
+                            ("skipped", self.skipped)):  # fmt: skip
+            out += [(kind, name, why) for name, why in items[:per_kind]]
+            if len(items) > per_kind:
+                out.append((kind, f"… {len(items) - per_kind} more", ""))
+        warned = [("warned", n, "may carry burned-in text") for n in self.warned[:per_kind]]
+        written = [("written", n, "") for n in self.written[:3]]
+        return out + warned + written
+
+    def __repr__(self) -> str:
+        status = "OK" if self.ok else "NOT OK"
+        lines = [f"{kind:<8} {name}" + (f": {why}" if why else "")
+                 for kind, name, why in self._examples()]  # fmt: skip
+        return text_block(f"FolderReport {status}: {self.summary()}", lines)
+
+    def _repr_html_(self) -> str:
+        return html_table(
+            ("outcome", "file", "why"),
+            self._examples(),
+            title=f"FolderReport: {self.summary()}",
+            warn=not self.ok,
+            note="a few examples per outcome; every file: str(report) or the lists",
+        )
 
 
 def iter_files(folder: Path) -> Iterator[Path]:

@@ -27,6 +27,7 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 from pydicom.uid import UID_dictionary
 
+from ..dicom.display import html_table, text_block
 from ..errors import InputError
 from .explain import mask
 from .rules import DEFINITION_UID_SUFFIXES, DEFINITION_UIDS, describe_tag
@@ -106,6 +107,28 @@ class LeakReport:
         lines = [head, *(str(leak) for leak in self.leaks)]
         lines += [f"unreadable: {name}" for name in self.unreadable]
         return "\n".join(lines)
+
+    def summary(self) -> str:
+        """One line: clean or how many leaks of which kind."""
+        kinds = ", ".join(f"{n} {k}" for k, n in sorted(self.by_kind().items()))
+        head = "clean" if self.clean else f"{len(self.leaks)} leak(s) ({kinds})"
+        text = f"{head} in {self.files_scanned} file(s), {self.values_collected} values checked"
+        return text + (f", {len(self.unreadable)} unreadable" if self.unreadable else "")
+
+    def __repr__(self) -> str:
+        lines = [str(leak) for leak in self.leaks]
+        lines += [f"unreadable: {name}" for name in self.unreadable]
+        return text_block(f"LeakReport: {self.summary()}", lines, max_lines=21)
+
+    def _repr_html_(self) -> str:
+        return html_table(
+            ("file", "where", "kind", "from", "value (masked)"),
+            ((x.file, x.location, x.kind, x.source, x.masked) for x in self.leaks),
+            title=f"LeakReport: {self.summary()}",
+            warn=not self.clean,
+            total=len(self.leaks),
+            note="every leak: report.leaks" if self.leaks else "",
+        )
 
 
 @lru_cache(maxsize=1)

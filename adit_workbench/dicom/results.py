@@ -28,16 +28,17 @@ Dates are ``datetime64`` (``NaT`` when absent), counts and numbers nullable ``In
 
 from __future__ import annotations
 
-import html
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast, overload
 
 import pandas as pd
 from pydicom import Dataset
 
+from .display import cell, html_fields, html_table, text_block
 from .filters import Level
 
 if TYPE_CHECKING:
@@ -75,6 +76,25 @@ def _multi(ds: Dataset, keyword: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(p.strip() for i in items for p in str(i).split("\\") if p.strip()))
 
 
+def _join(*values: Any) -> str:
+    return "  ".join(text for v in values if (text := cell(v)))
+
+
+def _quoted(text: str) -> str:
+    return f'"{cell(text, 40)}"' if text else ""
+
+
+def _counts(*pairs: tuple[int | None, str]) -> str:
+    return ", ".join(f"{n} {what}" for n, what in pairs if n is not None)
+
+
+def _sop_name(uid: str) -> str:
+    from pydicom.uid import UID
+
+    name = UID(uid).name if uid else ""
+    return name if name and name != uid else uid
+
+
 @dataclass(frozen=True)
 class _Result(ABC):
     """Shared parts: where the result came from and what the node answered."""
@@ -90,13 +110,43 @@ class _Result(ABC):
     def row(self) -> dict[str, Any]:
         """This result as one DataFrame row (see :data:`COLUMNS`)."""
 
+    @abstractmethod
+    def fields(self) -> list[tuple[str, Any]]:
+        """(label, value) pairs to show, most telling first."""
+
+    @abstractmethod
+    def line(self) -> str:
+        """This result in one short line (what a list of results shows per item)."""
+
+    def _where(self) -> str:
+        name = getattr(self.node, "name", None)
+        return f" on {name}" if isinstance(name, str) else ""
+
+    def __repr__(self) -> str:
+        title = f"{type(self).__name__}{self._where()}"
+        return text_block(title, (f"{k:<13}{cell(v, 80)}" for k, v in self.fields() if cell(v)))
+
+    def _repr_html_(self) -> str:
+        return html_fields(f"{type(self).__name__}{self._where()}", self.fields())
+
     def _need_node(self) -> FindNode:
         if self.node is None:
             raise ValueError(f"this {self.LEVEL.name.lower()} was not found on a node")
         return self.node
 
+    def _find(self, method: str, **kwargs: Any) -> Results[Any]:
+        """The next level down, through the node's own typed method when it has one (a
+        guarded node checks and audits it as one query), else the query function."""
+        node = self._need_node()
+        bound = getattr(node, method, None)
+        if callable(bound):
+            return cast("Results[Any]", bound(**kwargs))
+        from . import query
 
-@dataclass(frozen=True)
+        return cast("Results[Any]", getattr(query, method)(node, **kwargs))
+
+
+@dataclass(frozen=True, repr=False)
 class Patient(_Result):
     """A patient as a node answered it."""
 
@@ -129,20 +179,27 @@ class Patient(_Result):
             study_count=_int(ds, "NumberOfPatientRelatedStudies"),
         )
 
+    def fields(self) -> list[tuple[str, Any]]:
+        return [("patient id", self.patient_id), ("name", self.patient_name),
+                ("birth date", self.birth_date), ("sex", self.sex),
+                ("studies", self.study_count)]  # fmt: skip
+
+    def line(self) -> str:
+        count = f" ({self.study_count} studies)" if self.study_count is not None else ""
+        return _join(self.patient_id, self.patient_name, self.birth_date, self.sex) + count
+
     def row(self) -> dict[str, Any]:
         return dict(zip(self.COLUMNS, (self.patient_id, self.patient_name, self.birth_date,
                                        self.sex, self.study_count), strict=True))  # fmt: skip
 
     def studies(self, *, limit: int | None = None, **filters: Any) -> Results[Study]:
         """This patient's studies on the same node, optionally narrowed further."""
-        from .query import find_studies
-
-        return find_studies(
-            self._need_node(), limit=limit, via=self.via, patient_id=self.patient_id, **filters
+        return self._find(
+            "find_studies", limit=limit, via=self.via, patient_id=self.patient_id, **filters
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Study(_Result):
     """A study as a node answered it."""
 
@@ -196,6 +253,19 @@ class Study(_Result):
             instance_count=_int(ds, "NumberOfStudyRelatedInstances"),
         )
 
+    def fields(self) -> list[tuple[str, Any]]:
+        return [("date", _join(self.study_date, self.study_time[:6])),
+                ("modalities", self.modalities), ("description", self.description),
+                ("patient", _join(self.patient_id, self.patient_name)),
+                ("birth date", self.birth_date), ("sex", self.sex),
+                ("accession", self.accession_number), ("series", self.series_count),
+                ("instances", self.instance_count), ("study uid", self.study_uid)]  # fmt: skip
+
+    def line(self) -> str:
+        counts = _counts((self.series_count, "series"), (self.instance_count, "instances"))
+        return _join(self.study_date, ",".join(self.modalities), _quoted(self.description),
+                     self.patient_id, counts, self.study_uid)  # fmt: skip
+
     def row(self) -> dict[str, Any]:
         values = (self.patient_id, self.patient_name, self.birth_date, self.sex, self.study_date,
                   self.study_time, self.accession_number, self.description,
@@ -205,14 +275,12 @@ class Study(_Result):
 
     def series(self, *, limit: int | None = None, **filters: Any) -> Results[Series]:
         """This study's series on the same node, optionally narrowed (e.g. ``modality="CT"``)."""
-        from .query import find_series
-
-        return find_series(
-            self._need_node(), limit=limit, via=self.via, study_uid=self.study_uid, **filters
+        return self._find(
+            "find_series", limit=limit, via=self.via, study_uid=self.study_uid, **filters
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Series(_Result):
     """A series as a node answered it."""
 
@@ -248,6 +316,16 @@ class Series(_Result):
             instance_count=_int(ds, "NumberOfSeriesRelatedInstances"),
         )
 
+    def fields(self) -> list[tuple[str, Any]]:
+        return [("number", self.series_number), ("modality", self.modality),
+                ("description", self.description), ("instances", self.instance_count),
+                ("series uid", self.series_uid), ("study uid", self.study_uid)]  # fmt: skip
+
+    def line(self) -> str:
+        number = f"#{self.series_number}" if self.series_number is not None else ""
+        counts = _counts((self.instance_count, "instances"))
+        return _join(number, self.modality, _quoted(self.description), counts, self.series_uid)
+
     def row(self) -> dict[str, Any]:
         values = (self.study_uid, self.series_uid, self.modality, self.series_number,
                   self.description, self.instance_count)  # fmt: skip
@@ -255,10 +333,8 @@ class Series(_Result):
 
     def instances(self, *, limit: int | None = None, **filters: Any) -> Results[Instance]:
         """This series' instances on the same node."""
-        from .query import find_instances
-
-        return find_instances(
-            self._need_node(),
+        return self._find(
+            "find_instances",
             limit=limit,
             via=self.via,
             study_uid=self.study_uid,
@@ -267,7 +343,7 @@ class Series(_Result):
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Instance(_Result):
     """An instance (image) as a node answered it."""
 
@@ -299,6 +375,15 @@ class Instance(_Result):
             sop_class_uid=_text(ds, "SOPClassUID"),
             instance_number=_int(ds, "InstanceNumber"),
         )
+
+    def fields(self) -> list[tuple[str, Any]]:
+        return [("number", self.instance_number), ("class", _sop_name(self.sop_class_uid)),
+                ("sop uid", self.sop_instance_uid), ("series uid", self.series_uid),
+                ("study uid", self.study_uid)]  # fmt: skip
+
+    def line(self) -> str:
+        number = f"#{self.instance_number}" if self.instance_number is not None else ""
+        return _join(number, _sop_name(self.sop_class_uid), self.sop_instance_uid)
 
     def row(self) -> dict[str, Any]:
         values = (self.study_uid, self.series_uid, self.sop_instance_uid, self.sop_class_uid,
@@ -376,6 +461,12 @@ class Results(Sequence[T], Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
+    def with_node(self, node: FindNode) -> Results[T]:
+        """The same results navigating through ``node`` (e.g. the guarded node of a user)."""
+        items = [dataclasses.replace(item, node=node) for item in self._items]
+        return Results(items, self.level, truncated=self.truncated, limit=self.limit,
+                       node_name=self.node_name, route=self.route)  # fmt: skip
+
     def __iter__(self) -> Iterator[T]:
         return iter(self._items)
 
@@ -410,14 +501,10 @@ class Results(Sequence[T], Generic[T]):
         return text
 
     def __repr__(self) -> str:
-        lines = [self.summary()]
-        lines += [f"  {item!r}" for item in self._items[:10]]
-        if len(self) > 10:
-            lines.append(f"  … {len(self) - 10} more")
-        return "\n".join(lines)
+        return text_block(self.summary(), (item.line() for item in self._items), max_lines=12)
 
     def _repr_html_(self) -> str:
-        note = html.escape(self.summary())
-        style = "color:#a94400;font-weight:bold" if self.truncated else "color:#555"
-        table = self.df.to_html(max_rows=60, index=False, na_rep="")
-        return f'<div><p style="{style}">{note}</p>{table}</div>'
+        columns = COLUMNS[self.level]
+        rows = ([item.row()[c] for c in columns] for item in self._items)
+        return html_table(columns, rows, title=self.summary(), warn=self.truncated,
+                          total=len(self), note="all rows: .df")  # fmt: skip

@@ -10,6 +10,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
+
+from .display import cell, html_fields, html_table
 
 __all__ = ["Capabilities", "FolderSpec", "ServerSpec"]
 
@@ -54,6 +57,17 @@ class Capabilities:
         """The support flags alone, in a stable order."""
         return {name: getattr(self, name) for name in self.FLAGS}
 
+    def __repr__(self) -> str:
+        return _changed_fields(self, skip=("details",))
+
+    def _repr_html_(self) -> str:
+        when = f", probed {cell(self.probed_at)}" if self.probed_at else ", not probed"
+        rows = (
+            (name, "yes" if on else "no", self.details.get(name, ""))
+            for name, on in self.as_flags().items()
+        )
+        return html_table(("service", "supported", "finding"), rows, title=f"Capabilities{when}")
+
 
 @dataclass(frozen=True)
 class ServerSpec:
@@ -80,6 +94,24 @@ class ServerSpec:
         """A copy with some fields changed (e.g. new probed capabilities)."""
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
+    def __repr__(self) -> str:
+        return _changed_fields(self, skip=("dicomweb_authorization",), always=4)
+
+    def _repr_html_(self) -> str:
+        flags = [name for name, on in self.capabilities.as_flags().items() if on]
+        return html_fields(
+            f"Server {self.name}",
+            [
+                ("DIMSE", f"{self.ae_title} @ {self.host}:{self.port}" if self.port else ""),
+                ("DICOMweb", self.dicomweb_root_url),
+                ("supports", ", ".join(flags)),
+                ("probed", self.capabilities.probed_at),
+                ("max results", self.max_search_results),
+                ("associations", self.max_associations),
+                ("authorization", "set (hidden)" if self.dicomweb_authorization else ""),
+            ],
+        )
+
 
 @dataclass(frozen=True)
 class FolderSpec:
@@ -89,3 +121,31 @@ class FolderSpec:
     path: Path
     quota_gb: float | None = None
     warn_size_gb: float | None = None
+
+    def __repr__(self) -> str:
+        return _changed_fields(self, always=2)
+
+    def _repr_html_(self) -> str:
+        return html_fields(
+            f"Folder {self.name}",
+            [("path", self.path), ("quota GB", self.quota_gb), ("warn at GB", self.warn_size_gb)],
+        )
+
+
+def _changed_fields(obj: Any, *, skip: tuple[str, ...] = (), always: int = 0) -> str:
+    """``Type(field=value, …)`` with the first ``always`` fields and those that differ from
+    their default: what says something about this object, in one line one can paste."""
+    parts = []
+    for index, f in enumerate(dataclasses.fields(obj)):
+        if f.name in skip or not f.repr:
+            continue
+        value = getattr(obj, f.name)
+        if f.default is not dataclasses.MISSING:
+            default: Any = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = dataclasses.MISSING
+        if index < always or value != default:
+            parts.append(f"{f.name}={value!r}")
+    return f"{type(obj).__name__}({', '.join(parts)})"

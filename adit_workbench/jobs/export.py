@@ -162,7 +162,23 @@ class BatchQueryResults:
         return len(self.rows())
 
     def __repr__(self) -> str:
-        return f"<BatchQueryResults job={self.job_id} rows={len(self)}>"
+        from ..dicom.display import text_block
+
+        rows = self.rows()
+        lines = [f"{r['Line']:>5} {r['Status']:<8} {r['PatientID']} {r['StudyDate']} "
+                 f"{r['ModalitiesInStudy']} {r['Message']}".rstrip() for r in rows]  # fmt: skip
+        return text_block(f"BatchQueryResults of job {self.job_id}: {_counted(rows)}", lines,
+                          max_lines=16)  # fmt: skip
+
+    def _repr_html_(self) -> str:
+        from ..dicom.display import html_table
+
+        rows = self.rows()
+        shown = ("Line", "Status", "PatientID", "StudyDate", "ModalitiesInStudy",
+                 "StudyDescription", "AccessionNumber", "Message")  # fmt: skip
+        return html_table(shown, ([r[c] for c in shown] for r in rows), total=len(rows),
+                          title=f"BatchQueryResults of job {self.job_id}: {_counted(rows)}",
+                          note="every column: .df; to a file: .export(path)")  # fmt: skip
 
     def to_csv(self, path: str | Path) -> Path:
         """Write a CSV file (UTF-8); usable directly as a batch-transfer file."""
@@ -175,6 +191,13 @@ class BatchQueryResults:
     def export(self, path: str | Path) -> Path:
         """Write .csv or .xlsx by the suffix of ``path``."""
         return write_table(self.df, path)
+
+
+def _counted(rows: list[dict[str, Any]]) -> str:
+    by_status: dict[str, int] = {}
+    for row in rows:
+        by_status[str(row["Status"])] = by_status.get(str(row["Status"]), 0) + 1
+    return f"{len(rows)} rows (" + ", ".join(f"{n} {s}" for s, n in by_status.items()) + ")"
 
 
 class MassTransferResults:

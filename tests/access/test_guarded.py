@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,13 @@ from pydicom import Dataset
 from adit_workbench.access import Access
 from adit_workbench.access.guarded import GuardedNode
 from adit_workbench.config import Settings
+from adit_workbench.dicom.filters import Level
+from adit_workbench.dicom.folder import FolderNode
+from adit_workbench.dicom.results import Results, Study
+from adit_workbench.dicom.server import DicomServer
+from adit_workbench.dicom.spec import Capabilities, ServerSpec
 from adit_workbench.errors import NodeAccessDenied, NodeUnreachable, PermissionDenied
+from adit_workbench.sandbox.synthetic import generate
 from adit_workbench.store import Database
 from adit_workbench.workbench import Workbench
 
@@ -23,42 +30,61 @@ class FakeNode:
     """Stands in for a DICOM node; records what reached it."""
 
     name = "PACS"
-    capabilities = "caps"
+    capabilities = Capabilities(store=True)
+    spec = ServerSpec("PACS", "PACS", "127.0.0.1", 11112)
 
     def __init__(self) -> None:
         self.calls: list[str] = []
 
-    def echo(self) -> None:
+    def echo(self, *, via: str | None = None) -> None:
         self.calls.append("echo")
 
-    def probe(self) -> str:
+    def probe(self) -> Capabilities:
         self.calls.append("probe")
-        return "probed"
+        return Capabilities()
 
-    def find(self, level: str, query: Dataset, *, limit: int | None = None) -> Iterator[str]:
+    def find(self, level: str, query: Dataset, *, limit: int | None = None,
+             root: str | None = None, via: str | None = None) -> Iterator[str]:  # fmt: skip
         self.calls.append("find")
         return iter(["a", "b"])
 
-    def find_studies(self, **filters: Any) -> list[str]:
-        self.calls.append("find_studies")
-        return ["s1", "s2", "s3"]
+    def _query(self, method: str, **filters: Any) -> Any:
+        self.calls.append(method)
+        studies = [
+            Study.from_dataset(_study(uid), self) for uid in ("1.2.3.1", "1.2.3.2", "1.2.3.3")
+        ]
+        if method.startswith("iter_"):
+            return iter(studies)
+        return Results(studies, Level.STUDY, node_name=self.name)
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith(("find_", "iter_")) or attr == "run_many":
+            return lambda *args, **kwargs: self._query(attr, **kwargs)
+        raise AttributeError(attr)
 
     def retrieve(self, *args: Any, **kwargs: Any) -> Iterator[str]:
         self.calls.append("retrieve")
         return iter([])
 
-    def store(self, items: list[str]) -> str:
+    def store(self, items: list[str], *, via: str | None = None) -> str:
         self.calls.append("store")
         if not items:
             raise NodeUnreachable("PACS", "C-STORE", "refused")
         return "stored"
 
-    def brand_new_feature(self) -> str:
-        self.calls.append("brand_new_feature")
-        return "new"
+    def with_capabilities(self, capabilities: Capabilities) -> FakeNode:
+        self.calls.append("with_capabilities")
+        return self
 
     def close(self) -> None:
         self.calls.append("close")
+
+
+def _study(uid: str) -> Dataset:
+    ds = Dataset()
+    ds.StudyInstanceUID = uid
+    ds.PatientID = "P-1001"
+    return ds
 
 
 def test_source_role_queries_and_is_audited(admin: Access, hub_user: HubUser) -> None:
@@ -69,9 +95,11 @@ def test_source_role_queries_and_is_audited(admin: Access, hub_user: HubUser) ->
     query.PatientID = "P-1001"
     query.StudyDate = ""
     assert list(node.find("STUDY", query, limit=5)) == ["a", "b"]
-    assert node.find_studies(patient_id="P-1001", modality="CT") == ["s1", "s2", "s3"]
+    studies = node.find_studies(patient_id="P-1001", modality="CT")
+    assert [s.study_uid for s in studies] == ["1.2.3.1", "1.2.3.2", "1.2.3.3"]
+    assert all(s.node is node for s in studies)  # navigation stays checked
     node.echo()
-    assert node.capabilities == "caps"
+    assert node.capabilities == Capabilities(store=True)
     with pytest.raises(NodeAccessDenied) as caught:
         node.store(["x"])
     assert caught.value.role == "destination"
@@ -116,15 +144,57 @@ def test_destination_role_stores_and_failures_are_audited(admin: Access, hub_use
     assert retrieve.outcome == "denied"
 
 
-def test_unknown_methods_fail_closed(admin: Access, hub_user: HubUser) -> None:
+def _public(cls: type) -> dict[str, inspect.Signature]:
+    return {
+        name: inspect.signature(member)
+        for name, member in inspect.getmembers(cls, inspect.isfunction)
+        if not name.startswith("_")
+    }
+
+
+def _params(sig: inspect.Signature) -> dict[str, tuple[Any, Any]]:
+    return {p.name: (p.kind, p.default) for p in sig.parameters.values()}
+
+
+def test_every_live_method_is_written_out_with_its_signature() -> None:
+    """A method the live nodes gain must be written out (checked) on GuardedNode too."""
+    guarded = _public(GuardedNode)
+    for live in (DicomServer, FolderNode):
+        for name, sig in _public(live).items():
+            assert name in guarded, f"GuardedNode lacks {live.__name__}.{name}"
+            wanted = _params(sig)
+            offered = _params(guarded[name])
+            missing = {k: v for k, v in wanted.items() if offered.get(k) != v}
+            assert not missing, f"GuardedNode.{name} differs from {live.__name__}: {missing}"
+    assert not hasattr(GuardedNode, "__getattr__")
+
+
+# Calls that need no access check: they describe or release, never reach the server.
+_UNCHECKED = {"close", "with_capabilities"}
+_ARGS: dict[str, tuple[Any, ...]] = {
+    "find": ("STUDY", Dataset()),
+    "retrieve": ("STUDY", Dataset()),
+    "store": (["x"],),
+    "run_many": ([{"patient_id": "1"}],),
+    "with_capabilities": (Capabilities(),),
+}
+
+
+def test_every_public_method_checks_access(admin: Access, hub_user: HubUser) -> None:
     fake = FakeNode()
     node = GuardedNode(fake, hub_user("carol", "nobody"))
-    with pytest.raises(NodeAccessDenied):
-        node.brand_new_feature()
+    methods = [n for n in _public(GuardedNode) if n not in _UNCHECKED]
+    assert {"find_studies", "iter_series", "retrieve", "store", "echo", "probe"} <= set(methods)
+    for name in methods:
+        with pytest.raises(PermissionDenied):
+            getattr(node, name)(*_ARGS.get(name, ()))
+    assert fake.calls == []
+    denied = {r.details.get("method") or r.action for r in admin.admin.audit_events(user="carol")}
+    assert {"find_studies", "iter_series", "run_many", "node.echo"} <= denied
     admin.admin.grant("nobody", "PACS", source=True)
-    assert node.brand_new_feature() == "new"
-    [row] = admin.admin.audit_events(user="carol", action="node.brand_new_feature")[-1:]
-    assert row.outcome == "ok"
+    assert len(node.run_many([{"patient_id": "1"}])) == 3
+    stream = node.iter_studies(patient_id="1")
+    assert [s.node for s in stream] == [node] * 3
     with node:
         pass
     assert fake.calls[-1] == "close"
@@ -142,3 +212,50 @@ def test_facade_hands_out_guarded_nodes(
     assert list(node.find("STUDY", Dataset())) == []
     actions = [(e.action, e.node) for e in admin.admin.audit_events(user="alice")]
     assert ("node.echo", "DROP") in actions and ("query", "DROP") in actions
+
+
+def test_navigation_from_results_is_checked_and_audited(
+    settings: Settings, database: Database, admin: Access, hub_user: HubUser, tmp_path: Path
+) -> None:
+    generate(tmp_path, patients=1, series=2, instances=2, rows=8, cols=8)
+    Workbench(settings, database, admin).add_folder("DROP", tmp_path)
+    admin.admin.grant("radiology", "DROP", source=True)
+    alice = hub_user("alice", "radiology")
+    node = Workbench(settings, database, alice).node("DROP")
+    [study] = node.find_studies(patient_id="SYN0001")
+    assert study.node is node
+    series = study.series()
+    assert len(series) == 2 and all(s.node is node for s in series)
+    assert len(series[0].instances()) == 2
+    methods = [
+        e.details.get("method") for e in admin.admin.audit_events(user="alice", action="query")
+    ]
+    assert methods == ["find_studies", "find_series", "find_instances"]
+    admin.admin.revoke("radiology", "DROP")
+    with pytest.raises(NodeAccessDenied):
+        study.series()
+
+
+def test_completion_signature_and_help_show_the_real_methods(
+    settings: Settings, database: Database, admin: Access, tmp_path: Path
+) -> None:
+    from IPython.core.completer import provisionalcompleter
+    from IPython.core.interactiveshell import InteractiveShell
+
+    Workbench(settings, database, admin).add_folder("DROP", tmp_path)
+    node = Workbench(settings, database, admin).node("DROP")
+    shell = InteractiveShell.instance()
+    try:
+        shell.user_ns["node"] = node
+        with provisionalcompleter():  # the completions JupyterLab asks for (jedi on)
+            found = [c.text for c in shell.Completer.completions("node.find_st", 12)]
+            assert "find_studies" in found
+            everything = {c.text for c in shell.Completer.completions("node.", 5)}
+        assert {"iter_series", "retrieve", "echo", "find_instances"} <= everything
+    finally:
+        InteractiveShell.clear_instance()
+    params = inspect.signature(node.find_studies).parameters
+    assert list(params) == ["limit", "via", "filters"]
+    assert params["limit"].default is None
+    assert "study_date" in (node.find_studies.__doc__ or "")
+    assert list(inspect.signature(node.retrieve).parameters) == ["level", "query", "root", "via"]
