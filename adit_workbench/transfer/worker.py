@@ -33,7 +33,7 @@ from pydicom import Dataset
 from ..deid import BurnedInRefused, Pseudonymizer
 from ..deid.encoded import engine_for
 from ..deid.splice import write_spliced
-from ..dicom.part10 import Part10, Unsupported
+from ..dicom.part10 import Malformed, Part10, Unsupported, check_elements, read_regular
 from .layout import InstanceInfo, Placement
 
 if TYPE_CHECKING:
@@ -130,11 +130,16 @@ def prepare(config: WorkerConfig, data: bytes, hint: str = "") -> tuple[str, Any
     pseudonymizer = config.pseudonymizer
     try:
         facts: _Facts = Part10.parse(data)
+    except Malformed as exc:  # cut, impossible lengths, too deep: never passed on
+        return "failed", (hint, f"refused: {exc}")
     except Unsupported:
         try:
             # Copied as is: the header suffices (the bytes are written untouched).
             ds = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=not pseudonymizer)
+            check_elements(ds)
             facts = _Decoded(ds)
+        except Malformed as exc:
+            return "failed", (hint, f"refused: {exc}")
         except Exception as exc:  # one unreadable instance must not stop the study; no PHI
             return "failed", (hint, f"unreadable: {type(exc).__name__}")
     source_sop = facts.text("SOPInstanceUID") or hint
@@ -335,9 +340,9 @@ def prepare_files(task_id: int, paths: list[str], delete: bool) -> TaskOutcome:
             if _stopped():
                 break
             try:
-                data = Path(path).read_bytes()
-            except OSError as exc:
-                outbox.add("failed", (Path(path).stem, f"unreadable: {exc.errno}"))
+                data = read_regular(path)  # a FIFO swapped in since the listing: refused
+            except (OSError, Malformed) as exc:
+                outbox.add("failed", (Path(path).stem, f"unreadable: {exc}"))
             else:
                 outbox.add(*prepare(_config, data, Path(path).stem))
             sent += 1
