@@ -47,8 +47,8 @@ def read_source(path: str | os.PathLike[str]) -> tuple[Dataset, bytes]:
             ds = pydicom.dcmread(io.BytesIO(data))
         except InvalidDicomError:
             ds = pydicom.dcmread(io.BytesIO(data), force=True)
-        if "SOPInstanceUID" not in ds or "SOPClassUID" not in ds:
-            raise InvalidDicomError("not a DICOM instance") from None
+            if "SOPInstanceUID" not in ds or "SOPClassUID" not in ds:
+                raise InvalidDicomError("not a DICOM instance") from None
     except RecursionError:
         raise Malformed("sequences nested too deep") from None
     check_elements(ds)
