@@ -73,18 +73,23 @@ def study_folder(date: str, time: str, modalities: Iterable[str]) -> str:
     return sanitize(f"{day}-{digits}-{mods}" if mods else f"{day}-{digits}")
 
 
-def series_folder(number: str, description: str, series_uid: str) -> str:
-    """``<SeriesNumber>-<SeriesDescription>``; the Series UID when there is no number."""
+def series_folder(number: str, description: str, series_uid: str, modality: str = "") -> str:
+    """``<SeriesNumber>-<SeriesDescription>``; the Series UID when there is no number.
+
+    A description the profile removed gives way to the modality (``3-CT``, not
+    ``3-Undefined``): the folder stays informative after pseudonymization.
+    """
     if not str(number).strip():
         return sanitize(series_uid, "series")
-    return sanitize(f"{str(number).strip()}-{sanitize(description)}")
+    text = str(description).strip() or str(modality).strip()
+    return sanitize(f"{str(number).strip()}-{sanitize(text)}")
 
 
 def relative_path(info: InstanceInfo, study_modalities: Iterable[str]) -> PurePosixPath:
     """The path of ``info`` below the job folder."""
     folder = _folder(info.patient_id, info.study_date, info.study_time,
                      tuple(sorted(set(study_modalities))), info.series_number,
-                     info.series_description, info.series_uid)  # fmt: skip
+                     info.series_description, info.series_uid, info.modality)  # fmt: skip
     return folder / instance_name(info.sop_uid)
 
 
@@ -106,12 +111,13 @@ def _folder(
     number: str,
     description: str,
     series_uid: str,
+    modality: str = "",
 ) -> PurePosixPath:
     """The series folder: the same for every instance of a series, so computed once."""
     return PurePosixPath(
         component(patient_id, "UnknownPatient"),
         study_folder(date, time, modalities),
-        series_folder(number, description, series_uid),
+        series_folder(number, description, series_uid, modality),
     )
 
 

@@ -33,6 +33,7 @@ from pydicom import Dataset
 from ..deid import BurnedInRefused, Pseudonymizer
 from ..deid.encoded import engine_for
 from ..deid.splice import write_spliced
+from ..deid.temporal import shift_da
 from ..dicom.part10 import Malformed, Part10, Unsupported, check_elements, read_regular
 from .layout import InstanceInfo, Placement
 
@@ -147,6 +148,7 @@ def prepare(config: WorkerConfig, data: bytes, hint: str = "") -> tuple[str, Any
     if modality in config.exclude:
         return "excluded", (source_sop, modality)
     staged = _staged(config.staging)
+    source_facts = facts
     try:
         if pseudonymizer is None:
             staged.write_bytes(data)
@@ -168,7 +170,7 @@ def prepare(config: WorkerConfig, data: bytes, hint: str = "") -> tuple[str, Any
         modality=modality,
         series_number=facts.text("SeriesNumber"),
         series_description=facts.text("SeriesDescription"),
-        study_date=facts.text("StudyDate"),
+        study_date=facts.text("StudyDate") or _folder_date(pseudonymizer, source_facts),
         study_time=facts.text("StudyTime"),
         staged=str(staged),
         size=size,
@@ -180,6 +182,16 @@ def prepare(config: WorkerConfig, data: bytes, hint: str = "") -> tuple[str, Any
             staged.unlink(missing_ok=True)
             return "failed", (source_sop, f"not delivered: {exc.strerror or type(exc).__name__}")
     return "ok", info
+
+
+def _folder_date(pseudonymizer: Pseudonymizer | None, source: _Facts) -> str:
+    """The study date for folder names when the profile removed it: the patient's
+    shifted date (as the modified-dates option would write it), so that a pseudonymized
+    layout still sorts by date instead of reading ``00000000``."""
+    if pseudonymizer is None:
+        return ""
+    date = source.text("StudyDate")
+    return shift_da(date, pseudonymizer.date_shift(source.text("PatientID"))) if date else ""
 
 
 #: Folders this process has made (a cache: a folder removed since is made again).
