@@ -16,13 +16,14 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from ..config import BurnedInPolicy
 from ..dicom.display import html_table, text_block
 from ..dicom.part10 import Part10, Unsupported
+from ..dicom.part10 import Malformed, Part10, Unsupported, read_regular
+from ..dicom.paths import UnsafePath, component, within
 from ..errors import InputError
 from .encoded import engine_for
 from .profile import Option
@@ -104,7 +105,9 @@ class FolderReport:
 
 
 def iter_files(folder: Path) -> Iterator[Path]:
-    """Every regular file under ``folder``, recursively, in a stable order."""
+    """Every file under ``folder``, recursively, in a stable order (FIFOs and other
+    special files included: reading refuses them by name, see
+    :func:`~..dicom.part10.read_regular`)."""
     for root, dirs, files in os.walk(folder):
         dirs.sort()
         for name in sorted(files):
@@ -113,14 +116,9 @@ def iter_files(folder: Path) -> Iterator[Path]:
 
 def read_dicom(path: str | os.PathLike[str]) -> Dataset:
     """Read a DICOM file, also one without the Part-10 preamble; raise InvalidDicomError
-    for anything that does not look like a DICOM instance."""
-    try:
-        return pydicom.dcmread(path)
-    except InvalidDicomError:
-        ds = pydicom.dcmread(path, force=True)
-        if "SOPInstanceUID" not in ds or "SOPClassUID" not in ds:
-            raise InvalidDicomError("not a DICOM instance") from None
-        return ds
+    for anything that does not look like a DICOM instance, ``Malformed`` for a damaged
+    one (see :func:`~.splice.read_source`)."""
+    return read_source(path)[0]
 
 
 def pseudonymize_file(
@@ -141,39 +139,35 @@ def output_name(pseudonymizer: Pseudonymizer, rel: Path, patient_id: str) -> Pat
     """The output path of ``rel``: same structure, but components that are UIDs are
     remapped and components equal to the PatientID become the pseudonym, because archive
     layouts (``<PatientID>/<StudyUID>/…``) would otherwise leak them in file names."""
-    if Option.RETAIN_UIDS in pseudonymizer.profile.options:
-        return (
-            rel
-            if not patient_id
-            else Path(
-                *[pseudonymizer.pseudonym(patient_id) if p == patient_id else p for p in rel.parts]
-            )
-        )
+    keep_uids = Option.RETAIN_UIDS in pseudonymizer.profile.options
     parts = []
     for part in rel.parts:
         stem, dot, ext = part.partition(".dcm") if part.endswith(".dcm") else (part, "", "")
-        if _UID_LIKE.fullmatch(stem):
+        if _UID_LIKE.fullmatch(stem) and not keep_uids:
             stem = pseudonymizer.uid(stem)
         elif patient_id and stem == patient_id:
-            stem = pseudonymizer.pseudonym(patient_id)
+            # The pseudonym is user text (``--pseudonym '../../x'``): one safe component.
+            stem = component(pseudonymizer.pseudonym(patient_id), "patient")
         parts.append(stem + dot + ext)
     return Path(*parts)
 
 
 def _one(pseudonymizer: Pseudonymizer, src: Path, rel: Path, dst_root: Path) -> tuple[str, str]:
     try:
-        data = src.read_bytes()
+        data = read_regular(src)  # a FIFO named *.dcm is refused, never waited on
         part10 = Part10.parse(data)
+    except Malformed as exc:
+        return _REFUSED, str(exc)
     except (OSError, Unsupported):
         return _decoded(pseudonymizer, src, rel, dst_root)
     try:
         out = engine_for(pseudonymizer)(part10)
         if out is None:
             return _decoded(pseudonymizer, src, rel, dst_root)
-        dst = dst_root / output_name(pseudonymizer, rel, part10.text("PatientID"))
+        dst = within(dst_root, output_name(pseudonymizer, rel, part10.text("PatientID")))
         dst.parent.mkdir(parents=True, exist_ok=True)
         out.write(dst)
-    except BurnedInRefused as exc:
+    except (BurnedInRefused, UnsafePath, Malformed) as exc:
         return _REFUSED, str(exc)
     except Exception as exc:  # one bad file must not stop a folder; reported, no PHI
         return _FAILED, f"{type(exc).__name__}"
@@ -186,15 +180,19 @@ def _decoded(pseudonymizer: Pseudonymizer, src: Path, rel: Path, dst_root: Path)
     """The pydicom path, for what the encoded engine leaves to it."""
     try:
         ds, data = read_source(src)
+    except Malformed as exc:
+        return _REFUSED, str(exc)
+    except OSError as exc:
+        return _FAILED, f"unreadable: {exc.strerror or type(exc).__name__}"
     except (InvalidDicomError, EOFError, ValueError, KeyError, NotImplementedError) as exc:
         return _SKIPPED, type(exc).__name__
     try:
         risky = pseudonymizer.burned_in_risk(ds)
-        dst = dst_root / output_name(pseudonymizer, rel, str(ds.get("PatientID", "") or ""))
+        dst = within(dst_root, output_name(pseudonymizer, rel, str(ds.get("PatientID", "") or "")))
         pseudonymizer(ds)
         dst.parent.mkdir(parents=True, exist_ok=True)
         write_spliced(ds, data, dst)
-    except BurnedInRefused as exc:
+    except (BurnedInRefused, UnsafePath) as exc:
         return _REFUSED, str(exc)
     except Exception as exc:  # one bad file must not stop a folder; reported, no PHI
         return _FAILED, f"{type(exc).__name__}"

@@ -13,6 +13,7 @@ longer one that contains it. The report names file, location and kind, and masks
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from pydicom.tag import BaseTag
 from pydicom.uid import UID_dictionary
 
 from ..dicom.display import html_table, text_block
+from ..dicom.part10 import Malformed, read_regular
 from ..errors import InputError
 from .explain import mask
 from .rules import DEFINITION_UID_SUFFIXES, DEFINITION_UIDS, describe_tag
@@ -283,7 +285,7 @@ def _collect(ds: Dataset, needles: _Needles) -> None:
 def _read(item: Path | str | Dataset) -> Dataset:
     if isinstance(item, Dataset):
         return item
-    return pydicom.dcmread(item, force=True)
+    return pydicom.dcmread(io.BytesIO(read_regular(item)), force=True)  # never a FIFO
 
 
 def scan_leaks(
@@ -318,13 +320,13 @@ def scan_leaks(
     for path in outputs:
         report.files_scanned += 1
         try:
-            data = Path(path).read_bytes()
-        except OSError:
-            report.unreadable.append(str(path))
+            data = read_regular(path)  # a FIFO or device is refused, never waited on
+        except (OSError, Malformed) as exc:
+            report.unreadable.append(f"{path} ({exc})")
             continue
         elements: list[tuple[str, int, str, str, Any]]
         try:
-            elements = list(_elements(pydicom.dcmread(path, force=True)))
+            elements = list(_elements(pydicom.dcmread(io.BytesIO(data), force=True)))
         except Exception:  # not parseable: its raw bytes are still searched
             elements = []
             report.unreadable.append(f"{path} (not DICOM: raw bytes scanned)")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import os
-from pathlib import Path
 from typing import Literal
 
 import pydicom
@@ -29,6 +28,8 @@ from pydicom.filewriter import write_data_element, write_file_meta_info
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
+from ..dicom.part10 import Malformed, check_elements, read_regular
+
 __all__ = ["element_span", "read_source", "write_spliced"]
 
 _UNDEFINED = 0xFFFFFFFF
@@ -40,14 +41,18 @@ def read_source(path: str | os.PathLike[str]) -> tuple[Dataset, bytes]:
     Files without the Part-10 preamble are accepted when they parse as an instance (SOP
     Class and Instance UIDs present); anything else raises InvalidDicomError.
     """
-    data = Path(path).read_bytes()
+    data = read_regular(path)  # never a FIFO; Malformed for what no reader should take
     try:
-        return pydicom.dcmread(io.BytesIO(data)), data
-    except InvalidDicomError:
-        ds = pydicom.dcmread(io.BytesIO(data), force=True)
-        if "SOPInstanceUID" not in ds or "SOPClassUID" not in ds:
-            raise InvalidDicomError("not a DICOM instance") from None
-        return ds, data
+        try:
+            ds = pydicom.dcmread(io.BytesIO(data))
+        except InvalidDicomError:
+            ds = pydicom.dcmread(io.BytesIO(data), force=True)
+            if "SOPInstanceUID" not in ds or "SOPClassUID" not in ds:
+                raise InvalidDicomError("not a DICOM instance") from None
+    except RecursionError:
+        raise Malformed("sequences nested too deep") from None
+    check_elements(ds)
+    return ds, data
 
 
 def element_span(elem: DataElement | RawDataElement, implicit: bool, little: bool, data: bytes) -> (

@@ -10,18 +10,20 @@ and times, case-insensitive person names.
 from __future__ import annotations
 
 import fnmatch
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydicom import Dataset, dcmread
+from pydicom import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 
 from ..errors import InputError, NodeError, NodeUnreachable
 from .node import LEVEL_KEYS, NodeBase, QueryLevel, QueryRoot
+from .part10 import Malformed, read_checked
 from .query import QueryMixin
 from .spec import Capabilities, FolderSpec
 
@@ -41,10 +43,20 @@ _COMPUTED = {
     "NumberOfPatientRelatedStudies",
 }
 _RANGE_VRS = {"DA", "TM", "DT"}
+log = logging.getLogger(__name__)
 
 
-def iter_headers(root: Path) -> Iterator[tuple[Path, Dataset]]:
-    """``(path, header)`` of every DICOM file below ``root``; other files are skipped."""
+def iter_headers(
+    root: Path, refused: dict[str, str] | None = None
+) -> Iterator[tuple[Path, Dataset]]:
+    """``(path, header)`` of every sound DICOM file below ``root``.
+
+    Files that are not DICOM are skipped quietly (a folder may hold a README). Files
+    that are refused – not regular (a FIFO would block), cut, with impossible lengths
+    or nesting too deep (see :func:`~.part10.read_checked`) – are logged, one line
+    naming the file and the reason, and recorded in ``refused`` (relative path →
+    reason) when given: never matched, so never retrieved or counted as delivered.
+    """
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for filename in sorted(filenames):
@@ -52,9 +64,25 @@ def iter_headers(root: Path) -> Iterator[tuple[Path, Dataset]]:
                 continue
             path = Path(dirpath, filename)
             try:
-                yield path, dcmread(path, stop_before_pixels=True)
-            except (InvalidDicomError, OSError, ValueError, EOFError):
+                header = read_checked(path, stop_before_pixels=True)
+            except Malformed as exc:
+                reason = str(exc).removeprefix(f"{filename}: ")
+                _refuse(root, path, reason, refused)
                 continue
+            except (InvalidDicomError, ValueError, EOFError, TypeError, KeyError):
+                continue
+            except OSError as exc:
+                _refuse(root, path, f"unreadable: {exc.strerror or type(exc).__name__}", refused)
+                continue
+            if "SOPInstanceUID" in header:  # else not an instance (a DICOMDIR, say)
+                yield path, header
+
+
+def _refuse(root: Path, path: Path, reason: str, refused: dict[str, str] | None) -> None:
+    rel = str(path.relative_to(root))
+    log.warning("folder %s: refused %s: %s", root, rel, reason)
+    if refused is not None:
+        refused[rel] = reason
 
 
 def _values(value: object) -> list[str]:
@@ -96,6 +124,8 @@ class FolderNode(NodeBase, QueryMixin):
         super().__init__(spec.name)
         self.spec = spec
         self.path = Path(spec.path)
+        #: Files the last search refused (relative path → reason; see :func:`iter_headers`).
+        self.refused: dict[str, str] = {}
 
     def echo(self) -> None:
         """Check that the folder exists and is writable."""
@@ -144,7 +174,8 @@ class FolderNode(NodeBase, QueryMixin):
             return
         key = LEVEL_KEYS[level]
         groups: dict[str, list[Dataset]] = {}
-        for _path, header in iter_headers(self.path):
+        self.refused = {}
+        for _path, header in iter_headers(self.path, self.refused):
             if matches(header, query):
                 groups.setdefault(str(header.get(key, "")), []).append(header)
         count = 0

@@ -6,15 +6,27 @@ the bytes as they are. The receiver routes arriving instances with it, the trans
 workers read an instance's facts with it, and the pseudonymization engine
 (:mod:`adit_workbench.deid.encoded`) builds on it. Values are decoded one at a time,
 exactly as pydicom decodes them. What the scanner does not handle (no preamble, big
-endian, deflate, unsorted or malformed elements) raises :class:`Unsupported`: read
-those with pydicom.
+endian, deflate, unsorted elements) raises :class:`Unsupported`: read those with
+pydicom.
+
+What no reader should accept raises :class:`Malformed` instead, naming the tag: an
+element or item that runs past the end of the data (a cut file: pydicom would read the
+short value silently), an undefined length where the VR allows none, sequences nested
+deeper than :data:`MAX_DEPTH` (pydicom would end in a RecursionError). Sequences are
+walked, not skipped, so that their items are held to the same rules.
+:func:`read_regular` and :func:`read_checked` are the way into a file from a folder:
+regular files only (a FIFO named ``*.dcm`` would block), scanned before anything reads
+them, and checked the same way when pydicom has to read them.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 import struct
 from dataclasses import dataclass, field
 from io import BytesIO
+from pathlib import Path
 from typing import Any
 
 from pydicom.charset import default_encoding
@@ -24,14 +36,20 @@ from pydicom.filereader import read_dataset
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, STANDARD_VR
 
 __all__ = [
+    "MAX_DEPTH",
     "Buffer",
     "Element",
+    "Malformed",
     "Part10",
     "Unsupported",
+    "check_bytes",
+    "check_elements",
     "dictionary_vr",
     "element_end",
     "element_text",
     "header",
+    "read_checked",
+    "read_regular",
     "scan",
     "tag_of",
     "value_text",
@@ -51,12 +69,32 @@ _DECLINED_SYNTAXES = frozenset(
     {"1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1"}
 )
 _CHARSET = 0x00080005
+_PIXEL_DATA = 0x7FE00010
 #: Bound of the memo of decoded values (entries are recomputable).
 _MAX_TEXTS = 50_000
 
 
+#: Deepest sequence nesting accepted (real objects stay below 10; pydicom recurses
+#: about 4 frames per level, so a few hundred levels exhaust Python's stack).
+MAX_DEPTH = 32
+#: VRs whose value may have an undefined length (PS3.5 7.1.2–7.1.3).
+_UNDEFINED_OK = frozenset({"SQ", "UN", "OB", "OW", ""})
+
+
 class Unsupported(ValueError):
     """Bytes the scanner does not handle: take the pydicom path."""
+
+
+class Malformed(ValueError):
+    """Bytes no reader should accept (cut, impossible lengths, nesting too deep).
+
+    Not an :class:`Unsupported`: the pydicom path must not be tried, it would read the
+    damage as data. The message names the tag (never a value).
+    """
+
+
+def _tag_text(tag: int) -> str:
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
 
 # -- scanning ------------------------------------------------------------------------------
@@ -68,7 +106,7 @@ Element = tuple[int, str, int, int, int]
 def header(buf: Buffer, pos: int, end: int, implicit: bool) -> tuple[int, str, int, int]:
     """``(tag, vr, value start, length)`` of the element at ``pos``."""
     if pos + 8 > end:
-        raise Unsupported("truncated element")
+        raise Malformed(f"an element header at byte {pos} is cut off by the end of the data")
     group, elem = _HH.unpack_from(buf, pos)
     tag = group << 16 | elem
     if implicit or group == 0xFFFE:
@@ -78,49 +116,101 @@ def header(buf: Buffer, pos: int, end: int, implicit: bool) -> tuple[int, str, i
         raise Unsupported("not a standard explicit VR")
     if vr in _LONG:
         if pos + 12 > end:
-            raise Unsupported("truncated element")
+            raise Malformed(f"element {_tag_text(tag)} is cut off by the end of the data")
         return tag, vr, pos + 12, _I.unpack_from(buf, pos + 8)[0]
     return tag, vr, pos + 8, _H.unpack_from(buf, pos + 6)[0]
 
 
-def _skip_items(buf: Buffer, pos: int, end: int, implicit: bool) -> int:
-    """Past the items of an undefined-length sequence (or encapsulated pixel data)."""
+def _skip_items(
+    buf: Buffer, pos: int, end: int, implicit: bool, tag: int, depth: int, fragments: bool
+) -> int:
+    """Past the items of an undefined-length sequence (or encapsulated pixel data:
+    ``fragments``), whose datasets lie at nesting ``depth``."""
+    if depth > MAX_DEPTH:
+        raise Malformed(f"sequence {_tag_text(tag)} is nested deeper than {MAX_DEPTH} levels")
     while True:
         if pos + 8 > end:
-            raise Unsupported("unterminated sequence")
+            raise Malformed(f"sequence {_tag_text(tag)} runs past the end of the data")
         key = _HH.unpack_from(buf, pos)
         length = _I.unpack_from(buf, pos + 4)[0]
         pos += 8
         if key == _SEQ_END:
             return pos
         if key != _ITEM:
-            raise Unsupported("not an item")
+            raise Malformed(f"{_tag_text(tag)} holds something that is not an item")
         if length == _UNDEFINED:
-            pos = _skip_dataset(buf, pos, end, implicit)
+            pos = _skip_dataset(buf, pos, end, implicit, tag, depth)
         else:
+            if pos + length > end:
+                raise Malformed(f"an item of {_tag_text(tag)} runs past the end of the data")
+            if not fragments:
+                _walk(buf, pos, pos + length, implicit, depth)
             pos += length
-            if pos > end:
-                raise Unsupported("item beyond the end")
 
 
-def _skip_dataset(buf: Buffer, pos: int, end: int, implicit: bool) -> int:
+def _skip_dataset(buf: Buffer, pos: int, end: int, implicit: bool, tag: int, depth: int) -> int:
     """Past the elements of an undefined-length item, its delimiter included."""
     while True:
         if pos + 8 <= end and _HH.unpack_from(buf, pos) == _ITEM_END:
             return pos + 8
-        pos = element_end(buf, pos, end, implicit)[1]
+        if pos >= end:
+            raise Malformed(f"an item of {_tag_text(tag)} runs past the end of the data")
+        pos = element_end(buf, pos, end, implicit, depth)[1]
 
 
-def element_end(buf: Buffer, pos: int, end: int, implicit: bool) -> tuple[Element, int]:
+def _walk(buf: Buffer, pos: int, end: int, implicit: bool, depth: int) -> None:
+    """Check the elements of a defined-length item (held to the same rules)."""
+    while pos < end:
+        pos = element_end(buf, pos, end, implicit, depth)[1]
+
+
+def _items(buf: Buffer, pos: int, end: int, implicit: bool, tag: int, depth: int) -> None:
+    """Check the items of a defined-length sequence, whose datasets lie at ``depth``."""
+    if depth > MAX_DEPTH:
+        raise Malformed(f"sequence {_tag_text(tag)} is nested deeper than {MAX_DEPTH} levels")
+    while pos < end:
+        if pos + 8 > end:
+            raise Malformed(f"an item of {_tag_text(tag)} runs past the end of its sequence")
+        key = _HH.unpack_from(buf, pos)
+        length = _I.unpack_from(buf, pos + 4)[0]
+        pos += 8
+        if key != _ITEM:
+            raise Malformed(f"{_tag_text(tag)} holds something that is not an item")
+        if length == _UNDEFINED:
+            pos = _skip_dataset(buf, pos, end, implicit, tag, depth)
+        else:
+            if pos + length > end:
+                raise Malformed(f"an item of {_tag_text(tag)} runs past the end of its sequence")
+            _walk(buf, pos, pos + length, implicit, depth)
+            pos += length
+
+
+def element_end(
+    buf: Buffer, pos: int, end: int, implicit: bool, depth: int = 0
+) -> tuple[Element, int]:
+    """The element at ``pos`` (in a dataset nested ``depth`` sequences deep) and its end."""
     tag, vr, start, length = header(buf, pos, end, implicit)
     if length == _UNDEFINED:
+        kind = vr or (dictionary_vr(tag) if tag >> 16 & 1 == 0 else "UN")
+        if kind not in _UNDEFINED_OK and tag != _PIXEL_DATA:
+            raise Malformed(f"element {_tag_text(tag)} ({kind}) has an undefined length")
         # An undefined-length UN holds implicit VR items (PS3.5 6.2.2).
-        stop = _skip_items(buf, start, end, implicit or vr == "UN")
+        fragments = tag == _PIXEL_DATA or vr in ("OB", "OW")
+        stop = _skip_items(buf, start, end, implicit or vr == "UN", tag, depth + 1, fragments)
     else:
         stop = start + length
         if stop > end:
-            raise Unsupported("element beyond the end")
+            raise Malformed(
+                f"element {_tag_text(tag)} declares {length} bytes, "
+                f"only {max(0, end - start)} are left"
+            )
+        if vr == "SQ" or (implicit and length and _is_sequence(tag)):
+            _items(buf, start, stop, implicit or vr == "UN", tag, depth + 1)
     return (tag, vr, pos, start, stop), stop
+
+
+def _is_sequence(tag: int) -> bool:
+    return tag >> 16 & 1 == 0 and tag >> 16 != 0xFFFE and dictionary_vr(tag) == "SQ"
 
 
 def scan(buf: Buffer, pos: int, end: int, implicit: bool) -> list[Element]:
@@ -220,3 +310,86 @@ def element_text(tag: int, vr: str, value: Any, implicit: bool, charset: bytes) 
             _TEXTS.clear()
         _TEXTS[key] = text
     return text
+
+
+# -- files from folders -------------------------------------------------------------------
+#: Largest file read from a folder (a DICOM instance of several GB is not ours to hold).
+MAX_FILE_BYTES = 4 << 30
+
+
+def read_regular(path: str | os.PathLike[str], max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of ``path`` if it is a regular file; :class:`Malformed` otherwise.
+
+    Opened non-blocking and checked on the open handle, so that a FIFO, a device or a
+    socket named ``*.dcm`` is refused at once, never waited on (nor swapped in after a
+    check by name).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise Malformed("not a regular file")
+        if info.st_size > max_bytes:
+            raise Malformed(f"{info.st_size} bytes: larger than {max_bytes}")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            return handle.read(max_bytes + 1)
+    finally:
+        os.close(fd)
+
+
+def check_bytes(data: bytes | memoryview) -> Part10 | None:
+    """Scan ``data``: the scan, or None when pydicom must read it (:class:`Unsupported`).
+
+    Raises :class:`Malformed` for what no reader should accept.
+    """
+    try:
+        return Part10.parse(data)
+    except Unsupported:
+        return None
+
+
+def read_checked(
+    path: str | os.PathLike[str], *, stop_before_pixels: bool = False, force: bool = False
+) -> Any:
+    """A folder's file as a pydicom Dataset, only if it is whole and sane.
+
+    Regular files only; scanned first (:class:`Malformed` for a cut file, an
+    impossible length, nesting too deep); a file the scanner leaves to pydicom is read
+    by it and its top-level elements are checked against their declared lengths.
+    Raises :class:`Malformed` with the file's name and the reason, or pydicom's
+    ``InvalidDicomError`` for a file that is not DICOM at all.
+    """
+    from pydicom import dcmread
+
+    name = Path(path).name
+    try:
+        data = read_regular(path)
+        check_bytes(data)
+    except Malformed as exc:
+        raise Malformed(f"{name}: {exc}") from None
+    try:
+        ds = dcmread(BytesIO(data), stop_before_pixels=stop_before_pixels, force=force)
+    except RecursionError:
+        raise Malformed(f"{name}: sequences nested too deep") from None
+    except (EOFError, struct.error, OverflowError, MemoryError) as exc:
+        raise Malformed(f"{name}: unreadable ({type(exc).__name__})") from None
+    try:
+        check_elements(ds)
+    except Malformed as exc:
+        raise Malformed(f"{name}: {exc}") from None
+    return ds
+
+
+def check_elements(ds: Any) -> None:
+    """Raise :class:`Malformed` if a top-level element pydicom read is shorter than its
+    declared length (pydicom keeps the short value of a cut file without a word)."""
+    from pydicom.dataelem import RawDataElement
+
+    for element in ds.elements():
+        if (
+            isinstance(element, RawDataElement)
+            and element.length != _UNDEFINED
+            and element.value is not None
+            and len(element.value) < element.length
+        ):
+            raise Malformed(f"element {_tag_text(int(element.tag))} is cut short")

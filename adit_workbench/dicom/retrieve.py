@@ -39,6 +39,7 @@ from pydicom import Dataset, dcmread
 from ..errors import DicomStatusError, InputError, NodeUnreachable
 from .folder import iter_headers, matches
 from .node import QueryLevel, QueryRoot
+from .part10 import Malformed, read_checked
 
 if TYPE_CHECKING:
     from .dicomweb import DicomWebNode
@@ -137,7 +138,10 @@ def iter_folder(node: FolderNode, level: QueryLevel | str, query: Dataset) -> It
         raise NodeUnreachable(node.name, "READ", "folder does not exist")
     for path, header in iter_headers(node.path):
         if matches(header, query):
-            yield dcmread(path)
+            try:
+                yield read_checked(path)  # checked again: it may have changed since
+            except (Malformed, OSError, ValueError):
+                continue
 
 
 # -- WADO-RS, undecoded ----------------------------------------------------------------

@@ -12,15 +12,18 @@ import errno
 import itertools
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydicom import Dataset, dcmread, dcmwrite
+from pydicom.errors import InvalidDicomError
 
-from ..errors import NodeError, TransferError
+from ..errors import InputError, NodeError, TransferError
 from .association import AssociationKind, lost_association_error
+from .part10 import Malformed, read_checked
+from .paths import UnsafePath, free_name, instance_file
 from .status import Category, category, describe
 
 if TYPE_CHECKING:
@@ -131,22 +134,59 @@ def store_stow(node: DicomWebNode, items: Iterable[StoreItem]) -> StoreResult:
 
 # -- folder ----------------------------------------------------------------------------
 def folder_path(root: Path, ds: Dataset) -> Path:
-    """``<root>/<StudyUID>/<SeriesUID>/<SOPUID>.dcm``: UIDs only, no PHI in names."""
-    parts = [str(ds.get(k, "") or "unknown") for k in ("StudyInstanceUID", "SeriesInstanceUID")]
-    return root.joinpath(*parts, f"{ds.SOPInstanceUID}.dcm")
+    """``<root>/<StudyUID>/<SeriesUID>/<SOPUID>.dcm``: UIDs only (made safe), no PHI."""
+    return instance_file(
+        root, ds.get("StudyInstanceUID", ""), ds.get("SeriesInstanceUID", ""), ds.SOPInstanceUID
+    )
+
+
+def _holds(sop_uid: str) -> Callable[[Path], bool]:
+    def same(path: Path) -> bool:
+        try:
+            header = dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+        except Exception:  # a foreign or broken file is not this instance
+            return False
+        return str(header.get("SOPInstanceUID", "")) == sop_uid
+
+    return same
+
+
+def _folder_item(item: StoreItem) -> Dataset:
+    """An item for a folder: a path is checked by the scanner first (never a FIFO, never
+    a truncated or malformed file)."""
+    if isinstance(item, Dataset):
+        return item
+    return read_checked(item)
 
 
 def store_folder(node: FolderNode, items: Iterable[StoreItem]) -> StoreResult:
-    """Write each instance as a Part-10 file; a reader never sees a half-written file."""
+    """Write each instance as a Part-10 file; a reader never sees a half-written file.
+
+    A refused item (unreadable, malformed, no SOP Instance UID) is recorded in
+    ``failed`` under its UID or file name, never written. An instance whose (safe) name
+    is taken by a different instance is written under a distinct name.
+    """
     result = StoreResult(node.name)
     node.echo()
     for item in items:
-        ds = _dataset(item)
-        if "SOPInstanceUID" not in ds:
-            result.failed[""] = "no SOPInstanceUID"
-            continue
         try:
-            _write_atomically(folder_path(node.path, ds), ds)
+            ds = _folder_item(item)
+        except (Malformed, InputError, OSError, ValueError, EOFError, RecursionError) as exc:
+            result.failed[_label(item)] = f"refused: {exc}"
+            continue
+        except InvalidDicomError:
+            result.failed[_label(item)] = "refused: not a DICOM file"
+            continue
+        if "SOPInstanceUID" not in ds:
+            result.failed[_label(item)] = "refused: no SOPInstanceUID"
+            continue
+        sop = str(ds.SOPInstanceUID)
+        try:
+            target, _already = free_name(folder_path(node.path, ds), _holds(sop))
+            _write_atomically(target, ds)
+        except UnsafePath as exc:
+            result.failed[sop] = f"refused: {exc}"
+            continue
         except OSError as exc:
             if exc.errno == errno.ENOSPC:  # every further file would fail the same way
                 raise NodeError(node.name, "WRITE", "no space left on device") from exc
@@ -157,6 +197,12 @@ def store_folder(node: FolderNode, items: Iterable[StoreItem]) -> StoreResult:
             continue
         result.stored += 1
     return result
+
+
+def _label(item: StoreItem) -> str:
+    if isinstance(item, Dataset):
+        return str(item.get("SOPInstanceUID", "")) or "(dataset)"
+    return Path(item).name
 
 
 def _write_atomically(target: Path, ds: Dataset) -> None:

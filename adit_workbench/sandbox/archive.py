@@ -14,20 +14,21 @@ import os
 import shutil
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRLittleEndian
 
+from ..dicom.part10 import Malformed, check_bytes, read_checked
+from ..dicom.paths import free_name, instance_file
 from ..errors import InputError, StoreError
 from .matching import LEVELS, text_attributes
 
-__all__ = ["Archive", "StoredInstance"]
+__all__ = ["Archive", "StoredInstance", "check_encoded"]
 
 INDEX_NAME = "index.sqlite3"
 FILES_DIR = "files"
@@ -134,12 +135,14 @@ class Archive:
         Returns:
             The path of the archived file.
         """
+        if encoded is not None:
+            check_encoded(encoded)
         try:
             study, series, sop = ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
             ds.SOPClassUID  # noqa: B018 - required below; fail early with a clear message
         except AttributeError as exc:
             raise InputError(f"not archivable, missing {exc.args[0]!s}") from exc
-        path = self.files / str(study) / str(series) / f"{sop}.dcm"
+        path = self._place(study, series, sop)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")
         if encoded is not None:
@@ -158,15 +161,17 @@ class Archive:
         """
         src = Path(path)
         try:
-            ds = pydicom.dcmread(src, stop_before_pixels=True)
-        except (InvalidDicomError, OSError) as exc:
+            ds = read_checked(src, stop_before_pixels=True)
+        except Malformed as exc:
+            raise InputError(f"refused {exc}") from None
+        except (InvalidDicomError, OSError, ValueError) as exc:
             raise InputError(f"{src.name}: not a readable DICOM file ({exc})") from exc
         try:
             study, series, sop = ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
             ds.SOPClassUID  # noqa: B018
         except AttributeError as exc:
             raise InputError(f"{src.name}: not archivable, missing {exc.args[0]!s}") from exc
-        dest = self.files / str(study) / str(series) / f"{sop}.dcm"
+        dest = self._place(study, series, sop)
         dest.parent.mkdir(parents=True, exist_ok=True)
         if src.resolve() != dest.resolve():
             tmp = dest.with_name(f".{dest.name}.{threading.get_ident()}.tmp")
@@ -174,6 +179,24 @@ class Archive:
             os.replace(tmp, dest)
         self._index(ds, dest)
         return dest
+
+    def _place(self, study: object, series: object, sop: object) -> Path:
+        """Where an instance is archived: its UIDs made safe, below ``files``.
+
+        A different instance already holding the (safe) name – two crafted UIDs that
+        read alike – gets a name of its own; the same instance replaces its file.
+        """
+        wanted = instance_file(self.files, study, series, sop)
+        target, _already = free_name(wanted, self._holds(str(sop)))
+        return target
+
+    def _holds(self, sop: str) -> Callable[[Path], bool]:
+        def same(path: Path) -> bool:
+            rel = str(path.relative_to(self.files))
+            row = self._rows("SELECT sop_uid FROM instances WHERE path = ?", (rel,))
+            return not row or row[0][0] == sop  # an unindexed file is ours to replace
+
+        return same
 
     def _index(self, ds: Dataset, path: Path) -> None:
         attrs = text_attributes(ds)
@@ -236,10 +259,10 @@ class Archive:
         count = 0
         for path in sorted(self.files.rglob("*.dcm")):
             try:
-                ds = pydicom.dcmread(path, stop_before_pixels=True)
+                ds = read_checked(path, stop_before_pixels=True)
                 self._index(ds, path)
                 count += 1
-            except (InvalidDicomError, OSError, AttributeError, KeyError):
+            except (InvalidDicomError, Malformed, OSError, ValueError, AttributeError, KeyError):
                 continue  # a stray file in the folder must not stop the server
         return count
 
@@ -342,6 +365,15 @@ class Archive:
         """Close the index connection."""
         with self._lock:
             self._db.close()
+
+
+def check_encoded(encoded: bytes) -> None:
+    """Refuse (:class:`InputError`) an instance's Part-10 bytes that are cut, hold
+    impossible lengths or nest too deep: never archived, never served."""
+    try:
+        check_bytes(encoded)
+    except Malformed as exc:
+        raise InputError(f"refused a received instance: {exc}") from None
 
 
 def _where(keys: dict[str, list[str]], level: str) -> tuple[str, tuple[str, ...]]:

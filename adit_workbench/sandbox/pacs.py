@@ -27,7 +27,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from ..dicom import nodelay
 from ..errors import InputError, NodeError, StoreError
-from .archive import Archive, StoredInstance
+from .archive import Archive, StoredInstance, check_encoded
 from .matching import LEVELS, UNIQUE_KEYS, build_response, matches
 
 __all__ = ["SandboxPacs"]
@@ -344,9 +344,11 @@ class SandboxPacs:
 
     def _on_store(self, event: evt.Event) -> int:
         try:
+            encoded = event.encoded_dataset()
+            check_encoded(encoded)  # before pynetdicom decodes it (deep nesting recurses)
             ds = event.dataset
             ds.file_meta = event.file_meta
-            self.archive.add_dataset(ds, event.encoded_dataset())
+            self.archive.add_dataset(ds, encoded)
         except InputError:
             return STORE_CANNOT_UNDERSTAND
         except (StoreError, OSError):

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from pydicom import Dataset, dcmread
 
+from ..dicom.paths import within
 from ..errors import InputError, NodeError, PermissionDenied, TransferError
 from .defaults import ARCHIVE_NAME, STAGING_PREFIX
 from .layout import InstanceInfo, Placement, relative_path, sanitize
@@ -64,7 +65,8 @@ class Sink(Protocol):
 
 
 def job_root(root: Path, folder_name: str | None) -> Path:
-    return root / sanitize(folder_name, "transfer") if folder_name else root
+    """The job folder below a folder destination (its name made safe, checked inside)."""
+    return within(root, sanitize(folder_name, "transfer")) if folder_name else root
 
 
 def _alive(pid: int) -> bool:
@@ -90,13 +92,32 @@ def new_staging(parent: Path) -> Path:
 
 
 def _dcm_stems(root: Path) -> set[str]:
+    """The SOP Instance UIDs below ``root``, by file name.
+
+    A name that carries a hash (``~``: its UID had to be made safe, see
+    :func:`~..dicom.paths.component`) is read for its real UID: rare, and without it
+    a re-run would not recognise the instance.
+    """
     found: set[str] = set()
     if not root.is_dir():
         return found
-    for _dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        found.update(f[:-4] for f in filenames if f.endswith(".dcm") and not f.startswith("."))
+        for name in filenames:
+            if not name.endswith(".dcm") or name.startswith("."):
+                continue
+            found.add(name[:-4])
+            if "~" in name:
+                found.add(_sop_of(Path(dirpath, name)))
     return found
+
+
+def _sop_of(path: Path) -> str:
+    try:
+        header = dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+        return str(header.get("SOPInstanceUID", ""))
+    except Exception:  # a foreign file: not an instance we delivered
+        return ""
 
 
 # -- folder ---------------------------------------------------------------------------------
@@ -128,6 +149,7 @@ class _FolderSink:
     def put(self, info: InstanceInfo) -> int:
         target = self.root / relative_path(info, self.modalities)
         if target.parent not in self._made:
+            within(self.root, target.parent.relative_to(self.root))
             target.parent.mkdir(parents=True, exist_ok=True)
             self._made.add(target.parent)
         os.replace(info.staged, target)  # the staged file is complete: atomic delivery

@@ -12,38 +12,32 @@ from __future__ import annotations
 
 import functools
 import re
-import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+
+from ..dicom.paths import component, uid_component, within
 
 __all__ = [
     "InstanceInfo",
     "Placement",
+    "instance_name",
     "relative_path",
     "sanitize",
     "series_folder",
     "study_folder",
 ]
 
-_UNSAFE = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f]')
-_MAX_PART = 120
-
 
 def sanitize(part: object, fallback: str = "Undefined") -> str:
-    """One safe path component: no separators, traversal, control or reserved characters.
+    """One safe, readable path component (see :func:`~..dicom.paths.component`).
 
     ADIT replaces ``<>:"/\\|?*`` and control characters with ``_``; we also refuse
-    ``.``/``..`` and leading dots and cap the length, so a crafted SeriesDescription
-    cannot escape the destination or hide a file.
+    ``.``/``..``, leading dots and Windows device names and cap the length, so a
+    crafted SeriesDescription cannot escape the destination or hide a file. Values that
+    identify an instance use :func:`~..dicom.paths.component`'s unique form instead.
     """
-    text = unicodedata.normalize("NFC", str(part if part is not None else ""))
-    text = "".join("_" if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in text)
-    text = _UNSAFE.sub("_", text).strip().rstrip(".")
-    text = text.lstrip(".")
-    if not text:
-        return fallback
-    return text[:_MAX_PART]
+    return component(part, fallback, unique=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,25 +73,33 @@ def study_folder(date: str, time: str, modalities: Iterable[str]) -> str:
     return sanitize(f"{day}-{digits}-{mods}" if mods else f"{day}-{digits}")
 
 
-def series_folder(number: str, description: str, series_uid: str) -> str:
-    """``<SeriesNumber>-<SeriesDescription>``; the Series UID when there is no number."""
+def series_folder(number: str, description: str, series_uid: str, modality: str = "") -> str:
+    """``<SeriesNumber>-<SeriesDescription>``; the Series UID when there is no number.
+
+    A description the profile removed gives way to the modality (``3-CT``, not
+    ``3-Undefined``): the folder stays informative after pseudonymization.
+    """
     if not str(number).strip():
         return sanitize(series_uid, "series")
-    return sanitize(f"{str(number).strip()}-{sanitize(description)}")
+    text = str(description).strip() or str(modality).strip()
+    return sanitize(f"{str(number).strip()}-{sanitize(text)}")
 
 
 def relative_path(info: InstanceInfo, study_modalities: Iterable[str]) -> PurePosixPath:
     """The path of ``info`` below the job folder."""
     folder = _folder(info.patient_id, info.study_date, info.study_time,
                      tuple(sorted(set(study_modalities))), info.series_number,
-                     info.series_description, info.series_uid)  # fmt: skip
-    sop = info.sop_uid
-    name = sop if _UID.fullmatch(sop) else sanitize(sop, "instance")
-    return folder / f"{name}.dcm"
+                     info.series_description, info.series_uid, info.modality)  # fmt: skip
+    return folder / instance_name(info.sop_uid)
 
 
-#: A UID as UIDs are (digits and dots, no leading or trailing dot): safe as it is.
-_UID = re.compile(r"[0-9](?:[0-9.]{0,62}[0-9])?")
+def instance_name(sop_uid: str) -> str:
+    """The file name of an instance: its (delivered) SOP Instance UID, made safe.
+
+    Two distinct UIDs never share a name (see :func:`~..dicom.paths.component`), and
+    the same UID always gives the same one, so a re-run finds what is already there.
+    """
+    return f"{uid_component(sop_uid, 'instance')}.dcm"
 
 
 @functools.lru_cache(maxsize=1024)
@@ -109,12 +111,13 @@ def _folder(
     number: str,
     description: str,
     series_uid: str,
+    modality: str = "",
 ) -> PurePosixPath:
     """The series folder: the same for every instance of a series, so computed once."""
     return PurePosixPath(
-        sanitize(patient_id, "UnknownPatient"),
+        component(patient_id, "UnknownPatient"),
         study_folder(date, time, modalities),
-        series_folder(number, description, series_uid),
+        series_folder(number, description, series_uid, modality),
     )
 
 
@@ -129,7 +132,13 @@ class Placement:
 
     root: str
     modalities: tuple[str, ...]
+    #: Folders already checked to lie below ``root`` (resolving costs a few syscalls).
+    _checked: set[PurePosixPath] = field(default_factory=set, compare=False, repr=False)
 
     def path_for(self, info: InstanceInfo) -> Path:
-        """Where ``info`` belongs in the destination."""
-        return Path(self.root, relative_path(info, self.modalities))
+        """Where ``info`` belongs in the destination (checked to stay below ``root``)."""
+        rel = relative_path(info, self.modalities)
+        if rel.parent not in self._checked:
+            within(self.root, rel.parent)
+            self._checked.add(rel.parent)
+        return Path(self.root, rel)

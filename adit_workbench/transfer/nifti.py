@@ -94,7 +94,7 @@ class _NiftiSink:
             / study_folder(first.study_date, first.study_time, self.modalities)
         )
         tmp = Path(tempfile.mkdtemp(dir=self.staging, prefix="out-"))
-        name = series_folder(first.series_number, first.series_description, uid)
+        name = series_folder(first.series_number, first.series_description, uid, first.modality)
         series_dir = self.staging / sanitize(uid, "series")
         run = subprocess.run(
             [self.tool, "-f", name, "-z", "y", "-b", "y", "-o", str(tmp), str(series_dir)],

@@ -33,7 +33,8 @@ from pydicom import Dataset
 from ..deid import BurnedInRefused, Pseudonymizer
 from ..deid.encoded import engine_for
 from ..deid.splice import write_spliced
-from ..dicom.part10 import Part10, Unsupported
+from ..deid.temporal import shift_da
+from ..dicom.part10 import Malformed, Part10, Unsupported, check_elements, read_regular
 from .layout import InstanceInfo, Placement
 
 if TYPE_CHECKING:
@@ -130,11 +131,16 @@ def prepare(config: WorkerConfig, data: bytes, hint: str = "") -> tuple[str, Any
     pseudonymizer = config.pseudonymizer
     try:
         facts: _Facts = Part10.parse(data)
+    except Malformed as exc:  # cut, impossible lengths, too deep: never passed on
+        return "failed", (hint, f"refused: {exc}")
     except Unsupported:
         try:
             # Copied as is: the header suffices (the bytes are written untouched).
             ds = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=not pseudonymizer)
+            check_elements(ds)
             facts = _Decoded(ds)
+        except Malformed as exc:
+            return "failed", (hint, f"refused: {exc}")
         except Exception as exc:  # one unreadable instance must not stop the study; no PHI
             return "failed", (hint, f"unreadable: {type(exc).__name__}")
     source_sop = facts.text("SOPInstanceUID") or hint
@@ -142,6 +148,7 @@ def prepare(config: WorkerConfig, data: bytes, hint: str = "") -> tuple[str, Any
     if modality in config.exclude:
         return "excluded", (source_sop, modality)
     staged = _staged(config.staging)
+    source_facts = facts
     try:
         if pseudonymizer is None:
             staged.write_bytes(data)
@@ -163,7 +170,7 @@ def prepare(config: WorkerConfig, data: bytes, hint: str = "") -> tuple[str, Any
         modality=modality,
         series_number=facts.text("SeriesNumber"),
         series_description=facts.text("SeriesDescription"),
-        study_date=facts.text("StudyDate"),
+        study_date=facts.text("StudyDate") or _folder_date(pseudonymizer, source_facts),
         study_time=facts.text("StudyTime"),
         staged=str(staged),
         size=size,
@@ -175,6 +182,16 @@ def prepare(config: WorkerConfig, data: bytes, hint: str = "") -> tuple[str, Any
             staged.unlink(missing_ok=True)
             return "failed", (source_sop, f"not delivered: {exc.strerror or type(exc).__name__}")
     return "ok", info
+
+
+def _folder_date(pseudonymizer: Pseudonymizer | None, source: _Facts) -> str:
+    """The study date for folder names when the profile removed it: the patient's
+    shifted date (as the modified-dates option would write it), so that a pseudonymized
+    layout still sorts by date instead of reading ``00000000``."""
+    if pseudonymizer is None:
+        return ""
+    date = source.text("StudyDate")
+    return shift_da(date, pseudonymizer.date_shift(source.text("PatientID"))) if date else ""
 
 
 #: Folders this process has made (a cache: a folder removed since is made again).
@@ -335,9 +352,9 @@ def prepare_files(task_id: int, paths: list[str], delete: bool) -> TaskOutcome:
             if _stopped():
                 break
             try:
-                data = Path(path).read_bytes()
-            except OSError as exc:
-                outbox.add("failed", (Path(path).stem, f"unreadable: {exc.errno}"))
+                data = read_regular(path)  # a FIFO swapped in since the listing: refused
+            except (OSError, Malformed) as exc:
+                outbox.add("failed", (Path(path).stem, f"unreadable: {exc}"))
             else:
                 outbox.add(*prepare(_config, data, Path(path).stem))
             sent += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from pathlib import Path
 
 import pydicom
@@ -16,6 +17,7 @@ from adit_workbench.deid import BurnedInRefused, Option, Profile, Pseudonymizer
 from adit_workbench.deid.encoded import EncodedPseudonymizer, Part10, Unsupported, engine_for
 from adit_workbench.deid.splice import read_source, write_spliced
 from adit_workbench.deid.table import SafePrivate
+from adit_workbench.dicom.part10 import Malformed
 from adit_workbench.sandbox.synthetic import iter_datasets
 
 from .conftest import SECRET
@@ -47,10 +49,10 @@ UNSUPPORTED = {
     "ExplVR_LitEndNoMeta.dcm": "no preamble",
     "no_meta.dcm": "no preamble",
     "rtstruct.dcm": "no preamble",
-    "MR_truncated.dcm": "truncated",
-    "rtplan_truncated.dcm": "truncated",
     "SC_rgb_jpeg.dcm": "a VR that is not one",
 }
+#: pydicom's bundled files that are cut short: refused by the scanner, naming the tag.
+MALFORMED = {"MR_truncated.dcm": "(7FE0,0010)", "rtplan_truncated.dcm": "(300A,00B0)"}
 #: Bundled files without a SOP Instance UID: the engine declines them.
 DECLINED = {
     "UN_sequence.dcm",
@@ -94,6 +96,10 @@ def test_bundled_files_byte_for_byte(profile: str, tmp_path: Path) -> None:
         data = path.read_bytes()
         if path.name in UNSUPPORTED:
             with pytest.raises(Unsupported):
+                Part10.parse(data)
+            continue
+        if path.name in MALFORMED:
+            with pytest.raises(Malformed, match=re.escape(MALFORMED[path.name])):
                 Part10.parse(data)
             continue
         src = Part10.parse(data)
@@ -229,18 +235,24 @@ def _pixel_length(data: bytes, length: bytes) -> bytes:
     return data[:at] + length + data[at + 4 :]
 
 
+def test_no_marker_is_left_to_pydicom() -> None:
+    data = next(p for p in BUNDLED if p.name == "CT_small.dcm").read_bytes()
+    with pytest.raises(Unsupported):
+        Part10.parse(data[:128] + b"XXXX" + data[132:])
+
+
 @pytest.mark.parametrize(
     "damage",
     [
-        lambda d: d[:128] + b"XXXX" + d[132:],  # no DICM marker
         lambda d: d[:-10],  # cut short
         lambda d: _pixel_length(d, b"\xff\xff\xff\x7f"),  # a length past the end
         lambda d: _pixel_length(d, b"\xff\xff\xff\xff"),  # undefined, no items
     ],
 )
-def test_damaged_bytes_are_left_to_pydicom(damage: object) -> None:
+def test_damaged_bytes_are_refused_naming_the_tag(damage: object) -> None:
+    """Damage is not left to pydicom: it would read the short value as data."""
     data = next(p for p in BUNDLED if p.name == "CT_small.dcm").read_bytes()
-    with pytest.raises(Unsupported):
+    with pytest.raises(Malformed, match=r"\([0-9A-F]{4},[0-9A-F]{4}\)"):
         Part10.parse(damage(data))  # type: ignore[operator]
 
 
