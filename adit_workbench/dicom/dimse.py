@@ -31,7 +31,6 @@ from .association import (
     lost_association_error,
 )
 from .node import NodeBase, QueryLevel, QueryRoot, default_root
-from .reactor import streaming
 from .retrieve import iter_cget
 from .spec import Capabilities, ServerSpec
 from .status import Status, category, is_pending, raise_for_status, status_code
@@ -149,6 +148,8 @@ class DimseNode(NodeBase):
             settings=settings,
             limit=spec.max_associations,
         )
+        #: (study, series) -> the SOP classes found there, for C-GET proposals
+        self._classes: dict[tuple[str, str], tuple[str, ...]] = {}
 
     def close(self) -> None:
         """Release the pooled associations."""
@@ -310,59 +311,67 @@ class DimseNode(NodeBase):
             pooled.assoc.abort()
 
     # -- C-GET and C-MOVE --------------------------------------------------------------
-    def get(
+    def get_stream(
         self,
         level: QueryLevel | str,
         query: Dataset,
-        on_store: Callable[[Any], int],
         *,
         root: QueryRoot | str | None = None,
-        cancel: threading.Event | None = None,
-    ) -> RetrieveResult:
-        """C-GET; ``on_store(event)`` gets each instance (pynetdicom C-STORE event).
-
-        ``on_store`` returns the C-STORE status to answer (0x0000 when kept). Setting
-        ``cancel`` sends a C-CANCEL at the next instance. Raises
-        :class:`~adit_workbench.errors.DicomStatusError` on a failed final status.
-        """
-        level = QueryLevel.parse(level)
-        chosen = default_root(level, root)
-        identifier = _identifier(level, query)
-
-        def send(pooled: PooledAssociation) -> RetrieveResult:
-            pooled.on_store = on_store
-            pooled.cancel = cancel
-            msg_id = pooled.next_message_id()
-            pooled.current = (msg_id, _GET[chosen])
-            started = time.monotonic()
-            with streaming(pooled.assoc):
-                try:
-                    responses = pooled.assoc.send_c_get(identifier, _GET[chosen], msg_id=msg_id)
-                except ValueError as exc:
-                    raise NotSupported(
-                        self.name, "C-GET", f"{chosen.value}-root C-GET not accepted"
-                    ) from exc
-                except RuntimeError as exc:
-                    raise _Stale from exc
-                return self._final(pooled, responses, "C-GET", started)
-
-        return self._run(AssociationKind.GET, "C-GET", send)
-
-    def get_stream(
-        self, level: QueryLevel | str, query: Dataset, *, root: QueryRoot | str | None = None
+        sop_classes: Iterable[str] | None = None,
     ) -> Generator[bytes, None, RetrieveResult]:
         """C-GET as a stream of Part-10 bytes, received off the socket (:mod:`.scu`).
 
         Returns the :class:`RetrieveResult` when exhausted; closing it early cancels the
-        C-GET at the server. Its association counts within ``max_associations``.
+        C-GET at the server (within a second). Its association counts within
+        ``max_associations``. ``sop_classes``: the storage classes to propose; by
+        default those the server lists for the study (:meth:`sop_classes`), so that
+        private and compressed instances find a context.
         """
         level = QueryLevel.parse(level)
         chosen = default_root(level, root)
         identifier = _identifier(level, query)
+        classes = tuple(sop_classes) if sop_classes is not None else self.sop_classes(query)
         with self.pool.slot("C-GET"):
-            final = yield from scu.receive(self, identifier, _GET[chosen], chosen.value)
+            final = yield from scu.receive(
+                self, identifier, _GET[chosen], chosen.value, classes or None
+            )
         raise_for_status(self.name, "C-GET", final)
         return RetrieveResult.from_status(final)
+
+    def sop_classes(self, query: Dataset) -> tuple[str, ...]:
+        """The SOP classes of the study ``query`` names (empty when unknown): the
+        study's SOPClassesInStudy, else an instance-level listing."""
+        study = str(query.get("StudyInstanceUID", "") or "")
+        if not study:
+            return ()
+        series = str(query.get("SeriesInstanceUID", "") or "")
+        known = self._classes.get((study, series))
+        if known is None:
+            known = self._classes[study, series] = self._list_sop_classes(study, series)
+            while len(self._classes) > 256:  # a transfer's studies; not a whole archive
+                del self._classes[next(iter(self._classes))]
+        return known
+
+    def _list_sop_classes(self, study: str, series: str) -> tuple[str, ...]:
+        try:
+            wanted = Dataset()
+            wanted.StudyInstanceUID = study
+            wanted.SOPClassesInStudy = ""
+            for match in self.find(QueryLevel.STUDY, wanted, limit=1):
+                listed = match.get("SOPClassesInStudy")
+                if listed:
+                    return tuple(dict.fromkeys(str(uid) for uid in _as_list(listed)))
+            instances = Dataset()
+            instances.StudyInstanceUID = study
+            if series:
+                instances.SeriesInstanceUID = series
+            instances.SOPInstanceUID = ""
+            instances.SOPClassUID = ""
+            found = self.find(QueryLevel.IMAGE, instances, root=QueryRoot.STUDY)
+            return tuple(dict.fromkeys(str(m.SOPClassUID) for m in found if m.get("SOPClassUID")))
+        except NodeError as exc:
+            log.debug("%s: SOP classes of a study unknown (%s)", self.name, exc.detail)
+            return ()
 
     def move(
         self,
@@ -371,18 +380,19 @@ class DimseNode(NodeBase):
         destination: str,
         *,
         root: QueryRoot | str | None = None,
+        cancel: threading.Event | None = None,
     ) -> RetrieveResult:
         """C-MOVE to the AE title ``destination`` (which the server must know).
 
         Runs on an association of its own (:mod:`.scu`), counted within
         ``max_associations``: a pending response per instance moved cost pynetdicom
-        about 1 ms of CPU each.
+        about 1 ms of CPU each. Setting ``cancel`` ends the move within a second.
         """
         level = QueryLevel.parse(level)
         chosen = default_root(level, root)
         identifier = _identifier(level, query)
         with self.pool.slot("C-MOVE"):
-            final = scu.move(self, identifier, _MOVE[chosen], chosen.value, destination)
+            final = scu.move(self, identifier, _MOVE[chosen], chosen.value, destination, cancel)
         raise_for_status(self.name, "C-MOVE", final, f"destination {destination}")
         return RetrieveResult.from_status(final)
 
@@ -429,6 +439,11 @@ class DimseNode(NodeBase):
         from .probe import probe_dimse
 
         return probe_dimse(self)
+
+
+def _as_list(value: Any) -> list[Any]:
+    """A multi-valued element's values (pydicom gives a lone value unwrapped)."""
+    return [value] if isinstance(value, str) else list(value)
 
 
 def _root_name(model: str) -> str:

@@ -22,7 +22,6 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from pydicom import Dataset
-from pynetdicom import AE, evt
 
 from ..errors import (
     AssociationRejected,
@@ -35,8 +34,10 @@ from ..errors import (
 )
 from .association import GET_STORAGE_SOP_CLASSES, AssociationKind
 from .node import QueryLevel, QueryRoot
+from .receiver import allow_list
 from .spec import Capabilities
 from .status import Status, describe
+from .storescp import StoreServer
 
 if TYPE_CHECKING:
     from .dicomweb import DicomWebNode
@@ -147,26 +148,44 @@ def _port_free(host: str, port: int) -> bool:
 
 
 @contextmanager
-def _temporary_receiver(ae_title: str, host: str, port: int) -> Iterator[list[int]]:
-    """A Store SCP that counts and discards, unless a receiver already holds the port."""
+def _temporary_receiver(node: DimseNode) -> Iterator[list[int]]:
+    """The Store SCP transfers use (:mod:`.storescp`), counting and discarding what the
+    probed node sends, unless a receiver already holds the port."""
+    settings = node.settings
+    host, port = settings.receiver_host, settings.receiver_port
     received: list[int] = []
     if not _port_free(host, port):
         yield received
         return
-    ae = AE(ae_title=ae_title)
-    for uid in GET_STORAGE_SOP_CLASSES:
-        ae.add_supported_context(uid)
 
-    def on_store(event: Any) -> int:
+    def on_store(request: dict[int, bytes], data: bytes) -> int:
         received.append(1)
         return 0x0000
 
-    server = ae.start_server((host, port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    server = StoreServer(
+        host,
+        port,
+        on_store,
+        ae_title=settings.ae_title,
+        allow=allow_list([f"{node.spec.ae_title}@{node.spec.host}"]),
+        timeout=settings.network_timeout,
+        artim=settings.connect_timeout,
+    )
     try:
         yield received
     finally:
-        if server is not None:
-            server.shutdown()
+        server.shutdown()
+
+
+def _get_one(node: DimseNode, query: Dataset, root: QueryRoot) -> RetrieveResult:
+    """C-GET with the engine transfers use, the instances counted and dropped."""
+    stream = node.get_stream(QueryLevel.IMAGE, query, root=root)
+    while True:
+        try:
+            next(stream)
+        except StopIteration as stop:
+            result: RetrieveResult = stop.value
+            return result
 
 
 def _check(
@@ -216,21 +235,14 @@ def probe_dimse(node: DimseNode) -> Capabilities:
 
     sample = _sample_instance(node)
 
-    def discard(event: Any) -> int:
-        return 0x0000
-
     for root in (QueryRoot.PATIENT, QueryRoot.STUDY):
         flag = f"{root.value}_root_get"
         query = _retrieve_query(sample, root)
-        caps[flag], details[flag] = _judge(
-            partial(node.get, QueryLevel.IMAGE, query, discard, root=root),
-            sample,
-            "received",
-        )
+        caps[flag], details[flag] = _judge(partial(_get_one, node, query, root), sample, "received")
 
     settings = node.settings
     destination = settings.ae_title
-    with _temporary_receiver(destination, settings.receiver_host, settings.receiver_port):
+    with _temporary_receiver(node):
         for root in (QueryRoot.PATIENT, QueryRoot.STUDY):
             flag = f"{root.value}_root_move"
             query = _retrieve_query(sample, root)

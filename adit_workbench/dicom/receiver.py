@@ -3,11 +3,16 @@
 Design: routing goes through the file system, not through memory. Each instance that
 arrives is written (temporary name, then rename) to
 
-    <spool>/<called AE title>/<StudyInstanceUID>/<SOPInstanceUID>.dcm
+    <spool>/<our AE title>/<StudyInstanceUID>/<SOPInstanceUID>.dcm
 
 and the C-STORE is answered only after the rename, so an acknowledged instance is on
-disk. The transfer that issued the C-MOVE knows its study and the SOP Instance UIDs it
-expects; it *claims* matching files by renaming them into a private folder
+disk. The AE title is always the receiver's own (a request calling another one is
+rejected), so what a peer sends never chooses a folder. Only known nodes may store:
+``allow`` says which (calling AE title, address) pairs; by default the nodes a C-MOVE
+of this process runs against (:func:`expect_peer`, used by
+:func:`~.retrieve.iter_cmove`), for a standalone receiver its ``--allow AE@HOST``
+options. The transfer that issued the C-MOVE knows its study and the SOP Instance UIDs
+it expects; it *claims* matching files by renaming them into a private folder
 (:func:`~.retrieve.iter_cmove`). Consequences:
 
 * receiver and transfer may be separate processes, or separate machines sharing the
@@ -36,6 +41,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
@@ -43,14 +49,21 @@ from typing import TYPE_CHECKING, Self
 from pydicom import dcmread
 
 from . import upperlayer as ul
-from .association import GET_STORAGE_SOP_CLASSES
 from .part10 import Part10, Unsupported
-from .storescp import StoreServer
+from .storescp import PeerCheck, StoreServer
 
 if TYPE_CHECKING:
     from ..config import Settings
 
-__all__ = ["Receiver", "expire_spool", "shared_receiver", "spool_dir", "study_spool"]
+__all__ = [
+    "Receiver",
+    "expect_peer",
+    "expected_peer",
+    "expire_spool",
+    "shared_receiver",
+    "spool_dir",
+    "study_spool",
+]
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +94,60 @@ def study_spool(spool: Path, ae_title: str, study_uid: str) -> Path:
     return spool / ae / _safe(study_uid)
 
 
+# -- who may store: the nodes this process is moving from ---------------------------
+_expected: dict[tuple[str, str], int] = {}
+_expected_lock = threading.Lock()
+
+
+def _addresses(host: str) -> set[str]:
+    try:
+        return {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return {host}
+
+
+@contextlib.contextmanager
+def expect_peer(ae_title: str, host: str) -> Iterator[None]:
+    """While the block runs, :func:`expected_peer` lets ``ae_title`` at ``host`` store."""
+    keys = [(ae_title.strip(), address) for address in _addresses(host)]
+    with _expected_lock:
+        for key in keys:
+            _expected[key] = _expected.get(key, 0) + 1
+    try:
+        yield
+    finally:
+        with _expected_lock:
+            for key in keys:
+                _expected[key] -= 1
+                if not _expected[key]:
+                    del _expected[key]
+
+
+def expected_peer(calling_ae: str, address: str) -> bool:
+    """The receiver's default check: a node a C-MOVE of this process runs against."""
+    with _expected_lock:
+        return (calling_ae.strip(), address) in _expected
+
+
+def allow_list(entries: Iterable[str]) -> PeerCheck:
+    """A check from ``AE@HOST`` entries (``AE@*``: from any address)."""
+    allowed: set[tuple[str, str]] = set()
+    for entry in entries:
+        ae, _, host = entry.partition("@")
+        if not ae or not host:
+            raise ValueError(f"{entry!r}: expected AE@HOST")
+        for address in {"*"} if host == "*" else _addresses(host):
+            allowed.add((ae.strip(), address))
+
+    def check(calling_ae: str, address: str) -> bool:
+        key = calling_ae.strip()
+        return (key, address) in allowed or (key, "*") in allowed
+
+    return check
+
+
 class Receiver:
-    """A Store SCP that spools arriving instances per (called AE, study).
+    """A Store SCP that spools arriving instances per study, from known nodes only.
 
     Parameters
     ----------
@@ -91,6 +156,11 @@ class Receiver:
         ``receiver_port`` unless given.
     spool:
         The spool folder (default :func:`spool_dir`).
+    allow:
+        Which ``(calling AE title, peer address)`` may store (default
+        :func:`expected_peer`); None lets anyone.
+    artim:
+        Seconds a connecting peer has to send its whole association request.
     """
 
     def __init__(
@@ -101,8 +171,12 @@ class Receiver:
         ae_title: str | None = None,
         host: str | None = None,
         port: int | None = None,
+        allow: PeerCheck | None = expected_peer,
+        artim: float | None = None,
     ) -> None:
         self.settings = settings
+        self.allow = allow
+        self.artim = settings.connect_timeout if artim is None else artim
         self.spool = Path(spool) if spool is not None else spool_dir(settings)
         self.ae_title = ae_title or settings.ae_title
         self.host = host or settings.receiver_host
@@ -125,8 +199,10 @@ class Receiver:
             self.host,
             self.port,
             self._on_store,
-            storage=GET_STORAGE_SOP_CLASSES,
+            ae_title=self.ae_title,
+            allow=self.allow,
             timeout=self.settings.network_timeout,
+            artim=self.artim,
             max_associations=32,
         )
         self.port = self._server.port
@@ -155,7 +231,7 @@ class Receiver:
         self.stop()
 
     # -- C-STORE ---------------------------------------------------------------------
-    def _on_store(self, called: str, request: dict[int, bytes], data: bytes) -> int:
+    def _on_store(self, request: dict[int, bytes], data: bytes) -> int:
         try:
             study, sop = _routing(data)
         except Exception:  # undecodable: say so rather than store something unroutable
@@ -167,7 +243,7 @@ class Receiver:
             request.get(_MOVE_ORIGINATOR, b"").decode("ascii", "replace").strip() or "?",
             ul.number(request, _MOVE_MESSAGE_ID),
         )
-        folder = study_spool(self.spool, called or self.ae_title, study)
+        folder = study_spool(self.spool, self.ae_title, study)
         tmp = folder / f".{self._token}-{next(self._names)}.part"
         try:
             try:
@@ -304,9 +380,25 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m adit_workbench.dicom.receiver")
     parser.add_argument("--spool", type=Path, default=None, help="spool folder (shared)")
     parser.add_argument("--port", type=int, default=None)
+    parser.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="AE@HOST",
+        help="a node that may store here (repeat; HOST '*' for any address)",
+    )
+    parser.add_argument(
+        "--allow-any", action="store_true", help="let any node store here (a closed network)"
+    )
     args = parser.parse_args(argv)
+    if not args.allow and not args.allow_any:
+        parser.error("name the nodes that may store here (--allow AE@HOST) or --allow-any")
+    try:
+        allow = None if args.allow_any else allow_list(args.allow)
+    except ValueError as exc:
+        parser.error(str(exc))
     settings = get_settings()
-    receiver = Receiver(settings, spool=args.spool, port=args.port).start()
+    receiver = Receiver(settings, spool=args.spool, port=args.port, allow=allow).start()
     print(f"receiver {receiver.ae_title} on {receiver.host}:{receiver.port} -> {receiver.spool}")
     max_age = settings.spool_max_age_hours * 3600
     try:

@@ -254,7 +254,7 @@ def iter_cmove(
     alone. Files that arrive for a consumer that stopped early stay spooled, and a
     re-run claims them instead of moving them again.
     """
-    from .receiver import study_spool
+    from .receiver import expect_peer, study_spool
 
     level = QueryLevel.parse(level)
     study = _uid(query, "StudyInstanceUID")
@@ -266,10 +266,13 @@ def iter_cmove(
     claim.mkdir(parents=True, exist_ok=True)
     wanted = set(expected) if expected is not None else None
     outcome: dict[str, Any] = {}
+    stop = threading.Event()
 
     def run() -> None:
         try:
-            outcome["result"] = node.move(level, query, destination, root=root)
+            # Our receiver takes C-STOREs only from a node we are moving from.
+            with expect_peer(node.spec.ae_title, node.spec.host):
+                outcome["result"] = node.move(level, query, destination, root=root, cancel=stop)
         except BaseException as exc:  # re-raised in the consumer's thread
             outcome["error"] = exc
 
@@ -314,6 +317,7 @@ def iter_cmove(
             yield from sweep()
         yield from sweep()
     finally:
+        stop.set()  # a consumer that stops early: C-CANCEL, abort within a second
         worker.join(node.settings.dimse_timeout + node.settings.network_timeout)
         with contextlib.suppress(OSError):  # the caller still holds claimed files
             claim.rmdir()

@@ -1,13 +1,18 @@
 """A Store SCP on plain sockets: C-STOREs taken at the wire's speed, for the receiver.
 
-The receiver (:mod:`.receiver`) is where a C-MOVE sends every instance of a transfer.
-On pynetdicom's AE server it spent about 4 ms of CPU per 0.5 MB instance (see
-:mod:`.upperlayer` for why), which held a C-MOVE transfer to a sixth of what the PACS
-could send. This server accepts associations itself: one thread per association reads
-whole PDUs, answers C-ECHO, and hands each C-STORE's Part-10 bytes to a callback whose
-status it returns. It accepts what the pynetdicom receiver accepted: verification and
-the storage SOP classes, in the first proposed transfer syntax it supports, with the
-default roles (no role selection), no extended negotiation.
+The receiver (:mod:`.receiver`) is where a C-MOVE sends every instance of a transfer,
+and it listens where every PACS can reach it: hostile bytes are its daily bread. Each
+association runs :class:`~.fsm.Machine` in a thread of its own:
+
+* the A-ASSOCIATE-RQ must arrive whole within the ARTIM time, within a length bound;
+* the called AE title must be ours, the application context DICOM's, and the calling
+  AE title with the peer's address must pass ``allow`` (the caller's list of known
+  nodes: this layer reads no database), or the request is rejected with the reason;
+* any storage SOP class is accepted, private ones included (:func:`is_storage_class`),
+  with the first proposed transfer syntax we know (compressed ones included), and
+  verification; the data set is handed on as it came, with its file meta;
+* a C-STORE is answered with the status ``on_store`` returns; a C-STORE without a data
+  set, a data set without a command or a broken PDU ends in an abort.
 """
 
 from __future__ import annotations
@@ -15,83 +20,37 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-import struct
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 
-from pynetdicom import DEFAULT_TRANSFER_SYNTAXES
+from pynetdicom.sop_class import _STORAGE_CLASSES
 
-from ..errors import NodeError
+from . import pdus
 from . import upperlayer as ul
+from .fsm import MAX_MESSAGE, MAX_PDU, Machine, State
 
-__all__ = ["StoreHandler", "StoreServer"]
+__all__ = ["PeerCheck", "StoreHandler", "StoreServer", "is_storage_class"]
 
 log = logging.getLogger(__name__)
 
-#: ``(called AE title, C-STORE-RQ command fields, Part-10 bytes) -> status``.
-StoreHandler = Callable[[str, dict[int, bytes], bytes], int]
+#: ``(C-STORE-RQ command fields, Part-10 bytes) -> status``.
+StoreHandler = Callable[[dict[int, bytes], bytes], int]
+#: ``(calling AE title, peer IP address) -> whether it may store here``.
+PeerCheck = Callable[[str, str], bool]
 
-_VERIFICATION = "1.2.840.10008.1.1"
+VERIFICATION = "1.2.840.10008.1.1"
 _NAME, _OPERATION = "receiver", "C-STORE"
-# A-ASSOCIATE-AC presentation context results (PS3.8 9.3.3.2)
-_ACCEPTED, _ABSTRACT_NOT_SUPPORTED, _SYNTAXES_NOT_SUPPORTED = 0, 3, 4
-# A-ASSOCIATE-RJ: rejected (transient), by the service provider (presentation),
-# local limit exceeded (PS3.8 9.3.4)
-_BUSY = struct.pack(">BxI", ul.ASSOCIATE_RJ, 4) + bytes([0, 2, 3, 2])
+_SOP_CLASS_NOT_SUPPORTED = 0x0122
+_STANDARD = frozenset(_STORAGE_CLASSES.values())
 
 
-def _parse_request(body: bytes) -> tuple[str, list[tuple[int, str, list[str]]], int]:
-    """From an A-ASSOCIATE-RQ's body: the called AE title, the proposed contexts as
-    ``(ID, abstract syntax, transfer syntaxes)`` and the peer's maximum PDU length."""
-    called = body[4:20].decode("ascii", "replace").strip()
-    contexts: list[tuple[int, str, list[str]]] = []
-    peer_max = 0
-    for kind, value in ul.items(body, 68):
-        if kind == 0x20 and value:
-            abstract, syntaxes = "", []
-            for sub_kind, sub_value in ul.items(value, 4):
-                text = sub_value.rstrip(b"\x00 ").decode("ascii", "replace")
-                if sub_kind == 0x30:
-                    abstract = text
-                elif sub_kind == 0x40:
-                    syntaxes.append(text)
-            contexts.append((value[0], abstract, syntaxes))
-        elif kind == 0x50:
-            for sub_kind, sub_value in ul.items(value):
-                if sub_kind == 0x51 and len(sub_value) == 4:
-                    peer_max = int.from_bytes(sub_value, "big")
-    return called, contexts, peer_max
-
-
-def _accept(
-    body: bytes, contexts: list[tuple[int, str, list[str]]], supported: Collection[str]
-) -> tuple[bytes, dict[int, tuple[str, str]]]:
-    """The A-ASSOCIATE-AC for a request, and the contexts it accepts."""
-    accepted: dict[int, tuple[str, str]] = {}
-    items = [ul.item(0x10, ul.APPLICATION_CONTEXT.encode("ascii"))]
-    for context_id, abstract, syntaxes in contexts:
-        chosen = next((s for s in syntaxes if s in DEFAULT_TRANSFER_SYNTAXES), "")
-        if abstract not in supported:
-            result = _ABSTRACT_NOT_SUPPORTED
-        elif not chosen:
-            result = _SYNTAXES_NOT_SUPPORTED
-        else:
-            result = _ACCEPTED
-            accepted[context_id] = (abstract, chosen)
-        # A refused context still carries a transfer syntax sub-item (not significant).
-        syntax = (chosen or (syntaxes[0] if syntaxes else ul.IMPLICIT)).encode("ascii")
-        items.append(
-            ul.item(0x21, struct.pack(">BxBx", context_id, result) + ul.item(0x40, syntax))
-        )
-    user = [
-        ul.item(0x51, struct.pack(">I", 0)),  # no limit: fewer, larger reads
-        ul.item(0x52, ul.IMPLEMENTATION_UID.encode("ascii")),
-        ul.item(0x55, ul.IMPLEMENTATION_VERSION.encode("ascii")),
-    ]
-    items.append(ul.item(0x50, b"".join(user)))
-    # Echo the called and calling AE titles and the reserved field as requested.
-    reply = struct.pack(">H2x", 1) + body[4:68] + b"".join(items)
-    return struct.pack(">BxI", ul.ASSOCIATE_AC, len(reply)) + reply, accepted
+def is_storage_class(uid: str) -> bool:
+    """Whether an abstract syntax is one a Store SCP should take: every standard
+    storage class (also ones newer than pynetdicom's list) and any private class; not
+    the other standard services (query/retrieve, worklist, print, commitment …)."""
+    if uid in _STANDARD or uid.startswith("1.2.840.10008.5.1.4.1.1."):
+        return True
+    return not uid.startswith("1.2.840.10008.")
 
 
 class StoreServer:
@@ -100,14 +59,22 @@ class StoreServer:
     Parameters
     ----------
     on_store:
-        Called for each C-STORE with the called AE title, the request's command fields
-        and the instance's Part-10 bytes; returns the status to answer (0 when kept).
-    storage:
-        The storage SOP classes to accept (verification is always accepted).
+        Called for each C-STORE with the request's command fields and the instance's
+        Part-10 bytes; returns the status to answer (0 when kept).
+    ae_title:
+        Ours: a request calling another is rejected.
+    allow:
+        Which calling AE titles and peer addresses may associate; None lets anyone.
+    accepts:
+        Which abstract syntaxes to accept (verification always is).
     timeout:
-        Seconds a peer may stay silent on an open association before it is aborted.
+        Seconds each PDU may take on an open association before it is aborted.
+    artim:
+        Seconds for the whole A-ASSOCIATE-RQ to arrive, and to wait for the close.
     max_associations:
         More at once are rejected (transient: the peer may retry).
+    max_pdu, max_message:
+        The P-DATA-TF length we announce and enforce; the largest data set held.
     """
 
     def __init__(
@@ -116,14 +83,24 @@ class StoreServer:
         port: int,
         on_store: StoreHandler,
         *,
-        storage: Collection[str],
+        ae_title: str,
+        allow: PeerCheck | None = None,
+        accepts: Callable[[str], bool] = is_storage_class,
         timeout: float,
+        artim: float = 30.0,
         max_associations: int = 32,
+        max_pdu: int = MAX_PDU,
+        max_message: int = MAX_MESSAGE,
     ) -> None:
         self.on_store = on_store
-        self.supported = frozenset(storage) | {_VERIFICATION}
+        self.ae_title = ae_title.strip()
+        self.allow = allow
+        self.accepts = accepts
         self.timeout = timeout
+        self.artim = artim
         self.max_associations = max_associations
+        self.max_pdu = max_pdu
+        self.max_message = max_message
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -134,6 +111,7 @@ class StoreServer:
             raise
         self.port: int = self.socket.getsockname()[1]
         self._links: set[ul.Link] = set()
+        self._refusing = 0
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._accept_loop, name="wb-storescp", daemon=True)
@@ -160,67 +138,121 @@ class StoreServer:
             with contextlib.suppress(OSError):
                 sock.close()
 
+    @property
+    def open_count(self) -> int:
+        """Connections being served (associations and refusals) right now."""
+        with self._lock:
+            return len(self._links) + self._refusing
+
     # -- associations --------------------------------------------------------------------
     def _accept_loop(self) -> None:
         while not self._stopped.is_set():
             try:
-                sock, _address = self.socket.accept()
+                sock, address = self.socket.accept()
             except OSError:  # closed by shutdown()
                 return
             link = ul.Link(sock, _NAME, _OPERATION)
             with self._lock:
                 busy = len(self._links) >= self.max_associations
-                if not busy:
+                if busy and self._refusing >= self.max_associations:
+                    link.close()  # a flood: not even a thread to say no
+                    continue
+                if busy:
+                    self._refusing += 1
+                else:
                     self._links.add(link)
-            if busy:
-                threading.Thread(target=self._refuse, args=(link,), daemon=True).start()
-                continue
             threading.Thread(
-                target=self._serve, args=(link,), name="wb-storescp-assoc", daemon=True
-            ).start()
+                target=self._serve, args=(link, address[0], busy), name="wb-storescp-assoc",
+                daemon=True,
+            ).start()  # fmt: skip
 
-    def _refuse(self, link: ul.Link) -> None:
-        with contextlib.suppress(NodeError, ul.Closed):
-            link.read(self.timeout)  # the A-ASSOCIATE-RQ
-            link.send(_BUSY)
-        link.close()
-
-    def _serve(self, link: ul.Link) -> None:
+    def _serve(self, link: ul.Link, host: str, busy: bool) -> None:
+        machine = Machine(
+            link,
+            requestor=False,
+            artim=self.artim,
+            max_receive=self.max_pdu,
+            max_message=self.max_message,
+        )
         try:
-            kind, body = link.read(self.timeout)
-            if kind != ul.ASSOCIATE_RQ:
-                link.abort()
+            request = machine.wait_request()
+            if request is None:
+                log.debug("receiver: no association from %s: %s", host, machine.ended)
                 return
-            called, proposed, link.peer_max = _parse_request(bytes(body))
-            reply, link.contexts = _accept(bytes(body), proposed, self.supported)
-            link.send(reply)
-            self._exchange(link, called)
-        except (NodeError, ul.Closed) as exc:
+            machine.respond(self._answer(machine, request, host, busy))
+            if machine.state is State.STA6:
+                self._exchange(machine)
+            elif machine.ended:
+                log.info("receiver: refused an association from %s: %s", host, machine.ended)
+        except ul.Silent:
+            machine.abort("the peer went silent")
+        except ul.Closed as exc:
             log.debug("receiver: association ended: %s", exc)
-            link.abort()
         except Exception:  # a handler's bug must not leave the peer hanging
             log.exception("receiver: association failed")
-            link.abort()
+            machine.abort("")
         finally:
+            link.close()
             with self._lock:
-                self._links.discard(link)
+                if busy:
+                    self._refusing -= 1
+                else:
+                    self._links.discard(link)
 
-    def _exchange(self, link: ul.Link, called: str) -> None:
-        for context, fields, _command, parts in ul.messages(link, self.timeout):
-            field = ul.number(fields, ul.FIELD)
-            if field == ul.C_ECHO_RQ:
-                link.message(context, _echo_response(fields))
-            elif field == ul.C_STORE_RQ and parts is not None and context in link.contexts:
-                data = b"".join([ul.file_meta(fields, link.contexts[context][1]), *parts])
-                status = self.on_store(called, fields, data)
-                link.message(context, ul.store_response(fields, status))
+    def _answer(self, machine: Machine, request: pdus.Negotiation, host: str, busy: bool) -> bytes:
+        """The A-ASSOCIATE-AC, or the A-ASSOCIATE-RJ saying why not."""
+        reject = None
+        if busy:
+            reject = pdus.TRANSIENT, pdus.RJ_PRESENTATION, pdus.RJ_LOCAL_LIMIT
+        elif request.application_context != pdus.APPLICATION_CONTEXT:
+            reject = pdus.PERMANENT, pdus.RJ_USER, pdus.RJ_CONTEXT_NOT_SUPPORTED
+        elif request.called != self.ae_title:
+            reject = pdus.PERMANENT, pdus.RJ_USER, pdus.RJ_CALLED_UNKNOWN
+        elif self.allow is not None and not self.allow(request.calling, host):
+            reject = pdus.PERMANENT, pdus.RJ_USER, pdus.RJ_CALLING_UNKNOWN
+        if reject is not None:
+            machine.ended = pdus.describe_reject(bytes([0, *reject]))
+            return pdus.reject_pdu(*reject)
+        results = []
+        for context_id, abstract, syntaxes in request.contexts:
+            chosen = next((s for s in syntaxes if s in pdus.ALL_SYNTAXES), "")
+            if not context_id % 2 or context_id in machine.contexts:
+                result = pdus.NO_REASON  # even or repeated IDs are not contexts
+            elif abstract != VERIFICATION and not self.accepts(abstract):
+                result = pdus.ABSTRACT_NOT_SUPPORTED
+            elif not chosen:
+                result = pdus.SYNTAXES_NOT_SUPPORTED
             else:
-                raise ul.Closed(f"unexpected DIMSE message 0x{field & 0xFFFF:04X}")
+                result = pdus.ACCEPTED
+                machine.contexts[context_id] = (abstract, chosen)
+            results.append((context_id, result, chosen or syntaxes[0]))
+        machine.peer_max = request.max_length
+        return pdus.accept_pdu(_request_fields(request), results, self.max_pdu)
+
+    def _exchange(self, machine: Machine) -> None:
+        for context, fields, _command, parts in machine.messages(self.timeout):
+            field = ul.number(fields, ul.FIELD)
+            abstract, syntax = machine.contexts[context]
+            if field == ul.C_ECHO_RQ and parts is None:
+                machine.send_message(context, _echo_response(fields))
+            elif field == ul.C_STORE_RQ and parts is not None:
+                if ul.uid(fields, ul.SOP_CLASS) != abstract or abstract == VERIFICATION:
+                    status = _SOP_CLASS_NOT_SUPPORTED  # not what the context was for
+                else:
+                    status = self.on_store(fields, b"".join([ul.file_meta(fields, syntax), *parts]))
+                machine.send_message(context, ul.store_response(fields, status))
+            else:
+                raise machine.abort(f"unexpected DIMSE message 0x{field & 0xFFFF:04X}")
+
+
+def _request_fields(request: pdus.Negotiation) -> bytes:
+    """The fixed fields of the A-ASSOCIATE-RQ, to echo in the AC."""
+    return bytes(4) + pdus.ae_field(request.called) + pdus.ae_field(request.calling) + bytes(32)
 
 
 def _echo_response(request: dict[int, bytes]) -> bytes:
     return ul.command(
-        (ul.SOP_CLASS, request.get(ul.SOP_CLASS, _VERIFICATION.encode("ascii"))),
+        (ul.SOP_CLASS, request.get(ul.SOP_CLASS, VERIFICATION.encode("ascii"))),
         (ul.FIELD, ul.us(ul.C_ECHO_RSP)),
         (ul.RESPONDING_TO, request.get(ul.MESSAGE_ID, ul.us(0))),
         (ul.DATASET_TYPE, ul.us(ul.NO_DATASET)),

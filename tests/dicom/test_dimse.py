@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Callable
-from typing import Any
 
 import pytest
-from pydicom import Dataset
+from pydicom import Dataset, dcmread
 from pynetdicom import AE
 
 from adit_workbench.config import Settings
@@ -196,15 +196,16 @@ def test_rejecting_scp(node_settings: Settings) -> None:
 def test_get_a_series(dimse: DimseNode) -> None:
     first = ALL[0]
     received: list[str] = []
-
-    def keep(event: Any) -> int:
-        received.append(str(event.dataset.SOPInstanceUID))
-        return 0x0000
-
     query = Dataset()
     query.StudyInstanceUID = str(first.StudyInstanceUID)
     query.SeriesInstanceUID = str(first.SeriesInstanceUID)
-    result = dimse.get("SERIES", query, keep)
+    stream = dimse.get_stream("SERIES", query)
+    while True:
+        try:
+            received.append(str(dcmread(io.BytesIO(next(stream))).SOPInstanceUID))
+        except StopIteration as stop:
+            result = stop.value
+            break
     expected = {
         str(ds.SOPInstanceUID) for ds in ALL if ds.SeriesInstanceUID == first.SeriesInstanceUID
     }

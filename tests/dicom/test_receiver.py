@@ -19,6 +19,7 @@ from adit_workbench.dicom.dimse import DimseNode
 from adit_workbench.dicom.node import QueryLevel
 from adit_workbench.dicom.receiver import (
     Receiver,
+    expect_peer,
     expire_spool,
     shared_receiver,
     spool_dir,
@@ -31,6 +32,10 @@ from tests.servers._util import port_open, stop_process, wait_until
 from tests.servers.orthanc import OrthancServer
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _anyone(calling_ae: str, address: str) -> bool:
+    return True
 
 
 def _send(port: int, datasets: list[Dataset], called: str = "ADIT_WB") -> list[int]:
@@ -46,7 +51,7 @@ def _send(port: int, datasets: list[Dataset], called: str = "ADIT_WB") -> list[i
 
 def test_spools_per_called_ae_and_study(settings: Settings, tmp_path: Path) -> None:
     datasets = archive_datasets()[:4]
-    with Receiver(settings, spool=tmp_path, port=0) as receiver:
+    with Receiver(settings, spool=tmp_path, port=0, allow=_anyone) as receiver:
         assert _send(receiver.port, datasets) == [0] * 4
         assert receiver.received == 4
     for ds in datasets:
@@ -57,7 +62,7 @@ def test_spools_per_called_ae_and_study(settings: Settings, tmp_path: Path) -> N
 
 def test_spooled_instances_nobody_claims_expire(settings: Settings, tmp_path: Path) -> None:
     datasets = archive_datasets()[:3]
-    with Receiver(settings, spool=tmp_path, port=0) as receiver:
+    with Receiver(settings, spool=tmp_path, port=0, allow=_anyone) as receiver:
         assert _send(receiver.port, datasets) == [0] * 3
     files = sorted(tmp_path.rglob("*.dcm"))
     old, young = files[:2], files[2:]
@@ -68,7 +73,9 @@ def test_spooled_instances_nobody_claims_expire(settings: Settings, tmp_path: Pa
     assert sorted(tmp_path.rglob("*.dcm")) == young
     for path in young:
         os.utime(path, (day_ago, day_ago))
-    with Receiver(settings, spool=tmp_path, port=0):  # a receiver expires when it starts
+    with Receiver(
+        settings, spool=tmp_path, port=0, allow=_anyone
+    ):  # a receiver expires when it starts
         pass
     assert not list(tmp_path.rglob("*.dcm"))
     assert [p for p in tmp_path.rglob("*") if p.is_dir()] == [], "empty study folders stay"
@@ -78,9 +85,27 @@ def test_spooled_instances_nobody_claims_expire(settings: Settings, tmp_path: Pa
 def test_refuses_an_instance_it_cannot_route(settings: Settings, tmp_path: Path) -> None:
     ds = archive_datasets()[0]
     ds.SOPInstanceUID = "../../escape"
-    with Receiver(settings, spool=tmp_path, port=0) as receiver:
+    with Receiver(settings, spool=tmp_path, port=0, allow=_anyone) as receiver:
         assert _send(receiver.port, [ds]) == [0xC000]
     assert not list(tmp_path.rglob("*.dcm"))
+
+
+def test_only_known_nodes_store_and_the_called_ae_chooses_nothing(
+    settings: Settings, tmp_path: Path
+) -> None:
+    datasets = archive_datasets()[:1]
+    with Receiver(settings, spool=tmp_path, port=0) as receiver:  # default: expected peers
+        ae = AE(ae_title="SENDER")
+        ae.add_requested_context(str(datasets[0].SOPClassUID))
+        assert ae.associate("127.0.0.1", receiver.port, ae_title=receiver.ae_title).is_rejected
+        with expect_peer("SENDER", "localhost"):
+            assert _send(receiver.port, datasets, called=receiver.ae_title) == [0]
+            other = ae.associate("127.0.0.1", receiver.port, ae_title="OTHER_AE")
+            assert other.is_rejected  # a called AE title not ours: no folder of its own
+        assert ae.associate("127.0.0.1", receiver.port, ae_title=receiver.ae_title).is_rejected
+    assert [p.relative_to(tmp_path).parts[0] for p in tmp_path.rglob("*.dcm")] == [
+        receiver.ae_title
+    ]
 
 
 def test_study_spool_never_leaves_the_spool(tmp_path: Path) -> None:
@@ -116,6 +141,8 @@ def external_receiver(node_settings: Settings) -> Iterator[subprocess.Popen[byte
             "adit_workbench.dicom.receiver",
             "--spool",
             str(spool_dir(node_settings)),
+            "--allow",
+            "ORTHANC1@127.0.0.1",
         ],
         cwd=ROOT,
         env=env,

@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 from pydicom import Dataset, dcmread
-from pynetdicom import AE, evt
+from pynetdicom import AE, build_context, build_role, evt
 
 from adit_workbench.config import Settings
 from adit_workbench.dicom.association import GET_STORAGE_SOP_CLASSES, QR_MODELS, VERIFICATION
 from adit_workbench.dicom.dimse import DimseNode
+from adit_workbench.dicom.pdus import ALL_SYNTAXES, IMPLEMENTATION_UID
 from adit_workbench.dicom.retrieve import iter_cget
 from adit_workbench.dicom.spec import ServerSpec
 from adit_workbench.errors import (
@@ -55,25 +56,49 @@ def _drain(stream: Iterator[bytes]) -> tuple[list[bytes], Any]:
 
 
 @pytest.mark.orthanc
-def test_same_bytes_as_pynetdicoms_handler(
+def test_same_data_sets_as_pynetdicoms_c_get(
     loaded_orthanc: OrthancServer, node_settings: Settings
 ) -> None:
     with DimseNode(server_spec(loaded_orthanc, dicomweb=False), node_settings) as node:
         items, result = _drain(node.get_stream("STUDY", _study_query()))
-        ours = {str(dcmread(io.BytesIO(data)).SOPInstanceUID): data for data in items}
-        theirs: dict[str, bytes] = {}
+    ours = {str(dcmread(io.BytesIO(data)).SOPInstanceUID): data for data in items}
+    theirs: dict[str, bytes] = {}
 
-        def keep(event: Any) -> int:
-            theirs[str(event.request.AffectedSOPInstanceUID)] = event.encoded_dataset()
-            return 0x0000
+    def keep(event: Any) -> int:
+        theirs[str(event.request.AffectedSOPInstanceUID)] = event.encoded_dataset()
+        return 0x0000
 
-        node.get("STUDY", _study_query(), keep)
+    ae = AE(ae_title=node_settings.ae_title)
+    ae.add_requested_context(GET_MODEL)
+    for uid in GET_STORAGE_SOP_CLASSES:
+        ae.add_requested_context(uid)
+    roles = [build_role(uid, scp_role=True) for uid in GET_STORAGE_SOP_CLASSES]
+    assoc = ae.associate(
+        loaded_orthanc.host,
+        loaded_orthanc.dicom_port,
+        ae_title=loaded_orthanc.ae_title,
+        ext_neg=roles,
+        evt_handlers=[(evt.EVT_C_STORE, keep)],
+    )
+    query = _study_query()
+    query.QueryRetrieveLevel = "STUDY"
+    assert [status.Status for status, _ in assoc.send_c_get(query, GET_MODEL)][-1] == 0
+    assoc.release()
     expected = {
         str(ds.SOPInstanceUID) for ds in ALL if ds.StudyInstanceUID == FIRST.StudyInstanceUID
     }
-    assert set(ours) == expected
-    assert ours == theirs  # preamble, file meta and data set, byte for byte
+    assert set(ours) == expected == set(theirs)
+    for uid, data in ours.items():  # the data set byte for byte; the file meta is ours
+        meta = dcmread(io.BytesIO(data)).file_meta
+        assert meta.ImplementationClassUID == IMPLEMENTATION_UID
+        assert _dataset_bytes(data) == _dataset_bytes(theirs[uid])
     assert (result.status, result.completed, result.failed) == (0, len(expected), 0)
+
+
+def _dataset_bytes(part10: bytes) -> bytes:
+    """What follows the file meta group of Part-10 bytes."""
+    meta_length = int.from_bytes(part10[140:144], "little")
+    return part10[144 + meta_length :]
 
 
 # -- scripted Get SCPs -------------------------------------------------------------------
@@ -154,16 +179,20 @@ def test_a_full_stream_ends_in_a_release(get_scp: Any, node_settings: Settings) 
     ]
     assert (result.completed, result.failed) == (3, 0)
     _wait_for(lambda: bool(scp.ended))
-    assert scp.ended == ["released"]
+    assert set(scp.ended) == {"released"}  # the C-GET's and the SOP class lookup's
 
 
 def test_closing_early_cancels_and_releases(get_scp: Any, node_settings: Settings) -> None:
     scp = get_scp(_serve(ALL))
     with DimseNode(scp.spec(), node_settings) as node:
-        stream = node.get_stream("STUDY", _study_query())
+        classes = {str(ds.SOPClassUID) for ds in ALL}
+        stream = node.get_stream("STUDY", _study_query(), sop_classes=classes)
         next(stream)
+        started = time.monotonic()
         stream.close()
+        closed_in = time.monotonic() - started
         assert node.pool.open_count == 0  # the slot is given back
+    assert closed_in < 2.0  # C-CANCEL answered at once; the design bound is 1 s, plus load
     _wait_for(lambda: bool(scp.ended))
     assert scp.ended == ["released"]  # the server answered the C-CANCEL: no abort
 
@@ -266,12 +295,6 @@ def test_the_stream_counts_within_the_nodes_limit(get_scp: Any, node_settings: S
 
 def test_the_association_request_is_the_one_pynetdicom_encodes() -> None:
     from pydicom.uid import UID
-    from pynetdicom import (
-        PYNETDICOM_IMPLEMENTATION_UID,
-        PYNETDICOM_IMPLEMENTATION_VERSION,
-        build_context,
-        build_role,
-    )
     from pynetdicom.pdu import A_ASSOCIATE_RQ
     from pynetdicom.pdu_primitives import (
         A_ASSOCIATE,
@@ -280,27 +303,36 @@ def test_the_association_request_is_the_one_pynetdicom_encodes() -> None:
         MaximumLengthNotification,
     )
 
+    from adit_workbench.dicom.fsm import MAX_PDU
+    from adit_workbench.dicom.pdus import IMPLEMENTATION_VERSION
     from adit_workbench.dicom.scu import _request
 
-    contexts = [build_context(GET_MODEL, ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"])]
-    contexts += [build_context(uid) for uid in GET_STORAGE_SOP_CLASSES]
-    for index, context in enumerate(contexts):
-        context.context_id = 2 * index + 1
+    classes = ("1.2.840.10008.5.1.4.1.1.2", "1.3.12.2.1107.5.9.1")
+    ours, proposed = _request("WORKBENCH", "ORTHANC", GET_MODEL, classes)
+    contexts = []
+    for context_id, abstract, syntaxes in proposed:
+        context = build_context(abstract, syntaxes)
+        context.context_id = context_id
+        contexts.append(context)
     primitive = A_ASSOCIATE()
     primitive.application_context_name = UID("1.2.840.10008.3.1.1.1")
     primitive.calling_ae_title = "WORKBENCH"
     primitive.called_ae_title = "ORTHANC"
     primitive.presentation_context_definition_list = contexts
     max_length = MaximumLengthNotification()
-    max_length.maximum_length_received = 0
+    max_length.maximum_length_received = MAX_PDU
     implementation = ImplementationClassUIDNotification()
-    implementation.implementation_class_uid = PYNETDICOM_IMPLEMENTATION_UID
+    implementation.implementation_class_uid = UID(IMPLEMENTATION_UID)
     version = ImplementationVersionNameNotification()
-    version.implementation_version_name = PYNETDICOM_IMPLEMENTATION_VERSION
-    roles = [build_role(uid, scp_role=True) for uid in GET_STORAGE_SOP_CLASSES]
+    version.implementation_version_name = IMPLEMENTATION_VERSION
+    roles = [build_role(uid, scp_role=True) for uid in classes]
     primitive.user_information = [max_length, implementation, version, *roles]
     pdu = A_ASSOCIATE_RQ()
     pdu.from_primitive(primitive)
-    ours, syntaxes = _request("WORKBENCH", "ORTHANC", GET_MODEL)
     assert ours == pdu.encode()
-    assert syntaxes == (GET_MODEL, *GET_STORAGE_SOP_CLASSES)
+    # Two classes: a context per compressed syntax each, so a PACS that does not
+    # transcode finds one for every instance as it is stored.
+    assert [uid for _, uid, _ in proposed] == [GET_MODEL] + [classes[0]] * 16 + [classes[1]] * 16
+    assert {s for _, uid, syntaxes in proposed if uid == classes[1] for s in syntaxes} == set(
+        ALL_SYNTAXES
+    )

@@ -13,7 +13,7 @@ from pydicom import Dataset, dcmread
 from pynetdicom import AE
 from pynetdicom.dsutils import encode
 
-from adit_workbench.dicom.association import GET_STORAGE_SOP_CLASSES, VERIFICATION
+from adit_workbench.dicom.association import VERIFICATION
 from adit_workbench.dicom.storescp import StoreServer
 from tests.dicom.conftest import archive_datasets
 
@@ -23,7 +23,7 @@ PRIVATE = "1.2.826.0.1.3680043.8.498.999"
 
 @pytest.fixture
 def stored() -> list[tuple[str, bytes]]:
-    return []
+    return []  # (SOP class, Part-10 bytes)
 
 
 @pytest.fixture
@@ -31,14 +31,13 @@ def server(stored: list[tuple[str, bytes]]) -> Iterator[Callable[..., StoreServe
     servers: list[StoreServer] = []
 
     def start(status: int = 0, **options: Any) -> StoreServer:
-        def on_store(called: str, request: dict[int, bytes], data: bytes) -> int:
-            stored.append((called, data))
+        def on_store(request: dict[int, bytes], data: bytes) -> int:
+            stored.append((request[0x0002].rstrip(b"\0").decode(), data))
             return status
 
         options.setdefault("timeout", 10)
-        servers.append(
-            StoreServer("127.0.0.1", 0, on_store, storage=GET_STORAGE_SOP_CLASSES, **options)
-        )
+        options.setdefault("ae_title", "ADIT_WB")
+        servers.append(StoreServer("127.0.0.1", 0, on_store, **options))
         return servers[-1]
 
     yield start
@@ -63,7 +62,7 @@ def test_stores_and_echoes_and_releases(server: Any, stored: list[tuple[str, byt
     assert [int(assoc.send_c_store(ds).Status) for ds in ct] == [0, 0, 0]
     assoc.release()
     assert assoc.is_released
-    assert [called for called, _ in stored] == ["ADIT_WB"] * 3
+    assert [sop_class for sop_class, _ in stored] == [CT] * 3
     for sent, (_, data) in zip(ct, stored, strict=True):
         got = dcmread(io.BytesIO(data))
         assert got.file_meta.MediaStorageSOPInstanceUID == sent.SOPInstanceUID
@@ -77,12 +76,13 @@ def test_the_handlers_status_is_the_answer(server: Any) -> None:
     assoc.release()
 
 
-def test_unknown_sop_classes_are_refused_per_context(server: Any) -> None:
+def test_private_classes_are_taken_other_services_refused(server: Any) -> None:
     scp = server()
-    assoc = _associate(scp.port, contexts=[PRIVATE, CT])
+    find = "1.2.840.10008.5.1.4.1.2.2.1"  # study-root C-FIND: not a storage class
+    assoc = _associate(scp.port, contexts=[PRIVATE, CT, find])
     assert assoc.is_established
-    assert [cx.abstract_syntax for cx in assoc.accepted_contexts] == [CT]
-    assert [cx.abstract_syntax for cx in assoc.rejected_contexts] == [PRIVATE]
+    assert [cx.abstract_syntax for cx in assoc.accepted_contexts] == [PRIVATE, CT]
+    assert [cx.abstract_syntax for cx in assoc.rejected_contexts] == [find]
     assoc.release()
 
 
@@ -104,7 +104,7 @@ def test_busy_rejects_until_a_slot_is_free(server: Any) -> None:
     second = _associate(scp.port)
     assert second.is_rejected  # transient: try again later
     first.release()
-    _wait_for(lambda: not scp._links)
+    _wait_for(lambda: not scp.open_count)
     third = _associate(scp.port)
     assert third.is_established
     third.release()
@@ -139,7 +139,7 @@ def test_a_dataset_is_kept_byte_for_byte(server: Any, stored: list[tuple[str, by
     scp = server()
     ae = AE(ae_title="SENDER")
     ae.add_requested_context(str(ds.SOPClassUID), ["1.2.840.10008.1.2.1"])
-    assoc = ae.associate("127.0.0.1", scp.port)
+    assoc = ae.associate("127.0.0.1", scp.port, ae_title="ADIT_WB")
     assert int(assoc.send_c_store(ds).Status) == 0
     assoc.release()
     sent = encode(ds, False, True)  # what pynetdicom put on the wire
