@@ -21,7 +21,6 @@ from pydicom.errors import InvalidDicomError
 
 from ..config import BurnedInPolicy
 from ..dicom.display import html_table, text_block
-from ..dicom.part10 import Part10, Unsupported
 from ..dicom.part10 import Malformed, Part10, Unsupported, read_regular
 from ..dicom.paths import UnsafePath, component, within
 from ..errors import InputError
