@@ -182,7 +182,7 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(
         default=None,
         description="Workbench API token (awb_...) or JupyterHub token sent to the service "
-        "at ADIT_WB_SERVICE_URL. Create one with 'adit-workbench access token create'.",
+        "at ADIT_WB_SERVICE_URL. Create one with 'adit-workbench tokens create'.",
     )
     max_request_mb: float = Field(
         default=20.0,

@@ -102,6 +102,11 @@ class GuardedStream(Iterator[T], Generic[T]):
         """The cap that applies to this stream."""
         return getattr(self._stream, "limit", None)
 
+    @property
+    def route(self) -> Any:
+        """How the node answers (C-FIND root or QIDO), as the live stream says."""
+        return getattr(self._stream, "route", None)
+
     def close(self) -> None:
         """Stop early and release the node's resources."""
         close = getattr(self._stream, "close", None)

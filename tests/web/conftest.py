@@ -152,7 +152,7 @@ class People:
 def people(database: Database) -> People:
     """boss (admin), alice (every job permission), nina (no job permission), olga (every
     job permission, no node), sam (staff); plus expired and revoked tokens of alice."""
-    admin = sign_in(database, Identity("boss", IdentitySource.LOCAL), embedded=False)
+    admin = sign_in(database, Identity("boss", IdentitySource.SERVICE), embedded=False)
     found = People(database, admin)
     found.access["boss"] = admin
     found.tokens["boss"] = admin.tokens.create(expires=30).token
