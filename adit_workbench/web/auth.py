@@ -26,6 +26,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
+
 from ..access import (
     Access,
     Identity,
@@ -36,6 +38,8 @@ from ..access import (
 )
 from ..access.tokens import TOKEN_MARK
 from ..errors import PermissionDenied
+from ..store.access import ApiToken
+from ..store.models import utcnow
 from .errors import ApiError
 
 if TYPE_CHECKING:
@@ -59,6 +63,7 @@ class Authenticator:
         self._settings = settings
         self.hub_auth = hub_auth
         self._synced: dict[Identity, float] = {}
+        self._tokens: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
         self._cookie_key: bytes | None = None
 
@@ -92,13 +97,35 @@ class Authenticator:
         return self._hub_token(token)
 
     def _workbench_token(self, token: str) -> Access:
-        try:
-            user = authenticate_token(self._database, token)
-        except PermissionDenied as exc:
-            raise ApiError(401, "Unauthenticated", str(exc)) from None
-        access = Access(self._database, user.name)
+        key = hashlib.sha256(token.encode()).hexdigest()
+        now = time.monotonic()
+        with self._lock:
+            cached = self._tokens.get(key)
+        if cached is not None and now - cached[1] < HUB_CACHE_SECONDS and self._valid(token, key):
+            # Checked (read only) on every request, so a revoked or expired token is refused
+            # at once; its use is recorded (a write) once per HUB_CACHE_SECONDS.
+            name = cached[0]
+        else:
+            try:
+                name = authenticate_token(self._database, token).name
+            except PermissionDenied as exc:
+                raise ApiError(401, "Unauthenticated", str(exc)) from None
+            with self._lock:
+                self._tokens[key] = (name, now)
+        access = Access(self._database, name)
         access.require(Permission.REST_API, action="rest.token")
         return access
+
+    def _valid(self, token: str, token_hash: str) -> bool:
+        prefix = token[: len(TOKEN_MARK) + 8]  # the token's public, indexed part
+        with self._database.session() as session:
+            row = session.scalars(select(ApiToken).where(ApiToken.prefix == prefix)).one_or_none()
+            return (
+                row is not None
+                and hmac.compare_digest(row.token_hash, token_hash)
+                and row.revoked_at is None
+                and (row.expires_at is None or row.expires_at > utcnow())
+            )
 
     def _hub_token(self, token: str) -> Access:
         if self.hub_auth is None:
