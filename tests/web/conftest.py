@@ -244,3 +244,15 @@ def finished_task(database: Database, owner: str = "boss") -> int:
         session.add(job)
         session.flush()
         return int(job.tasks[0].id)
+
+
+def dicom_bytes() -> bytes:
+    """One synthetic PHI-rich instance as Part-10 bytes."""
+    import io
+
+    from adit_workbench.sandbox.synthetic import iter_datasets
+
+    ds = next(iter_datasets(patients=1, series=1, instances=1, rows=8, cols=8))
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
