@@ -193,7 +193,17 @@ def find(
     except Exception:
         raise InputError("identifier is not a DICOM JSON dataset") from None
     node = _guarded(request, who, name)
-    answers = node.find(body.level, identifier, limit=body.limit, root=body.root)
+    # The node's cap holds here too: a raw find must not list a whole PACS. One answer
+    # more than the cap is what tells the client's query code that it was truncated.
+    spec = who.wb.node_spec(name)
+    service: Service = request.app.state.service
+    cap = (
+        spec.max_search_results
+        if isinstance(spec, ServerSpec)
+        else service.settings.max_search_results
+    ) + 1
+    limit = min(body.limit or cap, cap)
+    answers = node.find(body.level, identifier, limit=limit, root=body.root)
 
     def lines() -> Iterator[bytes]:
         try:
