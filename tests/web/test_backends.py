@@ -80,6 +80,8 @@ def test_bad_filters_raise_input_error(wb: Any) -> None:
         pacs.find_studies(study_date="2020-13-45")
     with pytest.raises(InputError, match="series_description"):
         pacs.find_studies(series_description="ARTERIAL")
+    with pytest.raises(InputError, match="unknown query filter"):
+        pacs.iter_studies(no_such_filter="x")  # at the call, before iterating
 
 
 def test_transfer_from_query_results_and_batch_query(wb: Any, tmp_path: Path) -> None:
