@@ -21,7 +21,7 @@ from .config import Settings, get_settings
 from .deid import Option, Profile, Pseudonymizer, scan_leaks
 from .errors import InputError, NodeError, PermissionDenied, WorkbenchError
 from .jobs import BatchFileError, JobFailed, JobStatus
-from .workbench import Workbench, connect
+from .workbench import Workbench, WorkbenchAPI, connect
 
 try:
     __version__ = version("adit-workbench")
@@ -40,6 +40,7 @@ __all__ = [
     "Pseudonymizer",
     "Settings",
     "Workbench",
+    "WorkbenchAPI",
     "WorkbenchError",
     "__version__",
     "connect",

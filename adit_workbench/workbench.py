@@ -388,6 +388,10 @@ class Workbench:
         return peers
 
 
+if TYPE_CHECKING:  # mypy checks that the local workbench has the whole shared API
+    _IMPLEMENTS: type[WorkbenchAPI] = Workbench
+
+
 def _source_of(studies: Any) -> str:
     """The node query results came from (they remember it)."""
     items = [studies] if hasattr(studies, "study_uid") else list(studies)

@@ -164,16 +164,21 @@ class ServiceClient:
         return response.json() if response.content else None
 
     def ndjson(self, path: str, body: Any, *, retry: bool = True) -> Iterator[dict[str, Any]]:
-        """POST and yield the lines of an NDJSON answer; an ``error`` line is raised."""
+        """POST now (a refused request raises here, as a local call would) and return the
+        lines of the NDJSON answer; an ``error`` line is raised where it arrives."""
         response = self.request("POST", path, json=body, stream=True, retry=retry)
-        with response:
-            for raw in response.iter_lines():
-                if not raw:
-                    continue
-                line = json.loads(raw)
-                if "error" in line:
-                    raise rebuild_error(502, line)
-                yield line
+        return _lines(response)
+
+
+def _lines(response: requests.Response) -> Iterator[dict[str, Any]]:
+    with response:
+        for raw in response.iter_lines():
+            if not raw:
+                continue
+            line = json.loads(raw)
+            if "error" in line:
+                raise rebuild_error(502, line)
+            yield line
 
 
 def _json_or_empty(response: requests.Response) -> dict[str, Any]:

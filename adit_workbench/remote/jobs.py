@@ -278,6 +278,11 @@ class RemoteJobManager:
         """Delete a job that has not started or has finished."""
         RemoteJobHandle(self._client, job_id).delete()
 
+    def reset_task(self, task_id: int, *, archive_password: str | None = None) -> None:
+        """Run one finished task again."""
+        body = {"archive_password": archive_password} if archive_password else None
+        self._client.post(f"api/jobs/tasks/{int(task_id)}/reset", body)
+
 
 class _Bar:
     """tqdm's bar (the notebook widget in Jupyter) when available, else one text line."""

@@ -22,6 +22,7 @@ from .node import RemoteNode, spec_from
 
 if TYPE_CHECKING:
     from ..config import Settings
+    from ..workbench import WorkbenchAPI
 
 __all__ = ["RemoteWorkbench"]
 
@@ -223,3 +224,7 @@ class RemoteWorkbench:
         body = {"source": source, "to": to, "start": str(start), "end": str(end),
                 "filters": filters, **_json_options(options)}  # fmt: skip
         return self._created(self._client.post("api/jobs/mass_transfer", body))
+
+
+if TYPE_CHECKING:  # mypy checks that the remote workbench has the whole shared API
+    _IMPLEMENTS: type[WorkbenchAPI] = RemoteWorkbench

@@ -43,7 +43,7 @@ Send = Callable[[Message], Awaitable[None]]
 _AUTH_ATTEMPTS = 6
 
 #: Routes that take a multipart upload; every other body must be JSON.
-MULTIPART_ROUTES = ("/api/jobs/batch_query", "/api/jobs/batch_transfer")
+MULTIPART_ROUTES = ("/api/jobs/batch_query", "/api/jobs/batch_transfer", "/api/deid/explain")
 
 
 @dataclass(frozen=True)
@@ -193,7 +193,7 @@ def create_app(
     ``hub_auth`` a :class:`jupyterhub.services.auth.HubAuth` to accept hub tokens.
     """
     from ..store import open_database
-    from . import admin, jobs, nodes
+    from . import admin, deid, jobs, nodes
 
     prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
     db = database if database is not None else open_database(settings)
@@ -218,6 +218,7 @@ def create_app(
     api.include_router(nodes.router)
     api.include_router(jobs.router)
     api.include_router(admin.router)
+    api.include_router(deid.router)
     app.include_router(api)
     if hub_auth is not None:
         from .oauth import router as oauth_router

@@ -22,9 +22,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import threading
 import time
+import urllib.error
+import urllib.request
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from sqlalchemy import select
 
 from ..access import (
     Access,
@@ -36,6 +42,8 @@ from ..access import (
 )
 from ..access.tokens import TOKEN_MARK
 from ..errors import PermissionDenied
+from ..store.access import ApiToken
+from ..store.models import utcnow
 from .errors import ApiError
 
 if TYPE_CHECKING:
@@ -59,6 +67,8 @@ class Authenticator:
         self._settings = settings
         self.hub_auth = hub_auth
         self._synced: dict[Identity, float] = {}
+        self._tokens: dict[str, tuple[str, float]] = {}
+        self._hub_users: dict[str, tuple[dict[str, Any], float]] = {}
         self._lock = threading.Lock()
         self._cookie_key: bytes | None = None
 
@@ -92,13 +102,35 @@ class Authenticator:
         return self._hub_token(token)
 
     def _workbench_token(self, token: str) -> Access:
-        try:
-            user = authenticate_token(self._database, token)
-        except PermissionDenied as exc:
-            raise ApiError(401, "Unauthenticated", str(exc)) from None
-        access = Access(self._database, user.name)
+        key = hashlib.sha256(token.encode()).hexdigest()
+        now = time.monotonic()
+        with self._lock:
+            cached = self._tokens.get(key)
+        if cached is not None and now - cached[1] < HUB_CACHE_SECONDS and self._valid(token, key):
+            # Checked (read only) on every request, so a revoked or expired token is refused
+            # at once; its use is recorded (a write) once per HUB_CACHE_SECONDS.
+            name = cached[0]
+        else:
+            try:
+                name = authenticate_token(self._database, token).name
+            except PermissionDenied as exc:
+                raise ApiError(401, "Unauthenticated", str(exc)) from None
+            with self._lock:
+                self._tokens[key] = (name, now)
+        access = Access(self._database, name)
         access.require(Permission.REST_API, action="rest.token")
         return access
+
+    def _valid(self, token: str, token_hash: str) -> bool:
+        prefix = token[: len(TOKEN_MARK) + 8]  # the token's public, indexed part
+        with self._database.session() as session:
+            row = session.scalars(select(ApiToken).where(ApiToken.prefix == prefix)).one_or_none()
+            return (
+                row is not None
+                and hmac.compare_digest(row.token_hash, token_hash)
+                and row.revoked_at is None
+                and (row.expires_at is None or row.expires_at > utcnow())
+            )
 
     def _hub_token(self, token: str) -> Access:
         if self.hub_auth is None:
@@ -121,6 +153,9 @@ class Authenticator:
                 "PermissionDenied",
                 f"the hub token lacks the scope {' or '.join(sorted(scopes))}: ask the hub admin",
             )
+        if "groups" not in model or "admin" not in model:
+            # A server token may only name its owner: ask the hub with the service's token.
+            model = {**model, **self._hub_user(str(model["name"]))}
         identity = Identity(
             name=str(model["name"]),
             source=IdentitySource.JUPYTERHUB,
@@ -128,6 +163,34 @@ class Authenticator:
             groups=tuple(sorted(str(g) for g in model.get("groups") or ())),
         )
         return self._signed_in(identity)
+
+    def _hub_user(self, name: str) -> dict[str, Any]:
+        """The hub's model of user ``name`` (groups, admin), read with the service's token."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._hub_users.get(name)
+        if cached is not None and now - cached[1] < HUB_CACHE_SECONDS:
+            return cached[0]
+        url = f"{self.hub_auth.api_url.rstrip('/')}/users/{quote(name, safe='')}"
+        request = urllib.request.Request(
+            url, headers={"Authorization": f"token {self.hub_auth.api_token}"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                found = json.load(response)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise ApiError(
+                503,
+                "HubUnavailable",
+                "cannot read the user's hub groups: give the workbench service the scopes "
+                f"read:users:groups and read:users ({type(exc).__name__})",
+            ) from None
+        if not isinstance(found, dict) or "groups" not in found:
+            raise ApiError(503, "HubUnavailable", "the hub did not tell the user's groups")
+        model = {"groups": found["groups"], "admin": bool(found.get("admin", False))}
+        with self._lock:
+            self._hub_users[name] = (model, now)
+        return model
 
     def _signed_in(self, identity: Identity) -> Access:
         now = time.monotonic()

@@ -236,6 +236,18 @@ def job_action(
     return {**describe_job(jobs.get(job_id)), "tasks_reset": count}
 
 
+@router.post("/tasks/{task_id}/reset")
+def reset_task(
+    task_id: Annotated[int, Path(ge=1, le=2**62)],
+    body: ActionRequest | None = None,
+    who: Caller = Depends(caller),
+) -> dict[str, Any]:
+    """Run one finished task again."""
+    password = body.archive_password if body is not None else None
+    who.wb.jobs.reset_task(task_id, archive_password=password)
+    return {"task": task_id, "reset": True}
+
+
 @router.delete("/{job_id}", status_code=204)
 def delete_job(job_id: JobId, who: Caller = Depends(caller)) -> Response:
     """Delete a job that has not started or has finished."""

@@ -16,6 +16,7 @@ __all__ = [
     "ActionRequest",
     "AddNodeRequest",
     "BatchParams",
+    "ExplainParams",
     "FindRequest",
     "GrantRequest",
     "MassTransferRequest",
@@ -131,6 +132,18 @@ class MassTransferRequest(_JobOptions):
     def options(self) -> dict[str, Any]:
         skip = ("source", "to", "start", "end", "filters")
         return {k: v for k, v in super().options().items() if k not in skip}
+
+
+class ExplainParams(_Strict):
+    """The ``params`` form field of ``POST /api/deid/explain``: what a job would be given."""
+
+    project_name: Annotated[str, StringConstraints(max_length=150)] = ""
+    pseudonym: Annotated[str, StringConstraints(max_length=64)] | None = None
+    trial_protocol_id: Annotated[str, StringConstraints(max_length=64)] = ""
+    trial_protocol_name: Annotated[str, StringConstraints(max_length=64)] = ""
+    deid_options: list[Annotated[str, StringConstraints(max_length=64)]] = Field(
+        default_factory=list, max_length=20
+    )
 
 
 class ActionRequest(_Strict):

@@ -30,6 +30,7 @@ router = APIRouter(prefix="/nodes", tags=["nodes"])
 
 NodeName = Annotated[str, Path(max_length=64)]
 _PLURAL = {"patient": "patients", "study": "studies", "series": "series", "instance": "instances"}
+_JSON = "application/json"
 _RESERVED = frozenset({"limit", "via", "level", "root", "stream"})
 
 
@@ -138,7 +139,7 @@ def probe(name: NodeName, who: Caller = Depends(caller)) -> dict[str, Any]:
 @router.post("/{name}/query", response_model=None)
 def query(
     name: NodeName, body: QueryRequest, request: Request, who: Caller = Depends(caller)
-) -> dict[str, Any] | StreamingResponse:
+) -> Response:
     """``find_<level>`` with the notebook's filters and limit; NDJSON when ``stream``."""
     bad = sorted(_RESERVED & body.filters.keys())
     if bad:
@@ -151,7 +152,7 @@ def query(
             found: Results[Any] = getattr(node, f"find_{plural}")(
                 limit=body.limit, via=body.via, **filters
             )
-            return {
+            payload = {
                 "node": name,
                 "level": body.level,
                 "route": found.route,
@@ -160,6 +161,8 @@ def query(
                 "count": len(found),
                 "items": [_item(r) for r in found],
             }
+            # Encoded here: FastAPI's generic encoder walks every DICOM JSON value again.
+            return Response(json.dumps(payload, separators=(",", ":")), media_type=_JSON)
         stream = getattr(node, f"iter_{plural}")(limit=body.limit, via=body.via, **filters)
     except (TypeError, ValueError) as exc:
         if isinstance(exc, WorkbenchError):
@@ -193,7 +196,17 @@ def find(
     except Exception:
         raise InputError("identifier is not a DICOM JSON dataset") from None
     node = _guarded(request, who, name)
-    answers = node.find(body.level, identifier, limit=body.limit, root=body.root)
+    # The node's cap holds here too: a raw find must not list a whole PACS. One answer
+    # more than the cap is what tells the client's query code that it was truncated.
+    spec = who.wb.node_spec(name)
+    service: Service = request.app.state.service
+    cap = (
+        spec.max_search_results
+        if isinstance(spec, ServerSpec)
+        else service.settings.max_search_results
+    ) + 1
+    limit = min(body.limit or cap, cap)
+    answers = node.find(body.level, identifier, limit=limit, root=body.root)
 
     def lines() -> Iterator[bytes]:
         try:

@@ -109,10 +109,13 @@ class Running:
         return s
 
 
-def start_service(settings: Settings, database: Database | None = None) -> Running:
-    """Start the service in a thread on a free port; stop it with :func:`stop_service`."""
+def start_service(
+    settings: Settings, database: Database | None = None, *, port: int | None = None
+) -> Running:
+    """Start the service in a thread (on a free port unless given); stop it with
+    :func:`stop_service`."""
     app = create_app(settings, database)
-    port = free_port()
+    port = port or free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="web-service", daemon=True)
@@ -231,3 +234,25 @@ def finished_job(database: Database, owner: str = "boss", kind: str = "batch_que
         session.add(job)
         session.flush()
         return int(job.id)
+
+
+def finished_task(database: Database, owner: str = "boss") -> int:
+    """A failed task of a failed batch query (nothing to run again: no rows), for the matrix."""
+    with database.session() as session:
+        job = Job(kind="batch_query", owner=owner, status="FAILURE", source="SANDBOX")
+        job.tasks = [Task(source="SANDBOX", status="FAILURE", query={}, lines=[1])]
+        session.add(job)
+        session.flush()
+        return int(job.tasks[0].id)
+
+
+def dicom_bytes() -> bytes:
+    """One synthetic PHI-rich instance as Part-10 bytes."""
+    import io
+
+    from adit_workbench.sandbox.synthetic import iter_datasets
+
+    ds = next(iter_datasets(patients=1, series=1, instances=1, rows=8, cols=8))
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()

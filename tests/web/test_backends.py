@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydicom import Dataset
 
 from adit_workbench.dicom.query import ResultsTruncated
 from adit_workbench.dicom.results import Results, Series, Study
 from adit_workbench.errors import InputError, NodeAccessDenied, PermissionDenied
 from adit_workbench.jobs import BatchFileError, JobFailed, JobStatus
+from adit_workbench.remote import RemoteNode
 
 
 def test_nodes_listed_and_echoed(wb: Any) -> None:
@@ -78,6 +80,8 @@ def test_bad_filters_raise_input_error(wb: Any) -> None:
         pacs.find_studies(study_date="2020-13-45")
     with pytest.raises(InputError, match="series_description"):
         pacs.find_studies(series_description="ARTERIAL")
+    with pytest.raises(InputError, match="unknown query filter"):
+        pacs.iter_studies(no_such_filter="x")  # at the call, before iterating
 
 
 def test_transfer_from_query_results_and_batch_query(wb: Any, tmp_path: Path) -> None:
@@ -145,3 +149,19 @@ def test_notebook_cell_runs_unchanged(wb: Any, tmp_path: Path) -> None:
     exec(NOTEBOOK_CELL, namespace)
     assert namespace["summary"] == ("SUCCESS", 1, 1)
     assert len(list((tmp_path / "out").rglob("*.dcm"))) == 6
+
+
+def test_node_cap_holds_for_queries_and_raw_finds(
+    wb_for: Callable[[str], Any], people: Any, pacs: Any
+) -> None:
+    boss = wb_for("boss")
+    boss.add_server("TINY", ae_title="SANDBOX", host="127.0.0.1", port=pacs.port,
+                    max_search_results=2)  # fmt: skip
+    people.admin.admin.grant(people.access["alice"].profile().groups[0], "TINY", source=True)
+    tiny = wb_for("alice").node("TINY")
+    hits = tiny.find_studies(patient_id="SYN*")
+    assert len(hits) == 2 and hits.truncated
+    if isinstance(tiny, RemoteNode):  # the service caps a raw find too (locally it is raw)
+        query = Dataset()
+        query.StudyInstanceUID = ""
+        assert len(list(tiny.find("STUDY", query))) == 3  # the cap, and one more to tell

@@ -145,6 +145,12 @@ CASES: list[tuple[str, str, dict[str, Any], int, str]] = [
     ("POST", T, transfer(source="../SANDBOX"), 422, "source"),
     ("GET", "/api/admin/groups/..%2Fadmins", {}, 404, "no such API route"),
     ("GET", "/api/admin/groups/%2e%2e", {}, 404, "no group"),
+    ("POST", "/api/deid/explain", {"files": {"file": ("x.dcm", b"MZ\x90\x00")}}, 400,
+     "not a DICOM"),
+    ("POST", "/api/deid/explain", {"files": {"file": ("x.dcm", b"")},
+     "data": {"params": '{"project_name": "P", "salt": 1}'}}, 400, "salt: unknown field"),
+    ("POST", "/api/deid/explain", {"files": {"file": ("x.dcm", b"")},
+     "data": {"params": '{"deid_options": ["NO_SUCH_OPTION"]}'}}, 400, "NO_SUCH_OPTION"),
     # -- ids, actions, query strings ------------------------------------------------------
     ("GET", "/api/jobs/abc", {}, 422, "job_id"),
     ("GET", "/api/jobs/-1", {}, 422, "job_id"),

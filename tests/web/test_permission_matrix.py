@@ -22,7 +22,7 @@ import requests
 from adit_workbench.dicom.spec import FolderSpec
 from adit_workbench.store import nodes as node_store
 from adit_workbench.web.app import create_app
-from tests.web.conftest import People, Running, finished_job
+from tests.web.conftest import People, Running, dicom_bytes, finished_job, finished_task
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -62,6 +62,10 @@ class Row:
 
 def _job(ctx: Context) -> dict[str, Any]:
     return {"job_id": finished_job(ctx.people.database), "action": "cancel"}
+
+
+def _task(ctx: Context) -> dict[str, Any]:
+    return {"task_id": finished_task(ctx.people.database)}
 
 
 def _token(ctx: Context) -> dict[str, Any]:
@@ -128,6 +132,9 @@ MATRIX: list[Row] = [
     Row("GET", "/api/jobs/{job_id}/tasks", (403, 403, 200, 200), setup=_job),
     Row("GET", "/api/jobs/{job_id}/results", (403, 403, 200, 200), setup=_job),
     Row("POST", "/api/jobs/{job_id}/{action}", (403, 403, 400, 400), setup=_job),
+    Row("POST", "/api/jobs/tasks/{task_id}/reset", (403, 403, 200, 200), setup=_task),
+    Row("POST", "/api/deid/explain", (403, 200, 200, 200),
+        files=lambda: {"file": ("x.dcm", dicom_bytes())}, form={"params": "{}"}),
     Row("GET", "/api/tokens", OK4),
     Row("POST", "/api/tokens", (201, 201, 201, 201), json={"expires": 1}),
     Row("DELETE", "/api/tokens/{token_id}", (404, 404, 404, 200), setup=_token),
