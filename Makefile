@@ -1,6 +1,8 @@
 # Two commands set everything up on a fresh Debian/Ubuntu machine:
 #   make demo   - the main job on the embedded defaults (no servers needed)
 #   make test   - system packages (as root), virtualenv, ruff, mypy, pytest
+#   make hub    - PostgreSQL, Redis, sandbox PACS, JupyterHub + workbench service + 2 workers
+#                 on this machine (make hub-stop ends them; see deploy/README.md)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,7 +10,7 @@ BIN := $(VENV)/bin
 SYSTEM_PACKAGES := orthanc orthanc-dicomweb dcmtk redis-server postgresql dcm2niix chromium
 PYTEST_ARGS ?=
 
-.PHONY: all venv system-packages lint test demo bench clean
+.PHONY: all venv system-packages lint test demo hub hub-stop bench clean
 
 all: test
 
@@ -43,6 +45,12 @@ test: system-packages venv lint
 
 demo: venv
 	bash scripts/demo.sh
+
+hub: system-packages venv
+	$(BIN)/adit-workbench hub start
+
+hub-stop: venv
+	$(BIN)/adit-workbench hub stop
 
 bench: venv
 	$(BIN)/python -m bench.query

@@ -24,7 +24,19 @@ def app() -> None:
 
 
 # Command groups register themselves on `app` when imported.
-from . import access, config_cmd, db, deid, jobs, nodes, query, sandbox, serve, transfer  # noqa: E402,F401
+from . import (  # noqa: E402,F401
+    access,
+    config_cmd,
+    db,
+    deid,
+    hub,
+    jobs,
+    nodes,
+    query,
+    sandbox,
+    serve,
+    transfer,
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -66,6 +66,13 @@ class PlainDataSerializer:
 
 def refusal(job: Any) -> str | None:
     """Why a worker must not run ``job`` (an RQ job), or None for a task of this project."""
+    try:
+        return _refusal(job)
+    except Exception:  # any oddity of a crafted entry is a refusal, never a crash
+        return "refused: its payload is not plain data (workers run only the project's task)"
+
+
+def _refusal(job: Any) -> str | None:
     from rq.exceptions import DeserializationError
 
     try:
@@ -73,7 +80,8 @@ def refusal(job: Any) -> str | None:
     except (DeserializationError, pickle.UnpicklingError, ValueError, TypeError):
         name = None
     # RQ keeps a meta it could not read as {"unserialized": raw bytes}.
-    if name is None or "unserialized" in (job.meta or {}):
+    meta = job.meta
+    if name is None or not isinstance(meta, dict) or "unserialized" in meta:
         return "refused: its payload is not plain data (workers run only the project's task)"
     if name != TASK_FUNCTION or instance is not None:
         return f"refused: it names {name!r}; workers run only {TASK_FUNCTION}"
@@ -81,7 +89,8 @@ def refusal(job: Any) -> str | None:
     if any(getattr(job, f"_{which}_callback_name", None) for which in callbacks):
         return "refused: it carries callbacks; workers run only the project's task"
     shape_ok = (
-        len(args) in (1, 2)
+        isinstance(args, (list, tuple))
+        and len(args) in (1, 2)
         and isinstance(args[0], int)
         and not isinstance(args[0], bool)
         and (len(args) == 1 or (isinstance(args[1], str) and _PREFIX.fullmatch(args[1])))

@@ -54,7 +54,7 @@ def _fetch(backend: RQBackend, job_id: str) -> Any:
 def test_foreign_callables_are_refused_and_never_run(
     rq: tuple[str, RQBackend], redis_url: str, tmp_path: Path
 ) -> None:
-    from rq import Queue
+    from rq import Callback, Queue
 
     prefix, backend = rq
     queue = Queue(queue_names(prefix)[0], connection=backend.connection)  # RQ's own pickle
@@ -69,6 +69,8 @@ def test_foreign_callables_are_refused_and_never_run(
         ),
         "kwargs": queue.enqueue(TASK_FUNCTION, 1, prefix, shell=f"touch {marks['kwargs']}"),
         "subprocess": queue.enqueue("subprocess.call", ["touch", str(out / "sub")]),
+        "callback": queue.enqueue(TASK_FUNCTION, 1, prefix, on_success=Callback("os.abort")),
+        "odd-meta": queue.enqueue(TASK_FUNCTION, 1, prefix, meta=7),
     }
     run_worker(redis_url, prefix=prefix, burst=True)
 
@@ -82,6 +84,8 @@ def test_foreign_callables_are_refused_and_never_run(
     assert "it names 'subprocess.call'" in reasons["subprocess"]
     assert "not plain data" in reasons["evil-arg"] and "not plain data" in reasons["evil-meta"]
     assert "(task id, queue prefix) and nothing else" in reasons["kwargs"]
+    assert "it carries callbacks" in reasons["callback"]
+    assert "not plain data" in reasons["odd-meta"]
 
 
 def test_the_projects_own_task_still_runs(rq: tuple[str, RQBackend], redis_url: str) -> None:

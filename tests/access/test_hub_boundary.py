@@ -1,0 +1,296 @@
+"""The shipped hub configuration under a real JupyterHub: user servers hold no database
+URL, Redis URL or secret; the workbench service and two workers hold them.
+
+Two set-ups of the same config:
+
+* ``own-accounts``: user servers run as their own unprivileged OS accounts and the
+  service as its own (the deployment ``deploy/README.md`` describes); a user's kernel
+  cannot read the secret, and no file or process environment it can read holds a
+  credential. Needs root (to create the accounts) and a Python every account may run:
+  skipped with a message otherwise, failing when ``CI=true``. Accounts are removed after.
+* ``shared-account``: every process runs as the hub's account (SimpleLocalProcessSpawner,
+  demos): the environment boundary alone, which runs everywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adit_workbench.cli import app as cli_app
+from adit_workbench.store import Database
+from tests.servers._util import free_port, require, wait_until
+from tests.servers.jupyterhub import VENV_BIN, Hub
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED = REPO / "jupyter_config" / "jupyterhub_config.py"
+
+ON_POSTGRES = pytest.mark.parametrize(
+    "database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
+
+# The shipped file first, then only what a test hub must change (ports, the login, an
+# admin token for the test). A stand-in answers for the service until `serve` exists.
+_CONFIG = """\
+import json, os
+c = get_config()  # noqa: F821
+load_subconfig({shipped!r})  # noqa: F821
+t = json.loads(os.environ["WB_TEST_HUB"])
+c.JupyterHub.hub_port = t["hub_port"]
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{{t['proxy_api_port']}}"
+c.ConfigurableHTTPProxy.command = [t["chp"]]
+c.JupyterHub.cookie_secret_file = t["base"] + "/cookie_secret"
+c.JupyterHub.authenticator_class = "dummy"
+c.Authenticator.allowed_users = set(t["users"])
+c.JupyterHub.services.append({{"name": "wb-tests", "api_token": t["token"]}})
+c.JupyterHub.load_roles.append({{"name": "admin", "services": ["wb-tests"]}})
+if t["stand_in"]:
+    c.JupyterHub.services[0]["command"] = t["stand_in"]
+if t["homes"]:
+    c.SimpleLocalProcessSpawner.home_dir_template = t["homes"] + "/{{username}}"
+"""
+
+_STAND_IN = """\
+import sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(404); self.end_headers()
+    def log_message(self, *a): pass
+HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+_KERNEL = """\
+import json, os
+secret, data_dir, needles, roots = {args!r}
+found = []
+def check(path):
+    try:
+        with open(path, "rb") as fh:
+            blob = fh.read(4_000_000)
+    except OSError:
+        return
+    found.extend(f"{{path}}: {{n}}" for n in needles if n.encode() in blob)
+for root in roots:
+    for dirpath, dirnames, filenames in os.walk(root, onerror=lambda e: None):
+        for name in filenames:
+            check(os.path.join(dirpath, name))
+for pid in os.listdir("/proc"):
+    if pid.isdigit():
+        check(f"/proc/{{pid}}/environ")
+        check(f"/proc/{{pid}}/cmdline")
+def readable(path):
+    try:
+        open(path, "rb").close()
+        return True
+    except OSError:
+        return False
+print(json.dumps({{
+    "uid": os.getuid(),
+    "env": dict(os.environ),
+    "secret_readable": readable(secret),
+    "data_dir_listable": os.access(data_dir, os.R_OK | os.X_OK),
+    "found": found,
+}}))
+"""
+
+
+def _unavailable() -> str | None:
+    """Why user servers cannot run as their own OS accounts here (None: they can)."""
+    if os.geteuid() != 0:
+        return "user servers as their own OS accounts need root (to create the accounts)"
+    path = Path(os.path.realpath(sys.executable))
+    for folder in [*reversed(path.parents), path]:
+        if not folder.stat().st_mode & stat.S_IXOTH:
+            return f"the project's Python is private to root ({folder} is not o+x)"
+    return None
+
+
+@pytest.fixture(params=["own-accounts", "shared-account"])
+def accounts(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """Who runs what: OS accounts for the service and two users, or the hub's account."""
+    base = Path(tempfile.mkdtemp(prefix="wb-hub-"))
+    os.chmod(base, 0o755)
+    me = pwd.getpwuid(os.geteuid())
+    if request.param == "shared-account":
+        for name in ("alice", "bob"):
+            (base / "homes" / name).mkdir(parents=True)
+        yield {"base": base, "service": me, "alice": "alice", "bob": "bob", "own": False}
+        shutil.rmtree(base, ignore_errors=True)
+        return
+    why = _unavailable()
+    if why is not None:
+        shutil.rmtree(base, ignore_errors=True)
+        if os.environ.get("CI") == "true":
+            pytest.fail(why)
+        pytest.skip(why)
+    useradd, userdel = require("useradd", "passwd"), require("userdel", "passwd")
+    tag = f"wb{os.getpid() % 100000}"
+    names = {"service": f"{tag}svc", "alice": f"{tag}alice", "bob": f"{tag}bob"}
+    made: list[str] = []
+    try:
+        for name in names.values():
+            home = base / "homes" / name
+            subprocess.run(
+                [useradd, "--home-dir", str(home), "--create-home", "--shell",
+                 "/usr/sbin/nologin", "--user-group", name],
+                check=True, capture_output=True,
+            )  # fmt: skip
+            made.append(name)
+            os.chmod(home, 0o700)
+        yield {
+            "base": base,
+            "service": pwd.getpwnam(names["service"]),
+            "alice": names["alice"],
+            "bob": names["bob"],
+            "own": True,
+        }
+    finally:
+        for name in made:
+            subprocess.run(["pkill", "-KILL", "-u", name], check=False, capture_output=True)
+            subprocess.run([userdel, name], check=False, capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def shipped_hub(
+    accounts: dict[str, Any],
+    configurable_http_proxy: str,
+    database_url: str,
+    redis_url: str,
+) -> Iterator[tuple[Hub, dict[str, str]]]:
+    """The shipped config under a real hub (root), the service as its own account."""
+    Database(database_url).upgrade()  # the owner migrates before the service starts
+    base: Path = accounts["base"]
+    hub_dir = base / "hub"
+    hub_dir.mkdir(mode=0o700)
+    data_dir = base / "service-data"
+    port, service_port = free_port(), free_port()
+    token = uuid.uuid4().hex
+    has_serve = "serve" in cli_app.commands
+    stand_in = (
+        None if has_serve else [sys.executable, "-c", _STAND_IN, str(service_port)]
+    )  # the real `adit-workbench serve` lands with the service
+    test = {
+        "hub_port": free_port(),
+        "proxy_api_port": free_port(),
+        "chp": configurable_http_proxy,
+        "base": str(hub_dir),
+        "users": [accounts["alice"], accounts["bob"]],
+        "token": token,
+        "stand_in": stand_in,
+        "homes": None if accounts["own"] else str(base / "homes"),
+    }
+    settings = {
+        "ADIT_WB_DATABASE_URL": database_url,
+        "ADIT_WB_REDIS_URL": redis_url,
+        "ADIT_WB_DATA_DIR": str(data_dir),
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "ADIT_WB_"))}
+    env.update(
+        settings,
+        WB_TEST_HUB=json.dumps(test),
+        PYTHONPATH=str(REPO),
+        PATH=f"{VENV_BIN}:{os.environ.get('PATH', '')}",
+        JUPYTERHUB_DB_URL=f"sqlite:///{hub_dir / 'jupyterhub.sqlite'}",
+        ADIT_WB_HUB_URL=f"http://127.0.0.1:{port}",
+        ADIT_WB_HUB_SERVICE_PORT=str(service_port),
+        ADIT_WB_HUB_SPAWNER="localprocess" if accounts["own"] else "simple",
+    )
+    if accounts["own"]:
+        env["ADIT_WB_HUB_SERVICE_USER"] = accounts["service"].pw_name
+    config = hub_dir / "jupyterhub_config.py"
+    config.write_text(_CONFIG.format(shipped=str(SHIPPED)))
+    log = hub_dir / "hub.log"
+    with log.open("wb") as log_fh:
+        proc = subprocess.Popen(
+            [str(VENV_BIN / "jupyterhub"), "-f", str(config)],
+            cwd=hub_dir, env=env, stdout=log_fh, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    hub = Hub(f"http://127.0.0.1:{port}", token, hub_dir, proc)
+    try:
+        wait_until(lambda: hub.api("GET", "/") is not None, 60, "JupyterHub", proc=proc, log=log)
+        yield hub, {**settings, "secret": str(data_dir / "secret.key")}
+    finally:
+        hub.stop()
+
+
+def _processes_of(uid: int) -> list[tuple[str, dict[str, str]]]:
+    """(command line, environment) of every process running as ``uid`` (we are root)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            if os.stat(f"/proc/{pid}").st_uid != uid:
+                continue
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            environ = dict(e.decode().split("=", 1) for e in raw if b"=" in e)
+            found.append((cmdline, environ))
+    return found
+
+
+@ON_POSTGRES
+def test_user_servers_hold_only_the_service_url(
+    shipped_hub: tuple[Hub, dict[str, str]], accounts: dict[str, Any]
+) -> None:
+    hub, settings = shipped_hub
+    service, alice = accounts["service"], accounts["alice"]
+    secret = Path(settings["secret"])
+
+    # The secret belongs to the service's account alone.
+    info = secret.stat()
+    assert stat.S_IMODE(info.st_mode) == 0o600 and info.st_uid == service.pw_uid
+    assert stat.S_IMODE(secret.parent.stat().st_mode) == 0o700
+    assert secret.parent.stat().st_uid == service.pw_uid
+
+    # The service and two workers run as that account and hold the settings.
+    def trusted_side() -> bool:
+        procs = _processes_of(service.pw_uid)
+        workers = [c for c, e in procs if " worker --name workbench-worker-" in c]
+        with_secret = [e for _, e in procs if e.get("ADIT_WB_SECRET_FILE") == str(secret)]
+        return len(workers) == 2 and len(with_secret) >= 3
+
+    wait_until(trusted_side, 60, "the workbench service and two workers", proc=hub.proc)
+    for _, environ in _processes_of(service.pw_uid):
+        if environ.get("ADIT_WB_SECRET_FILE") == str(secret):
+            assert environ["ADIT_WB_DATABASE_URL"] == settings["ADIT_WB_DATABASE_URL"]
+            assert environ["ADIT_WB_REDIS_URL"] == settings["ADIT_WB_REDIS_URL"]
+
+    # An ordinary user's kernel: only the service URL (and, on its own account, nothing
+    # to read: not the secret, no file or process environment holding a credential).
+    hub.spawn(alice)
+    needles = [
+        settings["ADIT_WB_DATABASE_URL"],
+        "wb-test-pw",  # the database password (tests/servers/postgres.py)
+        settings["ADIT_WB_REDIS_URL"],
+        secret.read_text().strip(),
+    ]
+    roots = [str(accounts["base"]), "/tmp"] if accounts["own"] else []
+    args = (str(secret), str(secret.parent), needles, roots)
+    code = _KERNEL.format(args=args)
+    if not accounts["own"]:  # root reads everything: only the environment is meaningful
+        code = code.replace('for pid in os.listdir("/proc"):', "for pid in []:")
+    out, _ = hub.run_in_kernel(alice, code)
+    seen = json.loads(out.strip().splitlines()[-1])
+    leaked = {k for k in seen["env"] if k.startswith("ADIT_WB_") and k != "ADIT_WB_SERVICE_URL"}
+    assert leaked == set()
+    assert seen["env"]["ADIT_WB_SERVICE_URL"] == f"{hub.url}/services/workbench/"
+    assert not any(n in v for v in seen["env"].values() for n in needles)
+    if accounts["own"]:
+        assert seen["uid"] == pwd.getpwnam(alice).pw_uid != 0
+        assert not seen["secret_readable"] and not seen["data_dir_listable"]
+        assert seen["found"] == []
