@@ -27,6 +27,7 @@ from adit_workbench.deid.leaks import Leak, LeakReport
 from adit_workbench.dicom.display import MAX_HTML, MAX_LINES
 from adit_workbench.dicom.filters import Level
 from adit_workbench.dicom.folder import FolderNode
+from adit_workbench.dicom.images import Picture, Preview, Volume, volume_from
 from adit_workbench.dicom.results import Instance, Patient, Results, Series, Study
 from adit_workbench.dicom.spec import Capabilities, FolderSpec, ServerSpec
 from adit_workbench.jobs.export import BatchQueryResults
@@ -174,10 +175,22 @@ def test_guarded_node_and_batch_query_results(settings: Settings, tmp_path: Path
 
 PUBLIC_TYPES: list[type] = [Patient, Study, Series, Instance, Results, FolderReport, LeakReport,
                             Capabilities, ServerSpec, FolderSpec, GuardedNode,
-                            BatchQueryResults]  # fmt: skip
+                            BatchQueryResults, Volume, Preview]  # fmt: skip
 
 
 @pytest.mark.parametrize("cls", PUBLIC_TYPES, ids=lambda c: c.__name__)
 def test_every_public_type_has_both_reprs(cls: type) -> None:
     has: Callable[[str], bool] = lambda name: any(name in vars(k) for k in cls.__mro__[:-1])  # noqa: E731
     assert has("__repr__") and has("_repr_html_")
+
+
+def test_volume_and_pictures(instance: Dataset) -> None:
+    volume = volume_from(iter_datasets(patients=1, series=1, instances=4, rows=16, cols=16))
+    text, page = check_screen(volume)
+    assert "4 × 16 × 16" in text and "spacing" in page
+    thumb = volume.thumbnail()
+    assert repr(thumb).startswith("<Picture 16x16 PNG") and thumb._repr_png_()
+    preview = Preview([thumb] * 3, title="a study")
+    assert repr(preview).startswith("Preview a study: 3 picture(s)")
+    assert preview._repr_html_().count("<img ") == 3  # pictures: bytes, not lines of text
+    assert isinstance(thumb, Picture)
