@@ -259,3 +259,46 @@ def test_completion_signature_and_help_show_the_real_methods(
     assert params["limit"].default is None
     assert "study_date" in (node.find_studies.__doc__ or "")
     assert list(inspect.signature(node.retrieve).parameters) == ["level", "query", "root", "via"]
+
+
+def test_a_real_kernel_completes_and_shows_the_node(tmp_path: Path) -> None:
+    """What JupyterLab asks a kernel for: completion, Shift-Tab help, a rich display."""
+    import os
+
+    from jupyter_client.manager import start_new_kernel
+
+    repo = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "ADIT_WB_DATA_DIR": str(tmp_path / "data"),
+           "PYTHONPATH": os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+    for var in ("ADIT_WB_DATABASE_URL", "ADIT_WB_REDIS_URL", "ADIT_WB_SECRET_FILE"):
+        env.pop(var, None)
+    manager, client = start_new_kernel(kernel_name="python3", env=env, cwd=str(tmp_path))
+    try:
+
+        def run(code: str) -> list[dict[str, Any]]:
+            outputs: list[dict[str, Any]] = []
+            reply = client.execute_interactive(
+                code, timeout=60, output_hook=lambda msg: outputs.append(msg)
+            )
+            assert reply["content"]["status"] == "ok", reply["content"]
+            return [m["content"] for m in outputs if m["msg_type"] in ("stream", "execute_result")]
+
+        run(
+            "import inspect, adit_workbench as aw\n"
+            f"wb = aw.connect()\nwb.add_folder('DROP', {str(tmp_path)!r})\nnode = wb.node('DROP')"
+        )
+        client.complete("node.find_st", 12)
+        reply = client.get_shell_msg(timeout=30)["content"]
+        assert any(m.endswith("find_studies") for m in reply["matches"]), reply
+        client.inspect("node.find_studies(", 18, detail_level=0)
+        help_text = client.get_shell_msg(timeout=30)["content"]["data"]["text/plain"]
+        assert "study_date" in help_text and "limit" in help_text
+        [printed] = run("print(inspect.signature(node.find_studies))")
+        assert printed["text"].startswith("(*, limit: 'int | None' = None, via: 'str' = 'auto'")
+        [shown] = run("node")
+        assert {"text/plain", "text/html"} <= set(shown["data"]) and "DROP" in shown["data"][
+            "text/html"
+        ]
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
