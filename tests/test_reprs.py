@@ -30,6 +30,7 @@ from adit_workbench.dicom.folder import FolderNode
 from adit_workbench.dicom.images import Picture, Preview, Volume, volume_from
 from adit_workbench.dicom.results import Instance, Patient, Results, Series, Study
 from adit_workbench.dicom.spec import Capabilities, FolderSpec, ServerSpec
+from adit_workbench.dicom.storage import StoreResult
 from adit_workbench.jobs.export import BatchQueryResults
 from adit_workbench.sandbox.synthetic import generate, iter_datasets
 from adit_workbench.store import Database
@@ -175,7 +176,7 @@ def test_guarded_node_and_batch_query_results(settings: Settings, tmp_path: Path
 
 PUBLIC_TYPES: list[type] = [Patient, Study, Series, Instance, Results, FolderReport, LeakReport,
                             Capabilities, ServerSpec, FolderSpec, GuardedNode,
-                            BatchQueryResults, Volume, Preview]  # fmt: skip
+                            BatchQueryResults, Volume, Preview, Profile, StoreResult]  # fmt: skip
 
 
 @pytest.mark.parametrize("cls", PUBLIC_TYPES, ids=lambda c: c.__name__)
@@ -194,3 +195,16 @@ def test_volume_and_pictures(instance: Dataset) -> None:
     assert repr(preview).startswith("Preview a study: 3 picture(s)")
     assert preview._repr_html_().count("<img ") == 3  # pictures: bytes, not lines of text
     assert isinstance(thumb, Picture)
+
+
+def test_profile_and_store_result(tmp_path: Path) -> None:
+    profile = Profile.adit("SUBJ-01", trial_id="T1")
+    text, page = check_screen(profile)
+    assert text.startswith("Profile(options=BASIC|") and "SUBJ-01" in text
+    assert "SafePrivate(" not in text and "allow-listed" in page
+    node = FolderNode(FolderSpec("DROP", tmp_path))
+    stored = node.store(list(iter_datasets(patients=1, series=1, instances=2, rows=8, cols=8)))
+    assert check_screen(stored)[0] == "StoreResult DROP: 2 stored, 0 refused"
+    refused = StoreResult("PACS", stored=3, failed={f"1.2.{n}": "0xA700" for n in range(500)})
+    text, page = check_screen(refused)
+    assert "… " in text and "more" in page
