@@ -275,16 +275,23 @@ class GuardedNode:
         """Send datasets or Part-10 files to the node (C-STORE, STOW-RS or into the
         folder); needs the destination role. Refused instances are reported in the
         result, not raised."""
-        items = list(items) if not isinstance(items, list | tuple) else items
+        sent = 0
+
+        def counted() -> Iterator[Dataset | str | os.PathLike[str]]:
+            # Counted as the node consumes them: a stream of datasets stays a stream.
+            nonlocal sent
+            for item in items:
+                sent += 1
+                yield item
 
         def count(result: Any, audit: dict[str, Any]) -> None:
-            audit["items"] = len(items)
+            audit["items"] = sent
 
         return self._run(
             "store",
             NodeRole.DESTINATION,
             {"method": "store", **_describe(via=via)},
-            lambda: self._node.store(items, **_via(via)),
+            lambda: self._node.store(counted(), **_via(via)),
             count=count,
         )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from adit_workbench.dicom.results import Results, Study
 from adit_workbench.dicom.server import DicomServer
 from adit_workbench.dicom.spec import Capabilities, ServerSpec
 from adit_workbench.errors import NodeAccessDenied, NodeUnreachable, PermissionDenied
-from adit_workbench.sandbox.synthetic import generate
+from adit_workbench.sandbox.synthetic import generate, iter_datasets
 from adit_workbench.store import Database
 from adit_workbench.workbench import Workbench
 
@@ -66,9 +66,9 @@ class FakeNode:
         self.calls.append("retrieve")
         return iter([])
 
-    def store(self, items: list[str], *, via: str | None = None) -> str:
+    def store(self, items: Iterable[str], *, via: str | None = None) -> str:
         self.calls.append("store")
-        if not items:
+        if not list(items):  # consumed, as a real node does
             raise NodeUnreachable("PACS", "C-STORE", "refused")
         return "stored"
 
@@ -302,3 +302,22 @@ def test_a_real_kernel_completes_and_shows_the_node(tmp_path: Path) -> None:
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
+
+
+def test_store_streams_through_the_guard(
+    settings: Settings, database: Database, admin: Access, hub_user: HubUser, tmp_path: Path
+) -> None:
+    Workbench(settings, database, admin).add_folder("SINK", tmp_path)
+    admin.admin.grant("writers", "SINK", destination=True)
+    node = Workbench(settings, database, hub_user("dora", "writers")).node("SINK")
+    produced: list[str] = []
+
+    def stream() -> Iterator[Dataset]:
+        for ds in iter_datasets(patients=1, series=1, instances=3, rows=8, cols=8):
+            produced.append(str(ds.SOPInstanceUID))
+            yield ds
+
+    result = node.store(stream())
+    assert result.stored == 3 and len(produced) == 3
+    [row] = admin.admin.audit_events(user="dora", action="store")
+    assert row.outcome == "ok" and row.details["items"] == 3
