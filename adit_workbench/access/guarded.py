@@ -432,6 +432,23 @@ class GuardedNode:
             count=_nothing,
         )
 
+    def unguarded(self, role: NodeRole | str) -> Node:
+        """The live node behind this one, for the transfer pipeline, which drives the
+        node's protocols itself (C-GET workers, the C-MOVE receiver, folder paths).
+
+        Checks this user's ``role`` (``"source"`` or ``"destination"``) now and audits the
+        hand-out; calls on the returned node are not checked again, so it is meant for
+        one operation, not to be kept.
+        """
+        wanted = NodeRole(str(role).lower())
+        return self._run(
+            "node.open",
+            wanted,
+            {"role": wanted.value},
+            lambda: cast("Node", self._node),
+            count=_nothing,
+        )
+
     def with_capabilities(self, capabilities: Capabilities) -> GuardedNode:
         """This node as if it had ``capabilities`` (e.g. just probed), still guarded.
 

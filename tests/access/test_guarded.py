@@ -177,6 +177,7 @@ _ARGS: dict[str, tuple[Any, ...]] = {
     "store": (["x"],),
     "run_many": ([{"patient_id": "1"}],),
     "with_capabilities": (Capabilities(),),
+    "unguarded": ("source",),
 }
 
 
@@ -321,3 +322,34 @@ def test_store_streams_through_the_guard(
     assert result.stored == 3 and len(produced) == 3
     [row] = admin.admin.audit_events(user="dora", action="store")
     assert row.outcome == "ok" and row.details["items"] == 3
+
+
+def test_transfer_pipeline_gets_the_live_node_only_after_the_role_check(
+    settings: Settings, database: Database, admin: Access, hub_user: HubUser, tmp_path: Path
+) -> None:
+    from adit_workbench.transfer import transfer_study
+
+    source_dir, out_dir = tmp_path / "in", tmp_path / "out"
+    [first, *_] = generate(source_dir, patients=1, series=1, instances=2, rows=8, cols=8)
+    out_dir.mkdir()
+    boss = Workbench(settings, database, admin)
+    boss.add_folder("IN", source_dir)
+    boss.add_folder("OUT", out_dir)
+    admin.admin.grant("movers", "IN", source=True)
+    admin.admin.grant("movers", "OUT", source=True)  # may see it, not write to it
+    erin = Workbench(settings, database, hub_user("erin", "movers"))
+    study_uid = first.parent.parent.name
+    with pytest.raises(NodeAccessDenied):
+        transfer_study(erin.node("IN"), erin.node("OUT"), study_uid, settings=settings)
+    assert not list(out_dir.rglob("*.dcm"))
+    admin.admin.grant("movers", "OUT", destination=True)
+    transfer_study(erin.node("IN"), erin.node("OUT"), study_uid, settings=settings)
+    assert len(list(out_dir.rglob("*.dcm"))) == 2
+    opened = sorted((e.id, e.node, e.details["role"], str(e.outcome))
+                    for e in admin.admin.audit_events(user="erin", action="node.open"))  # fmt: skip
+    assert [o[1:] for o in opened] == [
+        ("IN", "source", "ok"),
+        ("OUT", "destination", "denied"),
+        ("IN", "source", "ok"),
+        ("OUT", "destination", "ok"),
+    ]
