@@ -11,6 +11,7 @@ import io
 import random
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -214,3 +215,47 @@ def test_series_data_from_orthanc(
         assert _png(series.thumbnail(size=32)).size[0] <= 32
     finally:
         wb.close()
+
+
+def test_a_notebook_shows_pictures_and_plots(tmp_path: Path) -> None:
+    """In a real kernel: a thumbnail is an image/png output, a preview HTML with images,
+    Results.plot() a figure, an Explanation a short table."""
+    import os
+
+    from jupyter_client.manager import start_new_kernel
+
+    repo = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "ADIT_WB_DATA_DIR": str(tmp_path / "data"),
+           "ADIT_WB_SANDBOX_PORT": str(free_port()), "ADIT_WB_SANDBOX_PATIENTS": "1",
+           "PYTHONPATH": os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+    for var in ("ADIT_WB_DATABASE_URL", "ADIT_WB_REDIS_URL", "ADIT_WB_SECRET_FILE", "MPLBACKEND"):
+        env.pop(var, None)
+    manager, client = start_new_kernel(kernel_name="python3", env=env, cwd=str(tmp_path))
+
+    def run(code: str) -> list[dict[str, Any]]:
+        outputs: list[dict[str, Any]] = []
+        reply = client.execute_interactive(code, timeout=120, output_hook=outputs.append)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        kinds = ("execute_result", "display_data")
+        return [m["content"]["data"] for m in outputs if m["msg_type"] in kinds]
+
+    try:
+        run("import adit_workbench as aw\nwb = aw.connect()\nwb.start_sandbox()\n"
+            "hits = wb.node('SANDBOX').find_studies()\nseries = hits[0].series()[0]")  # fmt: skip
+        [thumb] = run("series.thumbnail()")
+        assert thumb["image/png"] and thumb["text/plain"].startswith("<Picture")
+        [preview] = run("hits[0].preview()")
+        assert preview["text/html"].count("<img ") >= 2  # one per series
+        figures = run("hits.plot();")
+        assert any("image/png" in data for data in figures)
+        [explained] = run("wb.pseudonymizer(project='P').explain(next(series.datasets()))")
+        assert explained["text/plain"].startswith("Explanation: ")
+        assert (
+            len(explained["text/plain"].splitlines()) <= 40 and "<table" in explained["text/html"]
+        )
+    finally:
+        try:
+            run("wb.close(); wb.stop_sandbox()")
+        finally:
+            client.stop_channels()
+            manager.shutdown_kernel(now=True)
