@@ -182,18 +182,21 @@ def picture(image: np.ndarray, caption: str = "", *, size: int = THUMBNAIL_SIZE)
 
 
 def thumbnail_of(ds: Dataset, caption: str = "", *, size: int = THUMBNAIL_SIZE) -> Picture:
-    """The instance as a windowed picture (the middle frame of a multi-frame image)."""
-    values = modality_values(ds)
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if frames > 1:
-        values = values[frames // 2]
-    if samples == 3:  # colour: no window, scale the whole range
-        return picture(to_uint8(values, (float(values.min() + values.max()) / 2,
-                                         float(values.max() - values.min()) or 1.0)),
-                       caption, size=size)  # fmt: skip
+    """The instance as a windowed picture (the middle frame of a multi-frame image, with
+    the rescale and window of that frame's functional groups)."""
+    pixels = _pixels(ds)
+    frames = _frames(ds)
+    frame = frames[len(frames) // 2]
+    if frame.index is not None:
+        pixels = pixels[frame.index]
+    values = pixels.astype(np.float32) * np.float32(frame.slope) + np.float32(frame.intercept)
+    if int(ds.get("SamplesPerPixel", 1) or 1) == 3:  # colour: no window, the whole range
+        low, high = float(values.min()), float(values.max())
+        return picture(
+            to_uint8(values, ((low + high) / 2, (high - low) or 1.0)), caption, size=size
+        )
     invert = str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1"
-    return picture(to_uint8(values, window_of(ds), invert=invert), caption, size=size)
+    return picture(to_uint8(values, frame.window, invert=invert), caption, size=size)
 
 
 @dataclass(frozen=True, repr=False)
@@ -280,56 +283,130 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / norm if norm else v
 
 
-def volume_from(datasets: Iterable[Dataset]) -> Volume:
-    """Stack single-frame images of one orientation and size into a :class:`Volume`.
+@dataclass
+class _Frame:
+    """One 2-D image: a single-frame instance, or one frame of a multi-frame one."""
 
-    Slices are sorted by their position along the normal of the image plane; without
-    positions (no ImagePositionPatient) by InstanceNumber, with SliceThickness (or 1 mm)
-    as spacing. Instances without pixels (e.g. structured reports) are left out.
+    source: Dataset
+    index: int | None
+    position: tuple[float, ...] | None
+    orientation: tuple[float, ...] | None
+    spacing: tuple[float, ...] | None
+    slope: float
+    intercept: float
+    window: tuple[float, float] | None
+    number: float
+
+
+def _in_groups(groups: Sequence[Dataset | None], sequence: str, keyword: str) -> Any:
+    """``keyword`` from the first functional group (per-frame, then shared) that has it."""
+    for group in groups:
+        if group is not None and sequence in group and len(group[sequence].value):
+            item = group[sequence].value[0]
+            if keyword in item:
+                return item.get(keyword)
+    return None
+
+
+def _frames(ds: Dataset) -> list[_Frame]:
+    count = int(ds.get("NumberOfFrames", 1) or 1)
+    top = (
+        _floats(ds.get("ImagePositionPatient"), 3),
+        _floats(ds.get("ImageOrientationPatient"), 6),
+        _floats(ds.get("PixelSpacing"), 2),
+    )
+    slope = _first(ds.get("RescaleSlope")) or 1.0
+    intercept = _first(ds.get("RescaleIntercept")) or 0.0
+    number = _first(ds.get("InstanceNumber")) or 0.0
+    if count <= 1:
+        return [_Frame(ds, None, *top, slope, intercept, window_of(ds), number)]
+    shared = (
+        ds.SharedFunctionalGroupsSequence[0] if ds.get("SharedFunctionalGroupsSequence") else None
+    )
+    per = ds.get("PerFrameFunctionalGroupsSequence") or []
+    frames = []
+    for index in range(count):
+        groups = [per[index] if index < len(per) else None, shared]
+        center = _first(_in_groups(groups, "FrameVOILUTSequence", "WindowCenter"))
+        width = _first(_in_groups(groups, "FrameVOILUTSequence", "WindowWidth"))
+        frames.append(
+            _Frame(
+                ds,
+                index,
+                _floats(_in_groups(groups, "PlanePositionSequence", "ImagePositionPatient"), 3),
+                _floats(
+                    _in_groups(groups, "PlaneOrientationSequence", "ImageOrientationPatient"), 6
+                )
+                or top[1],
+                _floats(_in_groups(groups, "PixelMeasuresSequence", "PixelSpacing"), 2) or top[2],
+                _first(_in_groups(groups, "PixelValueTransformationSequence", "RescaleSlope"))
+                or slope,
+                _first(_in_groups(groups, "PixelValueTransformationSequence", "RescaleIntercept"))
+                or intercept,
+                (center, width) if center is not None and width else window_of(ds),
+                float(index),
+            )
+        )
+    return frames
+
+
+def volume_from(datasets: Iterable[Dataset]) -> Volume:
+    """Stack the images of one orientation and size into a :class:`Volume`.
+
+    Takes single-frame instances and multi-frame ones (enhanced CT/MR: positions,
+    orientation, spacing and rescale from the functional groups). Slices are sorted by
+    their position along the normal of the image plane; without positions (no
+    ImagePositionPatient) by InstanceNumber (or frame number), with SliceThickness (or
+    1 mm) as spacing. Instances without pixels (e.g. structured reports) are left out.
     """
-    slices = [ds for ds in datasets if "PixelData" in ds]
-    if not slices:
+    frames = [f for ds in datasets if "PixelData" in ds for f in _frames(ds)]
+    if not frames:
         raise InputError("no images to stack: the series has no instances with pixel data")
-    first = slices[0]
-    if int(first.get("NumberOfFrames", 1) or 1) > 1:
-        raise InputError(f"instance {_sop(first)} is multi-frame: use its frames directly")
-    orientation = _floats(first.get("ImageOrientationPatient"), 6) or (1, 0, 0, 0, 1, 0)
+    first = frames[0]
+    orientation = first.orientation or (1, 0, 0, 0, 1, 0)
     row, column = _unit(np.array(orientation[:3])), _unit(np.array(orientation[3:]))
     normal = _unit(np.cross(row, column))
-    shape = (int(first.Rows), int(first.Columns))
-    positions: list[np.ndarray | None] = []
-    for ds in slices:
+    shape = (int(first.source.Rows), int(first.source.Columns))
+    for frame in frames:
+        ds = frame.source
         if (int(ds.Rows), int(ds.Columns)) != shape:
             raise InputError(f"instance {_sop(ds)} is {ds.Rows}×{ds.Columns}, not {shape[0]}×"
                              f"{shape[1]} like the others: not one stack")  # fmt: skip
-        other = _floats(ds.get("ImageOrientationPatient"), 6)
+        other = frame.orientation
         if other is not None and not np.allclose(other, orientation, atol=1e-3):
             raise InputError(f"instance {_sop(ds)} has another orientation: not one stack")
-        place = _floats(ds.get("ImagePositionPatient"), 3)
-        positions.append(np.array(place) if place is not None else None)
-    if all(p is not None for p in positions):
-        where = np.array(positions, dtype=float)
+    if all(f.position is not None for f in frames):
+        where = np.array([f.position for f in frames], dtype=float)
         order = np.argsort(where @ normal, kind="stable")
         where = where[order]
         gaps = np.diff(where @ normal)
-        between = float(np.median(gaps)) if len(gaps) else _thickness(first)
+        between = float(np.median(gaps)) if len(gaps) else _thickness(first.source)
         uneven = bool(len(gaps) and np.ptp(gaps) > 0.01 * max(abs(between), 1e-6))
     else:
-        order = np.argsort([_first(ds.get("InstanceNumber")) or 0 for ds in slices], kind="stable")
-        where = np.zeros((len(slices), 3))
-        between, uneven = _thickness(first), False
-    ordered = [slices[i] for i in order]
-    array = np.stack([modality_values(ds) for ds in ordered]).astype(np.float32, copy=False)
-    pixel = _floats(first.get("PixelSpacing"), 2) or (1.0, 1.0)
+        order = np.argsort([f.number for f in frames], kind="stable")
+        where = np.zeros((len(frames), 3))
+        between, uneven = _thickness(first.source), False
+    ordered = [frames[i] for i in order]
+    decoded: dict[int, np.ndarray] = {}  # a multi-frame instance is decoded once
+
+    def values(frame: _Frame) -> np.ndarray:
+        key = id(frame.source)
+        if key not in decoded:
+            decoded[key] = _pixels(frame.source)
+        pixels = decoded[key] if frame.index is None else decoded[key][frame.index]
+        return pixels.astype(np.float32) * np.float32(frame.slope) + np.float32(frame.intercept)
+
+    array = np.stack([values(f) for f in ordered]).astype(np.float32, copy=False)
+    pixel = first.spacing or (1.0, 1.0)
     return Volume(
         array=array,
-        spacing=(abs(between) or _thickness(first), float(pixel[0]), float(pixel[1])),
+        spacing=(abs(between) or _thickness(first.source), float(pixel[0]), float(pixel[1])),
         origin=tuple(float(x) for x in where[0]),  # type: ignore[arg-type]
         row_direction=tuple(float(x) for x in row),  # type: ignore[arg-type]
         column_direction=tuple(float(x) for x in column),  # type: ignore[arg-type]
         normal=tuple(float(x) for x in normal),  # type: ignore[arg-type]
-        modality=str(first.get("Modality", "") or ""),
-        window=window_of(ordered[0]),
+        modality=str(first.source.get("Modality", "") or ""),
+        window=ordered[0].window,
         uneven=uneven,
         positions=where,
     )

@@ -22,7 +22,14 @@ import adit_workbench as aw
 from adit_workbench.access import Identity, IdentitySource, sign_in
 from adit_workbench.config import Settings, get_settings
 from adit_workbench.deid import scan_leaks
-from adit_workbench.dicom.images import Picture, Preview, Volume, to_uint8, volume_from
+from adit_workbench.dicom.images import (
+    Picture,
+    Preview,
+    Volume,
+    thumbnail_of,
+    to_uint8,
+    volume_from,
+)
 from adit_workbench.dicom.spec import Capabilities
 from adit_workbench.errors import InputError, NodeAccessDenied, PermissionDenied
 from adit_workbench.jobs.execute import build_pseudonymizer
@@ -259,3 +266,47 @@ def test_a_notebook_shows_pictures_and_plots(tmp_path: Path) -> None:
         finally:
             client.stop_channels()
             manager.shutdown_kernel(now=True)
+
+
+def _enhanced(slices: list[Dataset]) -> Dataset:
+    """One multi-frame instance holding ``slices`` as frames, geometry in functional groups
+    (as enhanced CT/MR carries it), frames stored in reverse order of position."""
+    frames = sorted(slices, key=lambda ds: -float(ds.ImagePositionPatient[2]))
+    ds = copy.deepcopy(frames[0])
+    for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing",
+                    "RescaleSlope", "RescaleIntercept", "WindowCenter", "WindowWidth"):  # fmt: skip
+        delattr(ds, keyword)
+    ds.NumberOfFrames = len(frames)
+    ds.PixelData = b"".join(f.PixelData for f in frames)
+    shared = Dataset()
+    for sequence, keyword, value in (
+        ("PlaneOrientationSequence", "ImageOrientationPatient", [1, 0, 0, 0, 1, 0]),
+        ("PixelMeasuresSequence", "PixelSpacing", list(frames[0].PixelSpacing)),
+        ("PixelValueTransformationSequence", "RescaleIntercept", -1024),
+    ):
+        item = Dataset()
+        setattr(item, keyword, value)
+        if keyword == "RescaleIntercept":
+            item.RescaleSlope = 1
+        setattr(shared, sequence, [item])
+    ds.SharedFunctionalGroupsSequence = [shared]
+    per = []
+    for frame in frames:
+        group, plane = Dataset(), Dataset()
+        plane.ImagePositionPatient = list(frame.ImagePositionPatient)
+        group.PlanePositionSequence = [plane]
+        per.append(group)
+    ds.PerFrameFunctionalGroupsSequence = per
+    return ds
+
+
+def test_a_multi_frame_instance_gives_the_same_volume() -> None:
+    slices = _slices(5)
+    single = volume_from(slices)
+    multi = volume_from([_enhanced(slices)])
+    assert multi.shape == single.shape and np.array_equal(multi.array, single.array)
+    assert multi.spacing == single.spacing and np.allclose(multi.positions, single.positions)
+    assert multi.array.min() < 0  # the rescale came from the functional groups
+    middle = thumbnail_of(_enhanced(slices))
+    # no window in the groups: percentiles, of the middle frame in HU
+    assert np.array_equal(np.asarray(_png(middle)), to_uint8(single.array[2]))
