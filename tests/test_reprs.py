@@ -191,8 +191,9 @@ def test_volume_and_pictures(instance: Dataset) -> None:
     assert "4 × 16 × 16" in text and "spacing" in page
     thumb = volume.thumbnail()
     assert repr(thumb).startswith("<Picture 16x16 PNG") and thumb._repr_png_()
-    preview = Preview([thumb] * 3, title="a study")
-    assert repr(preview).startswith("Preview a study: 3 picture(s)")
+    preview = Preview([thumb] * 3, title="a study", skipped=[("#9 SR", "no pixel data")])
+    assert repr(preview).startswith("Preview a study: 3 picture(s), 1 not shown")
+    assert "#9 SR: no pixel data" in preview._repr_html_()
     assert preview._repr_html_().count("<img ") == 3  # pictures: bytes, not lines of text
     assert isinstance(thumb, Picture)
 

@@ -150,15 +150,29 @@ class Picture:
 
 
 class Preview(list[Picture]):
-    """Pictures shown side by side with their captions (e.g. one per series of a study)."""
+    """Pictures shown side by side with their captions (e.g. one per series of a study).
 
-    def __init__(self, pictures: Iterable[Picture] = (), title: str = "") -> None:
+    ``skipped`` lists what could not be shown and why (a report without pixels, pixel
+    data without a decoder), so a preview never hides a series silently.
+    """
+
+    def __init__(
+        self,
+        pictures: Iterable[Picture] = (),
+        title: str = "",
+        skipped: Iterable[tuple[str, str]] = (),
+    ) -> None:
         super().__init__(pictures)
         self.title = title
+        self.skipped = list(skipped)
 
     def __repr__(self) -> str:
         head = f"Preview {self.title}: " if self.title else "Preview: "
-        return head + f"{len(self)} picture(s)" + "".join(f"\n  {p!r}" for p in self[:38])
+        lines = [f"  {p!r}" for p in self] + [f"  not shown: {c}: {why}" for c, why in self.skipped]
+        head += f"{len(self)} picture(s)" + (
+            f", {len(self.skipped)} not shown" if self.skipped else ""
+        )
+        return "\n".join([head, *lines[:38]])
 
     def _repr_html_(self) -> str:
         figures = "".join(
@@ -167,7 +181,11 @@ class Preview(list[Picture]):
             for p in self
         )
         title = f"<p style='color:#666'>{html.escape(self.title)}</p>" if self.title else ""
-        return f"<div>{title}{figures}</div>"
+        missing = "".join(
+            f"<li>{html.escape(caption)}: {html.escape(why)}</li>" for caption, why in self.skipped
+        )
+        notes = f"<ul style='color:#666'>{missing}</ul>" if missing else ""
+        return f"<div>{title}{figures}{notes}</div>"
 
 
 def picture(image: np.ndarray, caption: str = "", *, size: int = THUMBNAIL_SIZE) -> Picture:

@@ -331,12 +331,18 @@ class Study(_Result):
 
     def preview(self, *, max_series: int = 12, size: int = 160) -> Preview:
         """The middle slice of each series (at most ``max_series``) as pictures with the
-        series number, modality and description as captions."""
+        series number, modality and description as captions. A series without a picture
+        (a report, undecodable pixels) is listed in ``skipped`` with the reason."""
         from .images import Preview
 
-        pictures = [s.thumbnail(size=size) for s in self.series()[:max_series]]
+        pictures, skipped = [], []
+        for series in self.series()[:max_series]:
+            try:
+                pictures.append(series.thumbnail(size=size))
+            except InputError as exc:  # this series has no picture: say so, show the rest
+                skipped.append((series.line(), str(exc)))
         title = f"{cell(self.study_date)} {self.description}".strip()
-        return Preview(pictures, title=title)
+        return Preview(pictures, title=title, skipped=skipped)
 
 
 @dataclass(frozen=True, repr=False)

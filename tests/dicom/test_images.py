@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-from pydicom import Dataset
+from pydicom import Dataset, dcmread
 
 import adit_workbench as aw
 from adit_workbench.access import Identity, IdentitySource, sign_in
@@ -33,7 +33,7 @@ from adit_workbench.dicom.images import (
 from adit_workbench.dicom.spec import Capabilities
 from adit_workbench.errors import InputError, NodeAccessDenied, PermissionDenied
 from adit_workbench.jobs.execute import build_pseudonymizer
-from adit_workbench.sandbox.synthetic import iter_datasets
+from adit_workbench.sandbox.synthetic import generate, iter_datasets
 from adit_workbench.workbench import Workbench
 from tests.servers._util import free_port
 from tests.servers.orthanc import OrthancServer
@@ -310,3 +310,18 @@ def test_a_multi_frame_instance_gives_the_same_volume() -> None:
     middle = thumbnail_of(_enhanced(slices))
     # no window in the groups: percentiles, of the middle frame in HU
     assert np.array_equal(np.asarray(_png(middle)), to_uint8(single.array[2]))
+
+
+def test_preview_lists_a_series_without_pictures(data_dir: Path, tmp_path: Path) -> None:
+    paths = generate(tmp_path / "in", patients=1, series=2, instances=3, rows=8, cols=8)
+    report = dcmread(paths[0])
+    del report.PixelData
+    report.Modality, report.SeriesDescription, report.SeriesNumber = "SR", "REPORT", 9
+    report.SeriesInstanceUID = report.SOPInstanceUID = "1.2.826.0.1.3680043.8.498.1"
+    report.save_as(tmp_path / "in" / "report.dcm", enforce_file_format=True)
+    with aw.connect() as wb:
+        wb.add_folder("IN", tmp_path / "in")
+        [study] = wb.node("IN").find_studies()
+        preview = study.preview(size=32)
+    assert len(preview) == 2 and [s[0].split()[0] for s in preview.skipped] == ["#9"]
+    assert "no pixel data" in preview.skipped[0][1] and "1 not shown" in repr(preview)
