@@ -97,6 +97,18 @@ def _sop_name(uid: str) -> str:
     return name if name and name != uid else uid
 
 
+def _applied(
+    stream: Iterator[Dataset], pseudonymizer: Callable[[Dataset], Dataset] | None
+) -> Iterator[Dataset]:
+    try:
+        for ds in stream:
+            yield pseudonymizer(ds) if pseudonymizer is not None else ds
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()  # stopping early ends the C-GET (or HTTP stream) at once
+
+
 @dataclass(frozen=True)
 class _Result(ABC):
     """Shared parts: where the result came from and what the node answered."""
@@ -162,16 +174,15 @@ class _Result(ABC):
                     "pseudonymizer=wb.pseudonymizer(project=...) instead of pseudonym="
                 )
             pseudonymizer = make(pseudonym=pseudonym, project=project)
-        retrieve = node.retrieve  # type: ignore[attr-defined]
+        retrieve = getattr(node, "retrieve", None)
+        if not callable(retrieve):
+            raise InputError(
+                f"{getattr(node, 'name', 'this node')} cannot stream instances into this "
+                "process; transfer them to a folder node instead"
+            )
         via = {"via": self.via} if self.via not in ("", "auto") else {}
-        stream: Iterator[Dataset] = retrieve(level, query, **via)
-        try:
-            for ds in stream:
-                yield pseudonymizer(ds) if pseudonymizer is not None else ds
-        finally:
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()  # stopping early ends the C-GET (or HTTP stream) at once
+        # Called now, not on the first next(): a refused role fails at the call.
+        return _applied(retrieve(level, query, **via), pseudonymizer)
 
     def _find(self, method: str, **kwargs: Any) -> Results[Any]:
         """The next level down, through the node's own typed method when it has one (a

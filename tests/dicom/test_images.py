@@ -30,6 +30,7 @@ from adit_workbench.dicom.images import (
     to_uint8,
     volume_from,
 )
+from adit_workbench.dicom.results import Study
 from adit_workbench.dicom.spec import Capabilities
 from adit_workbench.errors import InputError, NodeAccessDenied, PermissionDenied
 from adit_workbench.jobs.execute import build_pseudonymizer
@@ -186,7 +187,7 @@ def test_data_calls_are_checked_and_the_key_needs_a_source_role(wb: Workbench) -
     ).pseudonym("X")
     wb.access.admin.revoke("readers", "SANDBOX")
     with pytest.raises(NodeAccessDenied):
-        next(series.datasets())
+        series.datasets()  # refused at the call, before anything is iterated
     with pytest.raises(NodeAccessDenied):
         series.thumbnail()
     with pytest.raises(PermissionDenied, match="source role"):
@@ -325,3 +326,12 @@ def test_preview_lists_a_series_without_pictures(data_dir: Path, tmp_path: Path)
         preview = study.preview(size=32)
     assert len(preview) == 2 and [s[0].split()[0] for s in preview.skipped] == ["#9"]
     assert "no pixel data" in preview.skipped[0][1] and "1 not shown" in repr(preview)
+
+
+def test_a_node_that_cannot_stream_says_so() -> None:
+    class Remote:
+        name = "REMOTE"
+
+    study = Study.from_dataset(_slices(1)[0], Remote())  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="REMOTE cannot stream instances"):
+        study.datasets()
