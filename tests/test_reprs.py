@@ -85,7 +85,7 @@ def test_explanation_shows_changed_attributes_first(instance: Dataset) -> None:
     assert ">remap UID<" in page and ">keep<" not in page  # 47 changed fill the table
 
 
-def test_explain_tells_why_an_instance_would_be_refused(instance: Dataset) -> None:
+def test_explain_tells_why_an_instance_would_be_refused(instance: Dataset, tmp_path: Path) -> None:
     ultrasound = copy.deepcopy(instance)
     ultrasound.Modality = "US"
     explanation = explain(ultrasound, Pseudonymizer(SECRET, Profile()))
@@ -97,6 +97,9 @@ def test_explain_tells_why_an_instance_would_be_refused(instance: Dataset) -> No
     warned = explain(ultrasound, Pseudonymizer(SECRET, Profile(burned_in_policy="warn")))
     assert warned.refused is None and "YES" in (warned.warning or "")
     assert explain(instance, Pseudonymizer(SECRET, Profile())).refused is None
+    path = tmp_path / "us.dcm"
+    ultrasound.save_as(path, enforce_file_format=True)
+    assert "YES" in (Pseudonymizer(SECRET).explain(str(path)).refused or "")  # a file works too
 
 
 def test_folder_and_leak_reports(tmp_path: Path) -> None:
