@@ -25,6 +25,7 @@ from .store import nodes as node_store
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from .deid.pseudonymizer import Pseudonymizer
     from .dicom.node import Node
     from .jobs import JobHandle, JobManager
     from .remote import RemoteWorkbench
@@ -377,6 +378,56 @@ class Workbench:
             self.jobs, source=source, destination=to, start=start, end=end, filters=filters,
             **options,
         )  # fmt: skip
+
+    # -- de-identification --------------------------------------------------------------
+    def pseudonymizer(
+        self,
+        *,
+        profile: Any = None,
+        project: str | None = None,
+        pseudonym: str | None = None,
+        options: Any = (),
+        trial_id: str | None = None,
+        trial_name: str | None = None,
+    ) -> Pseudonymizer:
+        """The pseudonymizer a transfer job of ``project`` applies, for local data.
+
+        Same key (the site's master secret and the project name; no name means
+        ``"default"``, as for jobs) and same profile, so that a patient pseudonymized here
+        gets the pseudonym, UIDs and date shift a job of the project gives them::
+
+            p = wb.pseudonymizer(project="LUNG-01")
+            p(dataset)                       # in place; copy first to keep the original
+            p.explain(dataset)               # what would change, and why a file is refused
+            pseudonymize_folder("in", "out", p)
+
+        ``profile`` is ``"basic"`` (default, what jobs apply with their ``options``),
+        ``"adit"`` (ADIT's preset) or a :class:`~adit_workbench.deid.Profile`; ``options``
+        adds de-identification options (``"retain-uids"``, ``"clean-descriptors"`` …).
+        The key can recompute any patient's pseudonym, so it is handed only to users who
+        may fetch originals (a source role on some node); every hand-out is audited.
+        """
+        from .access.permissions import NodeRole
+        from .deid.project import project_pseudonymizer
+        from .errors import PermissionDenied
+
+        details = {"project": project or "default"}
+        if not self.access.visible_nodes(NodeRole.SOURCE):
+            self.access.audit("deid.pseudonymizer", details=details, outcome="denied")
+            raise PermissionDenied(
+                f"user {self.user!r} may not pseudonymize locally: the project key goes only "
+                "to users who may fetch originals (a source role on some node)"
+            )
+        with self.access.audited("deid.pseudonymizer", details=details):
+            return project_pseudonymizer(
+                self.settings,
+                project=project,
+                profile=profile,
+                pseudonym=pseudonym,
+                options=options,
+                trial_id=trial_id,
+                trial_name=trial_name,
+            )
 
     def _move_destinations(self) -> Mapping[str, tuple[str, int]]:
         peers: dict[str, tuple[str, int]] = {

@@ -27,8 +27,10 @@ from adit_workbench.deid.leaks import Leak, LeakReport
 from adit_workbench.dicom.display import MAX_HTML, MAX_LINES
 from adit_workbench.dicom.filters import Level
 from adit_workbench.dicom.folder import FolderNode
+from adit_workbench.dicom.images import Picture, Preview, Volume, volume_from
 from adit_workbench.dicom.results import Instance, Patient, Results, Series, Study
 from adit_workbench.dicom.spec import Capabilities, FolderSpec, ServerSpec
+from adit_workbench.dicom.storage import StoreResult
 from adit_workbench.jobs.export import BatchQueryResults
 from adit_workbench.sandbox.synthetic import generate, iter_datasets
 from adit_workbench.store import Database
@@ -83,7 +85,7 @@ def test_explanation_shows_changed_attributes_first(instance: Dataset) -> None:
     assert ">remap UID<" in page and ">keep<" not in page  # 47 changed fill the table
 
 
-def test_explain_tells_why_an_instance_would_be_refused(instance: Dataset) -> None:
+def test_explain_tells_why_an_instance_would_be_refused(instance: Dataset, tmp_path: Path) -> None:
     ultrasound = copy.deepcopy(instance)
     ultrasound.Modality = "US"
     explanation = explain(ultrasound, Pseudonymizer(SECRET, Profile()))
@@ -95,6 +97,9 @@ def test_explain_tells_why_an_instance_would_be_refused(instance: Dataset) -> No
     warned = explain(ultrasound, Pseudonymizer(SECRET, Profile(burned_in_policy="warn")))
     assert warned.refused is None and "YES" in (warned.warning or "")
     assert explain(instance, Pseudonymizer(SECRET, Profile())).refused is None
+    path = tmp_path / "us.dcm"
+    ultrasound.save_as(path, enforce_file_format=True)
+    assert "YES" in (Pseudonymizer(SECRET).explain(str(path)).refused or "")  # a file works too
 
 
 def test_folder_and_leak_reports(tmp_path: Path) -> None:
@@ -174,10 +179,36 @@ def test_guarded_node_and_batch_query_results(settings: Settings, tmp_path: Path
 
 PUBLIC_TYPES: list[type] = [Patient, Study, Series, Instance, Results, FolderReport, LeakReport,
                             Capabilities, ServerSpec, FolderSpec, GuardedNode,
-                            BatchQueryResults]  # fmt: skip
+                            BatchQueryResults, Volume, Preview, Profile, StoreResult]  # fmt: skip
 
 
 @pytest.mark.parametrize("cls", PUBLIC_TYPES, ids=lambda c: c.__name__)
 def test_every_public_type_has_both_reprs(cls: type) -> None:
     has: Callable[[str], bool] = lambda name: any(name in vars(k) for k in cls.__mro__[:-1])  # noqa: E731
     assert has("__repr__") and has("_repr_html_")
+
+
+def test_volume_and_pictures(instance: Dataset) -> None:
+    volume = volume_from(iter_datasets(patients=1, series=1, instances=4, rows=16, cols=16))
+    text, page = check_screen(volume)
+    assert "4 × 16 × 16" in text and "spacing" in page
+    thumb = volume.thumbnail()
+    assert repr(thumb).startswith("<Picture 16x16 PNG") and thumb._repr_png_()
+    preview = Preview([thumb] * 3, title="a study", skipped=[("#9 SR", "no pixel data")])
+    assert repr(preview).startswith("Preview a study: 3 picture(s), 1 not shown")
+    assert "#9 SR: no pixel data" in preview._repr_html_()
+    assert preview._repr_html_().count("<img ") == 3  # pictures: bytes, not lines of text
+    assert isinstance(thumb, Picture)
+
+
+def test_profile_and_store_result(tmp_path: Path) -> None:
+    profile = Profile.adit("SUBJ-01", trial_id="T1")
+    text, page = check_screen(profile)
+    assert text.startswith("Profile(options=BASIC|") and "SUBJ-01" in text
+    assert "SafePrivate(" not in text and "allow-listed" in page
+    node = FolderNode(FolderSpec("DROP", tmp_path))
+    stored = node.store(list(iter_datasets(patients=1, series=1, instances=2, rows=8, cols=8)))
+    assert check_screen(stored)[0] == "StoreResult DROP: 2 stored, 0 refused"
+    refused = StoreResult("PACS", stored=3, failed={f"1.2.{n}": "0xA700" for n in range(500)})
+    text, page = check_screen(refused)
+    assert "… " in text and "more" in page

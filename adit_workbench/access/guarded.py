@@ -29,6 +29,8 @@ from .control import Access
 from .permissions import NodeRole, Permission
 
 if TYPE_CHECKING:
+    from ..config import Settings
+    from ..deid.pseudonymizer import Pseudonymizer
     from ..dicom.filters import Level
     from ..dicom.folder import FolderNode
     from ..dicom.node import Node, QueryLevel, QueryRoot, Via
@@ -124,10 +126,11 @@ class GuardedNode:
     reaches the node, and leaves an audit row: ``ok``, ``failed`` or ``denied``.
     """
 
-    def __init__(self, node: Node, access: Access) -> None:
+    def __init__(self, node: Node, access: Access, settings: Settings | None = None) -> None:
         # open_node() makes one of the two live classes; the checks below rely on their API.
         self._node = cast("LiveNode", node)
         self._access = access
+        self._settings = settings
 
     # -- description (no I/O, no check) ---------------------------------------------
     @property
@@ -277,16 +280,23 @@ class GuardedNode:
         """Send datasets or Part-10 files to the node (C-STORE, STOW-RS or into the
         folder); needs the destination role. Refused instances are reported in the
         result, not raised."""
-        items = list(items) if not isinstance(items, list | tuple) else items
+        sent = 0
+
+        def counted() -> Iterator[Dataset | str | os.PathLike[str]]:
+            # Counted as the node consumes them: a stream of datasets stays a stream.
+            nonlocal sent
+            for item in items:
+                sent += 1
+                yield item
 
         def count(result: Any, audit: dict[str, Any]) -> None:
-            audit["items"] = len(items)
+            audit["items"] = sent
 
         return self._run(
             "store",
             NodeRole.DESTINATION,
             {"method": "store", **_describe(via=via)},
-            lambda: self._node.store(items, **_via(via)),
+            lambda: self._node.store(counted(), **_via(via)),
             count=count,
         )
 
@@ -406,6 +416,44 @@ class GuardedNode:
         )
         return [self._results(a) if isinstance(a, Results) else a for a in answers]
 
+    def pseudonymizer(
+        self, *, pseudonym: str | None = None, project: str | None = None
+    ) -> Pseudonymizer:
+        """The pseudonymizer a transfer job of ``project`` would apply (what
+        ``series.datasets(pseudonym=…)`` uses). It holds the project's key, so it needs
+        the source role here, as fetching the originals does; nothing is contacted."""
+        from ..deid.project import project_pseudonymizer
+
+        settings = self._settings or getattr(self._node, "settings", None)
+        if settings is None:
+            from ..config import get_settings
+
+            settings = get_settings()
+        return self._run(
+            "deid.pseudonymizer",
+            NodeRole.SOURCE,
+            {"project": project or "default"},
+            lambda: project_pseudonymizer(settings, project=project, pseudonym=pseudonym),
+            count=_nothing,
+        )
+
+    def unguarded(self, role: NodeRole | str) -> Node:
+        """The live node behind this one, for the transfer pipeline, which drives the
+        node's protocols itself (C-GET workers, the C-MOVE receiver, folder paths).
+
+        Checks this user's ``role`` (``"source"`` or ``"destination"``) now and audits the
+        hand-out; calls on the returned node are not checked again, so it is meant for
+        one operation, not to be kept.
+        """
+        wanted = NodeRole(str(role).lower())
+        return self._run(
+            "node.open",
+            wanted,
+            {"role": wanted.value},
+            lambda: cast("Node", self._node),
+            count=_nothing,
+        )
+
     def with_capabilities(self, capabilities: Capabilities) -> GuardedNode:
         """This node as if it had ``capabilities`` (e.g. just probed), still guarded.
 
@@ -416,7 +464,7 @@ class GuardedNode:
             from ..errors import InputError
 
             raise InputError(f"{self.name} is a folder: it has no capabilities to replace")
-        return GuardedNode(replace(capabilities), self._access)
+        return GuardedNode(replace(capabilities), self._access, self._settings)
 
 
 def _nothing(result: object, audit: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ from .folder import FolderReport, iter_files, pseudonymize_file, pseudonymize_fo
 from .keys import date_shift, keyed_uid, project_key, pseudonym_for
 from .leaks import KINDS, Leak, LeakReport, collect_identifiers, scan_leaks
 from .profile import ADIT_KEPT_DATES, Option, Profile
+from .project import project_pseudonymizer
 from .pseudonymizer import BURNED_IN_MODALITIES, BurnedInRefused, Pseudonymizer
 from .rules import Rule, Rules, compile_rules
 from .table import Action, SafePrivate, TableRow, load_safe_private, load_table
@@ -53,6 +54,7 @@ __all__ = [
     "load_table",
     "mask",
     "project_key",
+    "project_pseudonymizer",
     "pseudonym_for",
     "pseudonymize_file",
     "pseudonymize_folder",

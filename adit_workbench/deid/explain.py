@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -188,14 +189,18 @@ def burned_in_reason(ds: Dataset) -> str:
     return ""
 
 
-def explain(ds: Dataset, pseudonymizer: Pseudonymizer) -> Explanation:
+def explain(ds: Dataset | str | os.PathLike[str], pseudonymizer: Pseudonymizer) -> Explanation:
     """Per attribute of ``ds``: the action, the reason, the value before (masked) and after.
 
-    ``ds`` itself is not changed. An instance the pseudonymizer would refuse (possible
-    burned-in text under the ``refuse`` policy) is not raised: the explanation's
-    ``refused`` says why and what to change, and its rows show what would happen were it
-    allowed (the pixels are never cleaned).
+    ``ds`` is a Dataset (not changed) or the path of a DICOM file. An instance the
+    pseudonymizer would refuse (possible burned-in text under the ``refuse`` policy) is
+    not raised: the explanation's ``refused`` says why and what to change, and its rows
+    show what would happen were it allowed (the pixels are never cleaned).
     """
+    if not isinstance(ds, Dataset):
+        from pydicom import dcmread
+
+        ds = dcmread(ds)
     rows = Explanation()
     why = burned_in_reason(ds)
     policy = pseudonymizer.profile.burned_in_policy

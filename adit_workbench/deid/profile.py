@@ -127,7 +127,7 @@ def _check_lo(name: str, value: str | None) -> None:
         raise InputError(f"{name} must be 1-{_MAX_LO} printable characters without backslash")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Profile:
     """What to remove, replace and keep, and the values to write.
 
@@ -280,6 +280,37 @@ class Profile:
                 for s in self.safe_private
             ],
         }
+
+    def __repr__(self) -> str:
+        # The dataclass repr printed the whole safe-private allow-list (a screen of it).
+        shown = [f"options={'|'.join(o.name or '' for o in self.options.members())}"]
+        for name in ("pseudonym", "trial_id", "trial_name"):
+            if getattr(self, name) is not None:
+                shown.append(f"{name}={getattr(self, name)!r}")
+        shown += [f"date_shift_days={self.date_shift_days}",
+                  f"pseudonyms={self.pseudonym_prefix}+{self.pseudonym_length}",
+                  f"burned_in_policy={self.burned_in_policy.value!r}"]  # fmt: skip
+        if self.keep:
+            shown.append(f"keep={sorted(self.keep)}")
+        shown.append(f"safe_private=<{len(self.safe_private)} entries>")
+        return f"Profile({', '.join(shown)})"
+
+    def _repr_html_(self) -> str:
+        from ..dicom.display import html_fields
+
+        return html_fields(
+            "De-identification profile",
+            [
+                ("options", ", ".join(o.meaning for o in self.options.members())),
+                ("pseudonym", self.pseudonym or f"derived: {self.pseudonym_prefix}…"),
+                ("trial", " / ".join(t for t in (self.trial_id, self.trial_name) if t)),
+                ("dates", f"{self.temporal_information.lower()}"
+                          f" (shift up to {self.date_shift_days} days)"),
+                ("burned-in", f"{self.burned_in_policy.value}"),
+                ("kept as is", ", ".join(sorted(self.keep))),
+                ("safe private", f"{len(self.safe_private)} allow-listed attributes"),
+            ],
+        )  # fmt: skip
 
     def replace(self, **changes: Any) -> Profile:
         """A copy with some fields changed (validated again)."""

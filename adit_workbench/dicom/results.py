@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast, overload
@@ -38,10 +38,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast, overloa
 import pandas as pd
 from pydicom import Dataset
 
+from ..errors import InputError, NotFound
 from .display import cell, html_fields, html_table, text_block
 from .filters import Level
 
 if TYPE_CHECKING:
+    from .images import Picture, Preview, Volume
     from .query import FindNode
 
 __all__ = ["COLUMNS", "Instance", "Patient", "Results", "Series", "Study"]
@@ -95,6 +97,18 @@ def _sop_name(uid: str) -> str:
     return name if name and name != uid else uid
 
 
+def _applied(
+    stream: Iterator[Dataset], pseudonymizer: Callable[[Dataset], Dataset] | None
+) -> Iterator[Dataset]:
+    try:
+        for ds in stream:
+            yield pseudonymizer(ds) if pseudonymizer is not None else ds
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()  # stopping early ends the C-GET (or HTTP stream) at once
+
+
 @dataclass(frozen=True)
 class _Result(ABC):
     """Shared parts: where the result came from and what the node answered."""
@@ -133,6 +147,42 @@ class _Result(ABC):
         if self.node is None:
             raise ValueError(f"this {self.LEVEL.name.lower()} was not found on a node")
         return self.node
+
+    def _retrieve(
+        self,
+        level: str,
+        *,
+        pseudonym: str | None,
+        project: str | None,
+        pseudonymizer: Callable[[Dataset], Dataset] | None,
+    ) -> Iterator[Dataset]:
+        """Stream this result's instances from its node (a guarded node checks the source
+        role and audits the retrieve), pseudonymized when asked."""
+        node = self._need_node()
+        query = Dataset()
+        keys = (("StudyInstanceUID", "study_uid"), ("SeriesInstanceUID", "series_uid"),
+                ("SOPInstanceUID", "sop_instance_uid"))  # fmt: skip
+        for keyword, attribute in keys:
+            value = getattr(self, attribute, "")
+            if value:
+                setattr(query, keyword, value)
+        if pseudonymizer is None and (pseudonym is not None or project is not None):
+            make = getattr(node, "pseudonymizer", None)
+            if make is None:
+                raise InputError(
+                    "this node cannot pseudonymize by itself: pass "
+                    "pseudonymizer=wb.pseudonymizer(project=...) instead of pseudonym="
+                )
+            pseudonymizer = make(pseudonym=pseudonym, project=project)
+        retrieve = getattr(node, "retrieve", None)
+        if not callable(retrieve):
+            raise InputError(
+                f"{getattr(node, 'name', 'this node')} cannot stream instances into this "
+                "process; transfer them to a folder node instead"
+            )
+        via = {"via": self.via} if self.via not in ("", "auto") else {}
+        # Called now, not on the first next(): a refused role fails at the call.
+        return _applied(retrieve(level, query, **via), pseudonymizer)
 
     def _find(self, method: str, **kwargs: Any) -> Results[Any]:
         """The next level down, through the node's own typed method when it has one (a
@@ -279,6 +329,32 @@ class Study(_Result):
             "find_series", limit=limit, via=self.via, study_uid=self.study_uid, **filters
         )
 
+    def datasets(
+        self,
+        *,
+        pseudonym: str | None = None,
+        project: str | None = None,
+        pseudonymizer: Callable[[Dataset], Dataset] | None = None,
+    ) -> Iterator[Dataset]:
+        """Stream every instance of this study from its node (see :meth:`Series.datasets`)."""
+        return self._retrieve("STUDY", pseudonym=pseudonym, project=project,
+                              pseudonymizer=pseudonymizer)  # fmt: skip
+
+    def preview(self, *, max_series: int = 12, size: int = 160) -> Preview:
+        """The middle slice of each series (at most ``max_series``) as pictures with the
+        series number, modality and description as captions. A series without a picture
+        (a report, undecodable pixels) is listed in ``skipped`` with the reason."""
+        from .images import Preview
+
+        pictures, skipped = [], []
+        for series in self.series()[:max_series]:
+            try:
+                pictures.append(series.thumbnail(size=size))
+            except InputError as exc:  # this series has no picture: say so, show the rest
+                skipped.append((series.line(), str(exc)))
+        title = f"{cell(self.study_date)} {self.description}".strip()
+        return Preview(pictures, title=title, skipped=skipped)
+
 
 @dataclass(frozen=True, repr=False)
 class Series(_Result):
@@ -342,6 +418,41 @@ class Series(_Result):
             **filters,
         )
 
+    def datasets(
+        self,
+        *,
+        pseudonym: str | None = None,
+        project: str | None = None,
+        pseudonymizer: Callable[[Dataset], Dataset] | None = None,
+    ) -> Iterator[Dataset]:
+        """Stream this series' instances from its node, one Dataset at a time.
+
+        Fetched over the node's retrieve path (C-GET, WADO-RS or the folder's files), so a
+        user's node checks the source role and audits it. ``pseudonym=`` (or
+        ``project=``) pseudonymizes each instance as a transfer job of that project would
+        (the project's key; PatientID and PatientName become ``pseudonym``);
+        ``pseudonymizer=`` applies any other, e.g. ``wb.pseudonymizer(profile="adit")``.
+        """
+        return self._retrieve("SERIES", pseudonym=pseudonym, project=project,
+                              pseudonymizer=pseudonymizer)  # fmt: skip
+
+    def volume(self) -> Volume:
+        """The series as a :class:`~.images.Volume`: a NumPy array (slices, rows, columns)
+        in modality units, sorted along the slice normal, with spacing and orientation."""
+        from .images import volume_from
+
+        return volume_from(self.datasets())
+
+    def thumbnail(self, *, size: int = 256) -> Picture:
+        """The middle instance as a windowed picture (shown as PNG in a notebook)."""
+        instances = sorted(self.instances(), key=lambda i: i.instance_number or 0)
+        if not instances:
+            raise InputError(f"series {self.series_uid} has no instances on the node")
+        picture = instances[len(instances) // 2].thumbnail(size=size)
+        number = f"#{self.series_number} " if self.series_number is not None else ""
+        caption = f"{number}{self.modality} {self.description}".strip()
+        return dataclasses.replace(picture, caption=caption)
+
 
 @dataclass(frozen=True, repr=False)
 class Instance(_Result):
@@ -384,6 +495,30 @@ class Instance(_Result):
     def line(self) -> str:
         number = f"#{self.instance_number}" if self.instance_number is not None else ""
         return _join(number, _sop_name(self.sop_class_uid), self.sop_instance_uid)
+
+    def dataset(
+        self,
+        *,
+        pseudonym: str | None = None,
+        project: str | None = None,
+        pseudonymizer: Callable[[Dataset], Dataset] | None = None,
+    ) -> Dataset:
+        """This instance, fetched from its node (see :meth:`Series.datasets`)."""
+        stream = self._retrieve("IMAGE", pseudonym=pseudonym, project=project,
+                                pseudonymizer=pseudonymizer)  # fmt: skip
+        try:
+            for ds in stream:
+                return ds
+        finally:
+            stream.close()  # type: ignore[attr-defined]
+        raise NotFound(f"instance {self.sop_instance_uid} is no longer on the node")
+
+    def thumbnail(self, *, size: int = 256) -> Picture:
+        """This instance as a windowed picture (shown as PNG in a notebook)."""
+        from .images import thumbnail_of
+
+        number = f"#{self.instance_number}" if self.instance_number is not None else ""
+        return thumbnail_of(self.dataset(), number, size=size)
 
     def row(self) -> dict[str, Any]:
         values = (self.study_uid, self.series_uid, self.sop_instance_uid, self.sop_class_uid,
@@ -484,6 +619,40 @@ class Results(Sequence[T], Generic[T]):
                 frame[name] = frame[name].fillna("").astype(str)
         frame.attrs["truncated"] = self.truncated
         return frame
+
+    def plot(self, *, by: str | None = None, ax: Any = None) -> Any:
+        """Studies over time by modality: a stacked bar chart (matplotlib), one bar per
+        month, or per year when the studies span more than three years.
+
+        ``by`` forces ``"year"``, ``"month"`` or ``"day"``; ``ax`` draws into existing
+        axes. Returns the matplotlib Axes. A study with CT and MR counts once for each.
+        """
+        if self.level is not Level.STUDY:
+            raise InputError(f"plot() shows studies over time; these are {_PLURAL[self.level]}")
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError as exc:
+            raise InputError(
+                "plot() needs matplotlib: pip install 'adit-workbench[jupyter]'"
+            ) from exc
+        frame = self.df[["StudyDate", "ModalitiesInStudy"]].dropna(subset=["StudyDate"])
+        frame = frame.assign(Modality=frame["ModalitiesInStudy"].replace("", "?").str.split(","))
+        frame = frame.explode("Modality")
+        span = (frame["StudyDate"].max() - frame["StudyDate"].min()).days if len(frame) else 0
+        unit = by or ("year" if span > 3 * 366 else "month")
+        codes = {"year": "Y", "month": "M", "day": "D"}
+        if unit not in codes:
+            raise InputError(f"by must be 'year', 'month' or 'day', not {by!r}")
+        frame["period"] = frame["StudyDate"].dt.to_period(codes[unit]).astype(str)
+        counts = frame.groupby(["period", "Modality"]).size().unstack(fill_value=0)
+        if ax is None:
+            _, ax = plt.subplots(figsize=(min(12, 3 + 0.35 * max(len(counts), 1)), 3.5))
+        if len(counts):
+            counts.plot(kind="bar", stacked=True, ax=ax, width=0.85)
+        ax.set_xlabel(unit)
+        ax.set_ylabel("studies")
+        ax.set_title(self.summary() if len(self.summary()) < 80 else f"{len(self)} studies")
+        return ax
 
     def summary(self) -> str:
         """One line: how many, of what, from where, and whether truncated."""

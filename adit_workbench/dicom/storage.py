@@ -53,6 +53,21 @@ class StoreResult:
         """True when nothing was refused."""
         return not self.failed
 
+    def __repr__(self) -> str:
+        from .display import text_block
+
+        head = f"StoreResult {self.node}: {self.stored} stored, {len(self.failed)} refused"
+        head += f", {self.warnings} with warnings" if self.warnings else ""
+        return text_block(head, (f"{uid}: {why}" for uid, why in self.failed.items()),
+                          max_lines=11)  # fmt: skip
+
+    def _repr_html_(self) -> str:
+        from .display import html_table
+
+        title = f"{self.node}: {self.stored} stored, {len(self.failed)} refused"
+        return html_table(("SOP Instance UID", "why refused"), self.failed.items(),
+                          title=title, warn=bool(self.failed), total=len(self.failed))  # fmt: skip
+
     def raise_for_failures(self) -> StoreResult:
         """Raise :class:`~adit_workbench.errors.TransferError` if anything was refused."""
         if self.failed:

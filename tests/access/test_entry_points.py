@@ -47,6 +47,9 @@ ENTRY_POINTS: dict[str, Call] = {
     "stop_sandbox": Call(),
     "sandbox_status": Call(check="open"),  # state of this machine's sandbox process only
     "close": Call(check="open"),  # releases this object's own connections
+    # bob is a PACS source, so he may hold the key; users with no source role are refused
+    # (tests/dicom/test_images.py).
+    "pseudonymizer": Call(check="open"),
     # Job kinds: bob lacks the app permission (checked before any input is read).
     "transfer": Call(("1.2.3",), {"to": "RESEARCH", "source": "PACS"}, "selective_transfer"),
     "batch_query": Call(("q.csv",), {"source": "PACS"}, "batch_query"),

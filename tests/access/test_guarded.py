@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from adit_workbench.dicom.results import Results, Study
 from adit_workbench.dicom.server import DicomServer
 from adit_workbench.dicom.spec import Capabilities, ServerSpec
 from adit_workbench.errors import NodeAccessDenied, NodeUnreachable, PermissionDenied
-from adit_workbench.sandbox.synthetic import generate
+from adit_workbench.sandbox.synthetic import generate, iter_datasets
 from adit_workbench.store import Database
 from adit_workbench.workbench import Workbench
 
@@ -66,9 +66,9 @@ class FakeNode:
         self.calls.append("retrieve")
         return iter([])
 
-    def store(self, items: list[str], *, via: str | None = None) -> str:
+    def store(self, items: Iterable[str], *, via: str | None = None) -> str:
         self.calls.append("store")
-        if not items:
+        if not list(items):  # consumed, as a real node does
             raise NodeUnreachable("PACS", "C-STORE", "refused")
         return "stored"
 
@@ -177,6 +177,7 @@ _ARGS: dict[str, tuple[Any, ...]] = {
     "store": (["x"],),
     "run_many": ([{"patient_id": "1"}],),
     "with_capabilities": (Capabilities(),),
+    "unguarded": ("source",),
 }
 
 
@@ -259,3 +260,96 @@ def test_completion_signature_and_help_show_the_real_methods(
     assert params["limit"].default is None
     assert "study_date" in (node.find_studies.__doc__ or "")
     assert list(inspect.signature(node.retrieve).parameters) == ["level", "query", "root", "via"]
+
+
+def test_a_real_kernel_completes_and_shows_the_node(tmp_path: Path) -> None:
+    """What JupyterLab asks a kernel for: completion, Shift-Tab help, a rich display."""
+    import os
+
+    from jupyter_client.manager import start_new_kernel
+
+    repo = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "ADIT_WB_DATA_DIR": str(tmp_path / "data"),
+           "PYTHONPATH": os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+    for var in ("ADIT_WB_DATABASE_URL", "ADIT_WB_REDIS_URL", "ADIT_WB_SECRET_FILE"):
+        env.pop(var, None)
+    manager, client = start_new_kernel(kernel_name="python3", env=env, cwd=str(tmp_path))
+    try:
+
+        def run(code: str) -> list[dict[str, Any]]:
+            outputs: list[dict[str, Any]] = []
+            reply = client.execute_interactive(
+                code, timeout=60, output_hook=lambda msg: outputs.append(msg)
+            )
+            assert reply["content"]["status"] == "ok", reply["content"]
+            return [m["content"] for m in outputs if m["msg_type"] in ("stream", "execute_result")]
+
+        run(
+            "import inspect, adit_workbench as aw\n"
+            f"wb = aw.connect()\nwb.add_folder('DROP', {str(tmp_path)!r})\nnode = wb.node('DROP')"
+        )
+        client.complete("node.find_st", 12)
+        reply = client.get_shell_msg(timeout=30)["content"]
+        assert any(m.endswith("find_studies") for m in reply["matches"]), reply
+        client.inspect("node.find_studies(", 18, detail_level=0)
+        help_text = client.get_shell_msg(timeout=30)["content"]["data"]["text/plain"]
+        assert "study_date" in help_text and "limit" in help_text
+        [printed] = run("print(inspect.signature(node.find_studies))")
+        assert printed["text"].startswith("(*, limit: 'int | None' = None, via: 'str' = 'auto'")
+        [shown] = run("node")
+        assert {"text/plain", "text/html"} <= set(shown["data"]) and "DROP" in shown["data"][
+            "text/html"
+        ]
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+def test_store_streams_through_the_guard(
+    settings: Settings, database: Database, admin: Access, hub_user: HubUser, tmp_path: Path
+) -> None:
+    Workbench(settings, database, admin).add_folder("SINK", tmp_path)
+    admin.admin.grant("writers", "SINK", destination=True)
+    node = Workbench(settings, database, hub_user("dora", "writers")).node("SINK")
+    produced: list[str] = []
+
+    def stream() -> Iterator[Dataset]:
+        for ds in iter_datasets(patients=1, series=1, instances=3, rows=8, cols=8):
+            produced.append(str(ds.SOPInstanceUID))
+            yield ds
+
+    result = node.store(stream())
+    assert result.stored == 3 and len(produced) == 3
+    [row] = admin.admin.audit_events(user="dora", action="store")
+    assert row.outcome == "ok" and row.details["items"] == 3
+
+
+def test_transfer_pipeline_gets_the_live_node_only_after_the_role_check(
+    settings: Settings, database: Database, admin: Access, hub_user: HubUser, tmp_path: Path
+) -> None:
+    from adit_workbench.transfer import transfer_study
+
+    source_dir, out_dir = tmp_path / "in", tmp_path / "out"
+    [first, *_] = generate(source_dir, patients=1, series=1, instances=2, rows=8, cols=8)
+    out_dir.mkdir()
+    boss = Workbench(settings, database, admin)
+    boss.add_folder("IN", source_dir)
+    boss.add_folder("OUT", out_dir)
+    admin.admin.grant("movers", "IN", source=True)
+    admin.admin.grant("movers", "OUT", source=True)  # may see it, not write to it
+    erin = Workbench(settings, database, hub_user("erin", "movers"))
+    study_uid = first.parent.parent.name
+    with pytest.raises(NodeAccessDenied):
+        transfer_study(erin.node("IN"), erin.node("OUT"), study_uid, settings=settings)
+    assert not list(out_dir.rglob("*.dcm"))
+    admin.admin.grant("movers", "OUT", destination=True)
+    transfer_study(erin.node("IN"), erin.node("OUT"), study_uid, settings=settings)
+    assert len(list(out_dir.rglob("*.dcm"))) == 2
+    opened = sorted((e.id, e.node, e.details["role"], str(e.outcome))
+                    for e in admin.admin.audit_events(user="erin", action="node.open"))  # fmt: skip
+    assert [o[1:] for o in opened] == [
+        ("IN", "source", "ok"),
+        ("OUT", "destination", "denied"),
+        ("IN", "source", "ok"),
+        ("OUT", "destination", "ok"),
+    ]
