@@ -47,8 +47,9 @@ def clean_frame(frame: Any) -> Any:
     """A copy of a DataFrame whose text cells are :func:`clean`."""
     out = frame.copy()
     for column in out.columns:
-        if out[column].dtype == object:
+        if out[column].dtype.kind not in "biufcmM":  # object, str, "string", category …
             out[column] = out[column].map(lambda v: clean(v) if isinstance(v, str) else v)
+    out.columns = [clean(c) for c in out.columns]
     return out
 
 
