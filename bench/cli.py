@@ -7,8 +7,9 @@ Run from the repository root::
 Scripts call the command line in loops, so its fixed cost matters. Each command runs
 ``--runs`` times as a fresh process (``python -m adit_workbench …``, the console
 script's code path) in a temporary embedded workbench (its own data dir; database,
-bytecode and file cache warmed by a first, untimed run); the median wall time is printed beside the median of
-``python -c pass`` measured in the same run, and their ratio. The machine is shared
+bytecode and file cache warmed by a first, untimed run); the median wall time is
+printed beside the median of ``python -c pass`` measured in the same run, and their
+ratio. The machine is shared
 and noisy: compare ratios, not seconds. The aim (issue 17): ``--help`` and
 ``nodes list`` within 0.4 s on these machines.
 
