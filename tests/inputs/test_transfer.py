@@ -50,6 +50,8 @@ def test_transfer_from_a_hostile_folder(
     )
     expected = _in_study(cases)
     assert result.delivered == result.expected == expected, result.message
+    refused = sum(1 for c in cases if c.expect == "refused")
+    assert f"{refused} file(s) in the source refused (cut_" in result.message
     written = list(corpus.files_below(out))
     assert len(written) == expected
     for path in written:
