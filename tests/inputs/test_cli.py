@@ -93,6 +93,28 @@ def test_pseudonymize_hostile_folder(cli: Run, tmp_path: Path) -> None:
     assert code in (0, 1) and "Traceback" not in err and "\x1b" not in stdout
 
 
+def test_pseudonymize_what_if_names_refusals_and_writes_nothing(cli: Run, tmp_path: Path) -> None:
+    corpus.write(tmp_path / "in")
+    code, stdout, err = cli(
+        "pseudonymize", str(tmp_path / "in"), str(tmp_path / "out"), "--what-if"
+    )
+    assert code == 0 and "Traceback" not in err, err
+    assert "== fifo.dcm: not a regular file, would be skipped" in stdout
+    assert "== cut_study_uid.dcm: element (0020,000D)" in stdout
+    assert "\x1b" not in stdout and not (tmp_path / "out").exists()
+
+
+def test_query_of_a_damaged_folder_names_each_refusal(cli: Run, tmp_path: Path) -> None:
+    corpus.write(tmp_path / "in")
+    assert cli("nodes", "add-folder", "HOSTILE", str(tmp_path / "in"))[0] == 0
+    code, out, err = cli("query", "HOSTILE", "--level", "instance")
+    assert code == 0 and "Traceback" not in err and "\x1b" not in out + err
+    refusals = [line for line in err.splitlines() if ": refused " in line]
+    assert {line.split(": refused ")[1].split(":")[0] for line in refusals} == {
+        c.name for c in corpus.cases() if c.expect == "refused"
+    }
+
+
 def test_query_and_lists_strip_terminal_escapes(cli: Run, tmp_path: Path) -> None:
     corpus.write(tmp_path / "in", [c for c in corpus.cases() if c.name.startswith("escape")])
     assert cli("nodes", "add-folder", "HOSTILE", str(tmp_path / "in"))[0] == 0
