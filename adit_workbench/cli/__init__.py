@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import traceback
 import warnings
 
 import click
@@ -71,12 +70,15 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (the console script exits with it)."""
     args = list(sys.argv[1:] if argv is None else argv)
     verbose = "--verbose" in args
+    root = logging.getLogger()
+    level = root.level
     with warnings.catch_warnings():
         handler = _quiet_libraries(verbose)
         try:
             return _run(args, verbose)
         finally:
-            logging.getLogger().removeHandler(handler)
+            root.removeHandler(handler)
+            root.setLevel(level)
 
 
 def _run(args: list[str], verbose: bool) -> int:
@@ -102,6 +104,8 @@ def _run(args: list[str], verbose: bool) -> int:
         code = 1
     except Exception as exc:  # RecursionError, OverflowError, OSError …: one line, exit 1
         if verbose:
+            import traceback
+
             traceback.print_exc()
         detail = _one_line(exc)[:300] or "(no message)"
         hint = "" if verbose else " (run with --verbose for details)"
