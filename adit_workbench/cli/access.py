@@ -7,18 +7,30 @@ through the access layer, which checks the permission and writes the audit row.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from ..access import Access, GroupInfo, NodeRole, Permission
-from ..access.tokens import EXPIRY_DAYS
 from . import app
-from ._common import open_workbench
+from ._common import ID, LazyChoice, clean, echo_table, open_workbench
 
-_EXPIRY_CHOICES = [str(d) if d else "never" for d in EXPIRY_DAYS]
+if TYPE_CHECKING:
+    from ..access import Access, GroupInfo, NodeRole
+
+
+def _expiry_choices() -> Iterable[str]:
+    from ..access.tokens import EXPIRY_DAYS
+
+    return [str(d) if d else "never" for d in EXPIRY_DAYS]
+
+
+def _permission_choices() -> Iterable[str]:
+    from ..access import Permission
+
+    return [p.value for p in Permission]
 
 
 def _access() -> Access:
@@ -26,9 +38,7 @@ def _access() -> Access:
 
 
 def _table(rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    echo_table(rows)
 
 
 def _when(value: datetime | None) -> str:
@@ -36,6 +46,8 @@ def _when(value: datetime | None) -> str:
 
 
 def _roles(roles: frozenset[NodeRole]) -> str:
+    from ..access import NodeRole
+
     return "+".join(r.value for r in NodeRole if r in roles)
 
 
@@ -53,7 +65,7 @@ def access_group() -> None:
 def grant(group: str, node: str, source: bool, destination: bool) -> None:
     """Let GROUP use NODE (as source and destination unless one is given)."""
     info = _access().admin.grant(group, node, source=source, destination=destination)
-    click.echo(f"{group}: {node} as {_roles(info.nodes[node])}")
+    click.echo(clean(f"{group}: {node} as {_roles(info.nodes[node])}"))
 
 
 @access_group.command("revoke")
@@ -62,7 +74,7 @@ def grant(group: str, node: str, source: bool, destination: bool) -> None:
 def revoke(group: str, node: str) -> None:
     """Take every role on NODE away from GROUP."""
     _access().admin.revoke(group, node)
-    click.echo(f"{group}: no longer uses {node}")
+    click.echo(clean(f"{group}: no longer uses {node}"))
 
 
 @access_group.group("perm")
@@ -70,7 +82,7 @@ def perm() -> None:
     """Add or remove a permission of a group."""
 
 
-_PERMISSION = click.Choice([p.value for p in Permission], case_sensitive=False)
+_PERMISSION = LazyChoice(_permission_choices, case_sensitive=False)
 
 
 @perm.command("add")
@@ -79,7 +91,7 @@ _PERMISSION = click.Choice([p.value for p in Permission], case_sensitive=False)
 def perm_add(group: str, permission: str) -> None:
     """Give GROUP a PERMISSION (the group is created if needed)."""
     info = _access().admin.add_permission(group, permission)
-    click.echo(f"{group}: {', '.join(info.permissions)}")
+    click.echo(clean(f"{group}: {', '.join(info.permissions)}"))
 
 
 @perm.command("remove")
@@ -88,7 +100,7 @@ def perm_add(group: str, permission: str) -> None:
 def perm_remove(group: str, permission: str) -> None:
     """Take PERMISSION away from GROUP."""
     info = _access().admin.remove_permission(group, permission)
-    click.echo(f"{group}: {', '.join(info.permissions) or '(no permissions)'}")
+    click.echo(clean(f"{group}: {', '.join(info.permissions) or '(no permissions)'}"))
 
 
 @access_group.command("show")
@@ -104,15 +116,15 @@ def show(group: str | None) -> None:
     status = access.site_status()
     if status.maintenance or status.announcement:
         state = "ON" if status.maintenance else "off"
-        click.echo(f"maintenance: {state}  announcement: {status.announcement or '-'}")
+        click.echo(clean(f"maintenance: {state}  announcement: {status.announcement or '-'}"))
 
 
 def _show_group(info: GroupInfo) -> None:
-    click.echo(f"{info.name}")
-    click.echo(f"  users:       {', '.join(info.users) or '-'}")
-    click.echo(f"  permissions: {', '.join(info.permissions) or '-'}")
+    click.echo(clean(info.name))
+    click.echo(clean(f"  users:       {', '.join(info.users) or '-'}"))
+    click.echo(clean(f"  permissions: {', '.join(info.permissions) or '-'}"))
     nodes = ", ".join(f"{n} ({_roles(r)})" for n, r in info.nodes.items())
-    click.echo(f"  nodes:       {nodes or '-'}")
+    click.echo(clean(f"  nodes:       {nodes or '-'}"))
 
 
 @access_group.command("maintenance")
@@ -124,7 +136,7 @@ def maintenance(state: str, message: str | None) -> None:
     text = f"maintenance {'on' if status.maintenance else 'off'}"
     if status.announcement:
         text += f": {status.announcement}"
-    click.echo(text)
+    click.echo(clean(text))
 
 
 # -- users --------------------------------------------------------------------------------
@@ -153,7 +165,7 @@ def tokens_group() -> None:
 @tokens_group.command("create")
 @click.option(
     "--expires",
-    type=click.Choice(_EXPIRY_CHOICES),
+    type=LazyChoice(_expiry_choices),
     default="30",
     show_default=True,
     help="Days until it expires ('never' needs the never_expiring_token permission).",
@@ -194,7 +206,7 @@ def list_tokens(all_users: bool) -> None:
 
 
 @tokens_group.command("revoke")
-@click.argument("token_id", metavar="ID", type=int)
+@click.argument("token_id", metavar="ID", type=ID)
 def revoke_token(token_id: int) -> None:
     """Revoke token ID (yours; admins: anyone's)."""
     _access().tokens.revoke(token_id)
@@ -219,4 +231,4 @@ def export_audit(file: Path, since: datetime | None) -> None:
     """Write the audit log to FILE as CSV (it holds identifying values: store it safely)."""
     start = since.replace(tzinfo=UTC) if since else None
     count = _access().admin.export_audit(file, since=start)
-    click.echo(f"{count} events written to {file}")
+    click.echo(clean(f"{count} events written to {file}"))

@@ -8,14 +8,20 @@ package never changes a schema others are using behind their back.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from ..config import get_settings
-from ..store import Database
 from . import app
+
+if TYPE_CHECKING:
+    from ..store import Database
 
 
 def _database() -> Database:
+    from ..config import get_settings
+    from ..store import Database
+
     settings = get_settings()
     if settings.is_embedded_database:
         settings.ensure_data_dir()

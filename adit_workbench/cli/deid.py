@@ -7,36 +7,43 @@ from typing import Any
 
 import click
 
-from ..config import BurnedInPolicy, get_settings
-from ..deid import (
-    KINDS,
-    Option,
-    Profile,
-    Pseudonymizer,
-    explain,
-    iter_files,
-    pseudonymize_folder,
-    read_dicom,
-    scan_leaks,
-)
-from ..deid.keys import MIN_SECRET_BYTES, project_key
 from ..errors import InputError, PseudonymizationError
 from . import app
+from ._common import LazyChoice, clean
 
-_OPTION_NAMES = [
-    o.name.lower().replace("_", "-") for o in Option if o.name and o is not Option.BASIC
-]
+#: The PS3.15 options by name, for the help text (a test keeps it in step with
+#: :class:`~adit_workbench.deid.Option`; importing that here would cost pydicom).
+_OPTION_NAMES = (
+    "clean-structured-content", "clean-descriptors", "retain-long-full-dates",
+    "retain-long-modified-dates", "retain-patient-characteristics", "retain-device-identity",
+    "retain-uids", "retain-safe-private", "retain-institution-identity",
+)  # fmt: skip
+
+
+def _kinds() -> tuple[str, ...]:
+    from ..deid import KINDS
+
+    return KINDS
+
+
+def _policies() -> list[str]:
+    from ..config import BurnedInPolicy
+
+    return [p.value for p in BurnedInPolicy]
 
 
 def _read_secret(path: Path | None, project: str | None) -> bytes:
     """The secret: hex text or raw bytes from ``path``, else the workbench master secret."""
+    from ..config import get_settings
+    from ..deid.keys import MIN_SECRET_BYTES, project_key
+
     if path is None:
         secret = get_settings().master_secret()
     else:
         try:
             data = path.read_bytes()
         except OSError as exc:
-            raise InputError(f"cannot read secret file {path}: {exc.strerror}") from exc
+            raise InputError(f"cannot read secret file {path}: {exc.strerror}") from None
         text = data.strip()
         try:
             secret = bytes.fromhex(text.decode("ascii"))
@@ -76,10 +83,10 @@ def _read_secret(path: Path | None, project: str | None) -> bytes:
 @click.option("--trial-name", help="ClinicalTrialProtocolName to write.")
 @click.option(
     "--burned-in",
-    type=click.Choice([p.value for p in BurnedInPolicy]),
+    type=LazyChoice(_policies),
     help="Instances that may carry burned-in text (default: the setting).",
 )
-@click.option("--workers", type=int, help="Processes (default: all cores).")
+@click.option("--workers", type=click.IntRange(1, 256), help="Processes (default: all cores).")
 @click.option("--what-if", is_flag=True, help="Print what would happen per file; write nothing.")
 def pseudonymize(
     in_dir: Path,
@@ -96,6 +103,17 @@ def pseudonymize(
     what_if: bool,
 ) -> None:
     """Pseudonymize the DICOM files under IN_DIR into OUT_DIR (same folder structure)."""
+    from ..config import get_settings
+    from ..deid import (
+        Option,
+        Profile,
+        Pseudonymizer,
+        explain,
+        iter_files,
+        pseudonymize_folder,
+        read_dicom,
+    )
+
     if not in_dir.is_dir():
         raise InputError(f"input folder {in_dir} does not exist")
     settings = get_settings()
@@ -121,16 +139,17 @@ def pseudonymize(
             rel = path.relative_to(in_dir)
             try:
                 ds = read_dicom(path)
-            except Exception:
-                click.echo(f"== {rel}: not DICOM, would be skipped")
+            except Exception as exc:
+                why = str(exc) if type(exc).__name__ == "Malformed" else "not DICOM"
+                click.echo(clean(f"== {rel}: {why}, would be skipped"))
                 continue
             try:
-                click.echo(f"== {rel}\n{explain(ds, pseudonymizer)}")
+                click.echo(clean(f"== {rel}\n{explain(ds, pseudonymizer)}", keep_lines=True))
             except PseudonymizationError as exc:
-                click.echo(f"== {rel}: would be refused: {exc}")
+                click.echo(clean(f"== {rel}: would be refused: {exc}"))
         return
     report = pseudonymize_folder(in_dir, out_dir, pseudonymizer, workers=workers)
-    click.echo(str(report))
+    click.echo(clean(report, keep_lines=True))
     if not report.ok:
         raise PseudonymizationError(
             f"{len(report.refused)} refused and {len(report.failed)} failed of "
@@ -144,17 +163,18 @@ def pseudonymize(
 @click.option(
     "--ignore",
     multiple=True,
-    type=click.Choice(KINDS),
+    type=LazyChoice(_kinds),
     help="Kinds of value kept on purpose (repeatable), e.g. date with full dates.",
 )
 def leak_scan(originals: Path, outputs: Path, ignore: tuple[str, ...]) -> None:
     """Search OUTPUTS for any identifying value of ORIGINALS (exit 1 if one is found)."""
+    from ..deid import iter_files, scan_leaks
 
     def files(path: Path) -> list[Path]:
         return list(iter_files(path)) if path.is_dir() else [path]
 
     root = outputs if outputs.is_dir() else None
     report = scan_leaks(files(originals), files(outputs), ignore=ignore, output_root=root)
-    click.echo(str(report))
+    click.echo(clean(report, keep_lines=True))
     if report:
         raise PseudonymizationError(f"{len(report.leaks)} identifying value(s) found in output")

@@ -7,6 +7,7 @@ Creating commands print the job id (stdout) and, with ``--wait``, a plain progre
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,7 @@ import click
 
 from ..errors import ConfigurationError
 from . import app
-from ._common import open_workbench
+from ._common import ID, clean, clean_frame, open_workbench
 
 if TYPE_CHECKING:
     from ..jobs import JobHandle
@@ -30,7 +31,7 @@ def jobs_group() -> None:
 @jobs_group.command("list")
 @click.option("--status", help="Only jobs with this status (e.g. FAILURE).")
 @click.option("--all", "all_users", is_flag=True, help="Everyone's jobs (staff).")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
 def list_cmd(status: str | None, all_users: bool, limit: int) -> None:
     """Your jobs, newest first."""
     frame = open_workbench().jobs.df(status=status, all_users=all_users, limit=limit)
@@ -41,25 +42,26 @@ def list_cmd(status: str | None, all_users: bool, limit: int) -> None:
     columns = ["id", "kind", "status", "finished", "tasks", "created", "message"]
     if all_users:
         columns.insert(3, "owner")
-    click.echo(frame[columns].to_string(index=False))
+    click.echo(clean_frame(frame[columns]).to_string(index=False))
 
 
 @jobs_group.command("show")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=ID)
 def show_cmd(job_id: int) -> None:
     """A job's summary and its tasks."""
     job = open_workbench().jobs.get(job_id)
     for key, value in job.summary().items():
-        click.echo(f"{key:>12}: {value}")
+        click.echo(f"{key:>12}: {clean(value)}")
     tasks = job.tasks
     if not tasks.empty:
         click.echo("")
-        click.echo(tasks[["task", "lines", "status", "attempts", "message"]].to_string(index=False))
+        shown = clean_frame(tasks[["task", "lines", "status", "attempts", "message"]])
+        click.echo(shown.to_string(index=False))
 
 
 def _action(name: str, help_text: str) -> None:
     @jobs_group.command(name, help=help_text)
-    @click.argument("job_id", type=int)
+    @click.argument("job_id", type=ID)
     def command(job_id: int) -> None:
         manager = open_workbench().jobs
         method = {"urgent": "make_urgent"}.get(name, name)
@@ -82,7 +84,7 @@ for _name, _help in (
 
 
 @jobs_group.command("reset-task")
-@click.argument("task_id", type=int)
+@click.argument("task_id", type=ID)
 def reset_task_cmd(task_id: int) -> None:
     """Run one finished task again."""
     open_workbench().jobs.reset_task(task_id)
@@ -90,7 +92,7 @@ def reset_task_cmd(task_id: int) -> None:
 
 
 @jobs_group.command("export")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=ID)
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--pseudonym-map", is_flag=True, help="Mass transfer: pseudonym ↔ original.")
 def export_cmd(job_id: int, path: Path, pseudonym_map: bool) -> None:
@@ -105,7 +107,7 @@ def _finish(job: JobHandle, wait: bool) -> int:
     if not wait:
         return 0
     job.wait(progress=True, raise_on_failure=False)
-    click.echo(f"job {job.id}: {job.status}: {job.message}", err=True)
+    click.echo(clean(f"job {job.id}: {job.status}: {job.message}"), err=True)
     return 1 if job.status in ("FAILURE", "CANCELED") else 0
 
 
@@ -152,21 +154,24 @@ def batch_transfer_cmd(
 @app.command("mass-transfer")
 @click.option("--from", "source", required=True, help="Source node.")
 @click.option("--to", "destination", required=True, help="Destination node.")
-@click.option("--start", required=True, help="First study date (YYYY-MM-DD).")
-@click.option("--end", required=True, help="Last study date (YYYY-MM-DD).")
-@click.option("--filters", required=True, type=click.Path(exists=True, path_type=Path),
+@click.option("--start", required=True, type=click.DateTime(["%Y-%m-%d", "%Y%m%d"]),
+              help="First study date (YYYY-MM-DD).")  # fmt: skip
+@click.option("--end", required=True, type=click.DateTime(["%Y-%m-%d", "%Y%m%d"]),
+              help="Last study date (YYYY-MM-DD).")  # fmt: skip
+@click.option("--filters", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSON file with the include/exclude filters.")  # fmt: skip
 @click.option("--weekly", is_flag=True, help="One task per week instead of per day.")
 @click.option("--project", "project_name", default="", help="Project name (pseudonym key).")
 @click.option("--mail", "send_finished_mail", is_flag=True, help="Mail me when done.")
 @click.option("--wait", is_flag=True, help="Wait and show progress.")
 def mass_transfer_cmd(
-    source: str, destination: str, start: str, end: str, filters: Path, weekly: bool,
+    source: str, destination: str, start: datetime, end: datetime, filters: Path, weekly: bool,
     wait: bool, **options: Any,
 ) -> int:  # fmt: skip
     """Transfer every series from START to END that passes the filters."""
     job = open_workbench().mass_transfer(
-        source=source, to=destination, start=start, end=end, filters=str(filters),
+        source=source, to=destination, start=start.date(), end=end.date(), filters=str(filters),
         granularity="weekly" if weekly else "daily", **options,
     )  # fmt: skip
     return _finish(job, wait)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import click
 
-from ..dicom.spec import Capabilities, ServerSpec
 from . import app
-from ._common import open_workbench
+from ._common import clean, echo_table, open_workbench
+
+if TYPE_CHECKING:
+    from ..dicom.spec import Capabilities
 
 
 @app.group("nodes")
@@ -27,7 +30,7 @@ def add_server(name: str, ae_title: str, host: str, port: int, dicomweb_url: str
     open_workbench().add_server(
         name, ae_title=ae_title, host=host, port=port, dicomweb_url=dicomweb_url
     )
-    click.echo(f"added server {name} ({ae_title}@{host}:{port})")
+    click.echo(clean(f"added server {name} ({ae_title}@{host}:{port})"))
 
 
 @nodes.command("add-folder")
@@ -36,12 +39,14 @@ def add_server(name: str, ae_title: str, host: str, port: int, dicomweb_url: str
 def add_folder(name: str, path: str) -> None:
     """Register a folder NAME at PATH as a source or destination."""
     spec = open_workbench().add_folder(name, path)
-    click.echo(f"added folder {name} ({spec.path})")
+    click.echo(clean(f"added folder {name} ({spec.path})"))
 
 
 @nodes.command("list")
 def list_nodes() -> None:
     """List registered nodes with what they support."""
+    from ..dicom.spec import ServerSpec
+
     specs = open_workbench().node_specs()
     if not specs:
         click.echo("no nodes registered (see: adit-workbench nodes add-server --help)")
@@ -57,9 +62,7 @@ def list_nodes() -> None:
             rows.append((spec.name, "server", address, _supports(caps), probed))
         else:
             rows.append((spec.name, "folder", str(spec.path), "read,write", "-"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    echo_table(rows)
 
 
 @nodes.command("echo")
@@ -68,7 +71,7 @@ def echo(name: str) -> None:
     """Verify that node NAME answers (C-ECHO, or the DICOMweb/folder equivalent)."""
     started = time.perf_counter()
     open_workbench().echo(name)
-    click.echo(f"{name}: echo ok ({(time.perf_counter() - started) * 1000:.0f} ms)")
+    click.echo(f"{clean(name)}: echo ok ({(time.perf_counter() - started) * 1000:.0f} ms)")
 
 
 @nodes.command("probe")
@@ -76,9 +79,9 @@ def echo(name: str) -> None:
 def probe(name: str) -> None:
     """Measure what node NAME really supports and store the result."""
     caps = open_workbench().probe(name)
-    click.echo(f"{name}: probed")
+    click.echo(f"{clean(name)}: probed")
     for flag, supported in caps.as_flags().items():
-        detail = caps.details.get(flag, "")
+        detail = clean(caps.details.get(flag, ""))
         click.echo(f"  {flag:<18} {'yes' if supported else 'no ':<4} {detail}".rstrip())
 
 
@@ -87,7 +90,7 @@ def probe(name: str) -> None:
 def remove(name: str) -> None:
     """Unregister node NAME."""
     open_workbench().remove_node(name)
-    click.echo(f"removed {name}")
+    click.echo(f"removed {clean(name)}")
 
 
 def _supports(caps: Capabilities) -> str:

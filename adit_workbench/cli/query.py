@@ -15,6 +15,7 @@ import click
 
 from ..errors import InputError
 from . import app
+from ._common import clean, clean_frame
 
 if TYPE_CHECKING:
     from ..dicom.query import FindNode
@@ -121,13 +122,13 @@ def query_cmd(
             close()
     frame = results.df
     fmt = fmt.lower()
-    if fmt == "csv":
-        click.echo(frame.to_csv(index=False, date_format="%Y%m%d"), nl=False)
+    if fmt == "csv":  # JSON escapes control characters itself; CSV and tables must not carry them
+        click.echo(clean_frame(frame).to_csv(index=False, date_format="%Y%m%d"), nl=False)
     elif fmt == "json":
         click.echo(frame.to_json(orient="records", date_format="iso", indent=1))
     elif len(frame):
         for column in ("PatientBirthDate", "StudyDate"):
             if column in frame:
                 frame[column] = frame[column].dt.strftime("%Y-%m-%d").fillna("")
-        click.echo(frame.to_string(index=False, na_rep=""))
-    click.echo(results.summary(), err=True)
+        click.echo(clean_frame(frame).to_string(index=False, na_rep=""))
+    click.echo(clean(results.summary()), err=True)

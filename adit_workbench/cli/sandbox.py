@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from . import app
-from ._common import open_workbench
+from ._common import clean, open_workbench
 
 
 @app.group("sandbox")
@@ -42,4 +42,4 @@ def status() -> None:
         raise click.exceptions.Exit(3)
     click.echo(f"sandbox running: {state.ae_title}@{state.host}:{state.port} (pid {state.pid})")
     for key, value in (state.counts or {}).items():
-        click.echo(f"  {key}: {value}")
+        click.echo(clean(f"  {key}: {value}"))

@@ -364,11 +364,14 @@ def read_checked(
     name = Path(path).name
     try:
         data = read_regular(path)
-        check_bytes(data)
+        scanned = check_bytes(data)
     except Malformed as exc:
         raise Malformed(f"{name}: {exc}") from None
+    # What the scanner left to pydicom is read whole: a cut in the pixel data would
+    # otherwise pass unseen behind stop_before_pixels (such files are rare).
+    header_only = stop_before_pixels and scanned is not None
     try:
-        ds = dcmread(BytesIO(data), stop_before_pixels=stop_before_pixels, force=force)
+        ds = dcmread(BytesIO(data), stop_before_pixels=header_only, force=force)
     except RecursionError:
         raise Malformed(f"{name}: sequences nested too deep") from None
     except (EOFError, struct.error, OverflowError, MemoryError) as exc:

@@ -50,6 +50,7 @@ from pydicom import dcmread
 
 from . import upperlayer as ul
 from .part10 import Part10, Unsupported
+from .paths import uid_component
 from .storescp import PeerCheck, StoreServer
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ def spool_dir(settings: Settings) -> Path:
 def study_spool(spool: Path, ae_title: str, study_uid: str) -> Path:
     """Where the receiver puts the instances of one study moved to ``ae_title``."""
     ae = "".join(c if c.isalnum() or c in "-_" else "_" for c in ae_title.strip()) or "_"
-    return spool / ae / _safe(study_uid)
+    return spool / ae / uid_component(study_uid, "_invalid")  # distinct per study, safe
 
 
 # -- who may store: the nodes this process is moving from ---------------------------

@@ -8,6 +8,11 @@ programs write them.
 
 Errors name the line (the spreadsheet's row number, header = 1), the column and the
 reason, never the cell's value: batch files hold patient identifiers.
+
+The caps hold on what is *read*, checked while reading: the file's size, an .xlsx's
+unpacked size (from its zip directory, before anything is inflated: a 1 MB workbook
+whose one cell unpacks to 1 GB is refused at once, and zipfile never inflates past a
+member's declared size), the number of rows and columns, and each cell's length.
 """
 
 from __future__ import annotations
@@ -21,12 +26,23 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import IO, Any
 
+from ..dicom.part10 import Malformed, read_regular
 from ..errors import InputError
 from . import defaults
 
 __all__ = ["BatchFileError", "RawRow", "RowError", "Table", "read_table"]
 
 MAX_SHOWN_ERRORS = 50
+#: An .xlsx may unpack to at most this many bytes (all members; ADIT's files are KB).
+MAX_UNPACKED_BYTES = 50 * 1024 * 1024
+#: Members of an .xlsx zip (a real workbook has a dozen or two).
+MAX_ZIP_MEMBERS = 1000
+#: Rows read at most (the header included); a longer file is refused while reading.
+MAX_READ_ROWS = defaults.HARD_MAX_ROWS + 1
+#: Columns read at most (ADIT's batch files have up to six).
+MAX_COLUMNS = 64
+#: Longest cell (IDs, names, UIDs, dates and pseudonyms are 64 characters at most).
+MAX_CELL_CHARS = 1024
 
 
 @dataclass(frozen=True, order=True)
@@ -137,9 +153,13 @@ def _load(
             size = path.stat().st_size
             if size > max_bytes:
                 raise BatchFileError(label, [_too_big(size, max_bytes)])
-            data = path.read_bytes()
+            data = read_regular(path, max_bytes)  # a FIFO is refused, never waited on
+        except Malformed:
+            raise BatchFileError(label, [RowError(0, "", "not a regular file")]) from None
         except OSError as exc:
-            raise InputError(f"cannot read batch file {label}: {exc.strerror}") from exc
+            raise InputError(f"cannot read batch file {label}: {exc.strerror}") from None
+        if len(data) > max_bytes:  # grew since stat()
+            raise BatchFileError(label, [_too_big(len(data), max_bytes)])
     else:
         if name is None:
             raise InputError("a batch file given as bytes or a stream needs a name (.csv/.xlsx)")
@@ -170,19 +190,76 @@ def _csv_grid(data: bytes, label: str) -> list[tuple[int, list[str]]]:
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     grid: list[tuple[int, list[str]]] = []
     line = 1
+    limits = _Limits(label)
     try:
         for row in reader:
-            grid.append((line, [cell.strip() for cell in row]))
+            limits.row(line, any(cell.strip() for cell in row[MAX_COLUMNS:]))
+            cells = [cell.strip() for cell in row[:MAX_COLUMNS]]
+            limits.cells(line, cells)
+            grid.append((line, cells))
             line = reader.line_num + 1
-    except csv.Error:
-        reason = "malformed CSV (unbalanced quotes?)"
+    except csv.Error as exc:
+        reason = (
+            f"a cell is longer than {MAX_CELL_CHARS} characters"
+            if "field larger" in str(exc)
+            else "malformed CSV (unbalanced quotes?)"
+        )
         raise BatchFileError(label, [RowError(line, "", reason)]) from None
+    limits.done()
     return grid
+
+
+class _Limits:
+    """The row, column and cell caps, checked as rows are read."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.errors: list[RowError] = []
+
+    def row(self, line: int, too_wide: bool) -> None:
+        if line > MAX_READ_ROWS:
+            reason = f"more than {MAX_READ_ROWS - 1} rows; split the file"
+            raise BatchFileError(self.label, [RowError(line, "", reason)])
+        if too_wide:
+            self.errors.append(RowError(line, "", f"more than {MAX_COLUMNS} columns"))
+
+    def cells(self, line: int, cells: list[str]) -> None:
+        for index, cell in enumerate(cells):
+            if len(cell) > MAX_CELL_CHARS:
+                reason = f"longer than {MAX_CELL_CHARS} characters"
+                self.errors.append(RowError(line, f"column {index + 1}", reason))
+                cells[index] = ""
+        if len(self.errors) > MAX_SHOWN_ERRORS:
+            self.done()
+
+    def done(self) -> None:
+        if self.errors:
+            raise BatchFileError(self.label, self.errors)
+
+
+def _check_zip(data: bytes, label: str) -> None:
+    """Refuse an .xlsx whose zip directory promises too much, before inflating any of it."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, ValueError, OSError):
+        raise BatchFileError(label, [RowError(0, "", "not a valid .xlsx workbook")]) from None
+    if len(members) > MAX_ZIP_MEMBERS:
+        reason = f"not a valid .xlsx workbook ({len(members)} parts)"
+        raise BatchFileError(label, [RowError(0, "", reason)])
+    unpacked = sum(m.file_size for m in members)
+    if unpacked > MAX_UNPACKED_BYTES:
+        reason = (
+            f"the workbook unpacks to {unpacked / 1e6:.0f} MB; "
+            f"at most {MAX_UNPACKED_BYTES / 1e6:.0f} MB"
+        )
+        raise BatchFileError(label, [RowError(0, "", reason)])
 
 
 def _xlsx_grid(data: bytes, label: str) -> list[tuple[int, list[str]]]:
     from openpyxl import load_workbook
 
+    _check_zip(data, label)
     try:
         # data_only=False: formulas come back as formulas (to be refused), never evaluated.
         book = load_workbook(io.BytesIO(data), read_only=True, data_only=False)
@@ -193,9 +270,12 @@ def _xlsx_grid(data: bytes, label: str) -> list[tuple[int, list[str]]]:
         grid: list[tuple[int, list[str]]] = []
         header: list[str] = []
         formulas: list[RowError] = []
-        for index, row in enumerate(sheet.iter_rows(), start=1):
+        limits = _Limits(label)
+        for index, row in enumerate(sheet.iter_rows(max_col=MAX_COLUMNS + 1), start=1):
+            beyond = [getattr(cell, "value", None) for cell in row[MAX_COLUMNS:]]
+            limits.row(index, any(v not in (None, "") for v in beyond))
             texts: list[str] = []
-            for col, cell in enumerate(row):
+            for col, cell in enumerate(row[:MAX_COLUMNS]):
                 value = getattr(cell, "value", None)
                 if getattr(cell, "data_type", None) == "f" or (
                     isinstance(value, str) and value.startswith("=") and len(value) > 1
@@ -205,11 +285,13 @@ def _xlsx_grid(data: bytes, label: str) -> list[tuple[int, list[str]]]:
                     texts.append("")
                     continue
                 texts.append(_cell_text(value))
+            limits.cells(index, texts)
             if not header and any(texts):
                 header = texts
             grid.append((index, texts))
     finally:
         book.close()
+    limits.done()
     if formulas:
         raise BatchFileError(label, formulas)
     return grid

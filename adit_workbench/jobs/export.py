@@ -27,7 +27,13 @@ if TYPE_CHECKING:
     from ..store import Database
     from .service import JobManager
 
-__all__ = ["BATCH_QUERY_EXPORT_COLUMNS", "BatchQueryResults", "MassTransferResults", "write_table"]
+__all__ = [
+    "BATCH_QUERY_EXPORT_COLUMNS",
+    "BatchQueryResults",
+    "MassTransferResults",
+    "neutralize",
+    "write_table",
+]
 
 BATCH_QUERY_EXPORT_COLUMNS = (
     "Line",
@@ -66,13 +72,25 @@ MASS_COLUMNS = (
 MASS_IDENTIFYING = ("patient_id", "accession_number", "study_instance_uid", "series_instance_uid")
 
 
+#: First characters a spreadsheet reads as the start of a formula (OWASP "CSV injection").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralize(cell: str) -> str:
+    """A CSV cell a spreadsheet shows as text: one starting like a formula gets a ``'``
+    in front (``=HYPERLINK(…)`` from a crafted StudyDescription is then inert)."""
+    return "'" + cell if cell.startswith(_FORMULA_START) else cell
+
+
 def write_table(frame: pd.DataFrame, path: str | Path, *, sheet: str = "results") -> Path:
     """Write ``frame`` to .csv (UTF-8) or .xlsx (every cell text); returns the path."""
     target = Path(path)
     suffix = target.suffix.lower()
     text = frame.astype(object).where(frame.notna(), "").astype(str)
     if suffix == ".csv":
-        text.to_csv(target, index=False, encoding="utf-8")
+        safe = text.map(neutralize)
+        safe.columns = [neutralize(str(c)) for c in text.columns]
+        safe.to_csv(target, index=False, encoding="utf-8")
     elif suffix == ".xlsx":
         from openpyxl import Workbook
 

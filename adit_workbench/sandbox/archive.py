@@ -9,6 +9,7 @@ lets another process (``status()`` from the CLI) read the counts while the serve
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shutil
@@ -19,11 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRLittleEndian
 
-from ..dicom.part10 import Malformed, check_bytes, read_checked
+from ..dicom.part10 import Malformed, check_bytes, check_elements, read_checked
 from ..dicom.paths import free_name, instance_file
 from ..errors import InputError, StoreError
 from .matching import LEVELS, text_attributes
@@ -371,9 +373,12 @@ def check_encoded(encoded: bytes) -> None:
     """Refuse (:class:`InputError`) an instance's Part-10 bytes that are cut, hold
     impossible lengths or nest too deep: never archived, never served."""
     try:
-        check_bytes(encoded)
+        if check_bytes(encoded) is None:  # left to pydicom (big endian …): check its read
+            check_elements(pydicom.dcmread(io.BytesIO(encoded), force=True))
     except Malformed as exc:
         raise InputError(f"refused a received instance: {exc}") from None
+    except RecursionError:
+        raise InputError("refused a received instance: sequences nested too deep") from None
 
 
 def _where(keys: dict[str, list[str]], level: str) -> tuple[str, tuple[str, ...]]:

@@ -56,7 +56,9 @@ def text_attributes(ds: Dataset) -> dict[str, str]:
     """
     out: dict[str, str] = {}
     for elem in ds:
-        if elem.tag.is_private or elem.VR not in TEXT_VRS or not elem.keyword:
+        # int(): pydicom leaves a plain int as the tag of some elements it could not
+        # convert (an over-long value), which has no ``is_private``.
+        if int(elem.tag) >> 16 & 1 or elem.VR not in TEXT_VRS or not elem.keyword:
             continue
         value = elem.value
         if value is None or value == "":

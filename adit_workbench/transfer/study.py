@@ -226,7 +226,20 @@ def transfer_study(
         raise
     sink.finish()
     _judge(result, plan, tally, sink, is_cancelled())
+    _note_refused_files(result, source)
     return result
+
+
+def _note_refused_files(result: TransferResult, source: Any) -> None:
+    """Name the files a folder source refused (damaged, not regular): they were never
+    counted as expected nor delivered, and the person running the transfer must know."""
+    refused: dict[str, str] = getattr(source, "refused", None) or {}
+    if not isinstance(refused, dict) or not refused:
+        return
+    name, why = next(iter(sorted(refused.items())))
+    more = f" and {len(refused) - 1} more" if len(refused) > 1 else ""
+    note = f"{len(refused)} file(s) in the source refused ({name}: {why}{more})"
+    result.message = f"{result.message}; {note}" if result.message else note
 
 
 def _list_instances(

@@ -148,7 +148,8 @@ def prepare(config: WorkerConfig, data: bytes, hint: str = "") -> tuple[str, Any
     if modality in config.exclude:
         return "excluded", (source_sop, modality)
     staged = _staged(config.staging)
-    source_facts = facts
+    # Read now: the pydicom path pseudonymizes its dataset in place.
+    folder_date = _folder_date(pseudonymizer, facts)
     try:
         if pseudonymizer is None:
             staged.write_bytes(data)
@@ -170,7 +171,7 @@ def prepare(config: WorkerConfig, data: bytes, hint: str = "") -> tuple[str, Any
         modality=modality,
         series_number=facts.text("SeriesNumber"),
         series_description=facts.text("SeriesDescription"),
-        study_date=facts.text("StudyDate") or _folder_date(pseudonymizer, source_facts),
+        study_date=facts.text("StudyDate") or folder_date,
         study_time=facts.text("StudyTime"),
         staged=str(staged),
         size=size,

@@ -109,7 +109,9 @@ def test_only_known_nodes_store_and_the_called_ae_chooses_nothing(
 
 
 def test_study_spool_never_leaves_the_spool(tmp_path: Path) -> None:
-    assert study_spool(tmp_path, "../AE", "../../x") == tmp_path / "___AE" / "_invalid"
+    path = study_spool(tmp_path, "../AE", "../../x")
+    assert path.parent == tmp_path / "___AE" and not path.name.startswith(".")  # in the spool
+    assert path != study_spool(tmp_path, "../AE", "../../y")  # two studies, two folders
 
 
 def test_cmove_through_an_in_process_receiver(

@@ -50,6 +50,8 @@ def test_transfer_from_a_hostile_folder(
     )
     expected = _in_study(cases)
     assert result.delivered == result.expected == expected, result.message
+    refused = sum(1 for c in cases if c.expect == "refused")
+    assert f"{refused} file(s) in the source refused (big_endian_cut.dcm: " in result.message
     written = list(corpus.files_below(out))
     assert len(written) == expected
     for path in written:
@@ -61,7 +63,9 @@ def test_transfer_from_a_hostile_folder(
         study_folder = {f.parts[2] for f in folders}
         # Shifted date (not 00000000), the modality, and a series folder with the number
         # and something better than "Undefined".
-        assert all(not s.startswith("00000000") and s.endswith("-CT") for s in study_folder)
+        assert all(not s.startswith("00000000") and s.endswith("-CT") for s in study_folder), (
+            study_folder
+        )
         assert all(not f.parts[3].endswith("Undefined") for f in folders), folders
 
 

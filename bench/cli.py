@@ -1,0 +1,70 @@
+"""Bench: start time of ``adit-workbench`` commands, as a ratio to a bare interpreter.
+
+Run from the repository root::
+
+    .venv/bin/python -m bench.cli [--runs 7]
+
+Scripts call the command line in loops, so its fixed cost matters. Each command runs
+``--runs`` times as a fresh process (``python -m adit_workbench …``, the console
+script's code path) in a temporary embedded workbench (its own data dir; database,
+bytecode and file cache warmed by a first, untimed run); the median wall time is
+printed beside the median of ``python -c pass`` measured in the same run, and their
+ratio. The machine is shared
+and noisy: compare ratios, not seconds. The aim (issue 17): ``--help`` and
+``nodes list`` within 0.4 s on these machines.
+
+``nodes list`` opens the database through the facade (settings, SQLAlchemy, Alembic's
+revision check, the access layer): its floor is those imports, not the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+COMMANDS: list[list[str]] = [
+    ["--help"],
+    ["nodes", "--help"],
+    ["query", "--help"],
+    ["nodes", "list"],
+    ["config"],
+]
+
+
+def _time(argv: list[str], env: dict[str, str], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=7, help="runs per command (median)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-cli-") as data:
+        env = {**os.environ, "ADIT_WB_DATA_DIR": data}
+        # An installed package has its bytecode cached; without it every run compiles
+        # our modules again (this machine sets PYTHONDONTWRITEBYTECODE).
+        for name in ("ADIT_WB_DATABASE_URL", "ADIT_WB_REDIS_URL", "PYTHONDONTWRITEBYTECODE"):
+            env.pop(name, None)
+        cli = [sys.executable, "-m", "adit_workbench"]
+        for command in COMMANDS:  # warm up: database, bytecode, file cache
+            subprocess.run([*cli, *command], env=env, capture_output=True, check=True)
+        bare = _time([sys.executable, "-c", "pass"], env, args.runs)
+        print(f"{'python -c pass':<28} {bare:6.3f} s  1.0x")
+        for command in COMMANDS:
+            took = _time([*cli, *command], env, args.runs)
+            label = "adit-workbench " + " ".join(command)
+            print(f"{label:<28} {took:6.3f} s  {took / bare:4.1f}x")
+
+
+if __name__ == "__main__":
+    main()
