@@ -432,8 +432,12 @@ class Machine:
             self._pdvs = pdvs(body, self.contexts)
 
     def linger(self) -> None:
-        """In Sta13: wait (ARTIM at most) for the peer to close, then close."""
+        """In Sta13: wait (ARTIM at most) for the peer to close, then close. A stream
+        that lost its place (a PDU cut off) cannot be read on: its timer is up."""
         while self.state is State.STA13:
+            if self.link.desynced:
+                self.fire(Event.EVT18)
+                break
             try:
                 self.receive(None)
             except ul.Silent:  # pragma: no cover - the ARTIM deadline ends the read
