@@ -72,6 +72,10 @@ def parse_command(data: bytes) -> dict[int, bytes]:
     an element is not in group 0000 or runs past the end."""
     fields: dict[int, bytes] = {}
     at, end = 0, len(data)
+    if end >= 12 and data[:8] == b"\x00\x00\x00\x00\x04\x00\x00\x00":
+        # Within the Command Group Length: dcmtk (Orthanc) may append the identifier of
+        # a failed C-GET (group 0008) to the command fragment; pynetdicom reads it too.
+        end = min(end, 12 + int.from_bytes(data[8:12], "little"))
     while at < end:
         if at + 8 > end:
             raise ValueError("a truncated command element")
