@@ -951,3 +951,47 @@ def test_a_cancelled_move_returns_within_a_second(scu_settings: Settings) -> Non
     assert fake.wire is not None
     fields = ul.parse_command(fake.wire.got[-2][1][6:])
     assert ul.number(fields, ul.FIELD) == ul.C_CANCEL_RQ
+
+
+# -- the table itself --------------------------------------------------------------------
+def test_the_table_defines_every_pdu_in_every_state() -> None:
+    from adit_workbench.dicom.fsm import TABLE, Event, State
+
+    pdu_events = [Event(n) for n in (3, 4, 6, 10, 12, 13, 16, 17, 19)]
+    for state in State:
+        if state in (State.STA1, State.STA4):
+            continue  # no transport to read from
+        for event in pdu_events:
+            assert (state, event) in TABLE, f"{event.name} undefined in {state.name}"
+    # spot checks against PS3.8 Table 9-10
+    assert TABLE[State.STA2, Event.EVT6] == "AE-6"
+    assert TABLE[State.STA6, Event.EVT10] == "DT-2"
+    assert TABLE[State.STA7, Event.EVT12] == "AR-8"
+    assert TABLE[State.STA10, Event.EVT13] == "AR-10"
+    assert TABLE[State.STA11, Event.EVT13] == "AR-3"
+    assert TABLE[State.STA13, Event.EVT17] == "AR-5"
+    assert TABLE[State.STA13, Event.EVT6] == "AA-7"
+    assert TABLE[State.STA4, Event.EVT15] == "AA-2"
+    assert (State.STA13, Event.EVT15) not in TABLE  # nothing left to abort
+
+
+@pytest.mark.parametrize("acceptor_first", [True, False])
+def test_a_release_collision_ends_cleanly_on_both_sides(acceptor_first: bool) -> None:
+    from adit_workbench.dicom.fsm import Machine, State
+
+    ours, theirs = socket.socketpair()
+    requestor = Machine(ul.Link(ours, "R", "test"), requestor=True, artim=DEADLINE)
+    acceptor = Machine(ul.Link(theirs, "A", "test"), requestor=False, artim=DEADLINE)
+    for machine in (requestor, acceptor):
+        machine.state = State.STA6  # as after a negotiation
+    # Both send A-RELEASE-RQ before reading the other's (PS3.8 7.2.2).
+    first, second = (acceptor, requestor) if acceptor_first else (requestor, acceptor)
+    threads = [threading.Thread(target=m.release, args=(FREED_WITHIN,)) for m in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(FREED_WITHIN + 2)
+    assert requestor.state is State.STA1 and acceptor.state is State.STA1
+    assert not requestor.ended and not acceptor.ended  # released, nobody aborted
+    assert list(requestor.actions) == ["AR-1", "AR-8", "AR-9", "AR-3"]
+    assert list(acceptor.actions) == ["AR-1", "AR-8", "AR-10", "AR-4", "AR-5"]
