@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from pynetdicom import AE, StoragePresentationContexts, build_role, evt
+from pynetdicom import AE, StoragePresentationContexts, evt
 from pynetdicom.association import Association
 
 from ..errors import AssociationRejected, NodeError, NodeTimeout, NodeUnreachable
@@ -37,7 +37,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Storage SOP classes proposed on C-GET (with the SCP role) and C-STORE associations.
+#: Storage SOP classes proposed on C-STORE associations, and on C-GET (:mod:`.scu`) when
+#: the classes of the study are unknown.
 #: pynetdicom allows 128 contexts; its common set of 120 leaves room for the two Q/R GET
 #: models. The transfer layer may narrow this to the classes a study holds.
 GET_STORAGE_SOP_CLASSES: tuple[str, ...] = tuple(
@@ -67,8 +68,6 @@ class AssociationKind(StrEnum):
 
     #: Verification, C-FIND and C-MOVE for both Q/R roots.
     QUERY = "query"
-    #: C-GET for both roots plus storage contexts with the SCP role (we receive).
-    GET = "get"
     #: Storage contexts as SCU (we send with C-STORE).
     STORE = "store"
 
@@ -80,9 +79,6 @@ _QUERY_CONTEXTS = (
     QR_MODELS["study", "move"],
     QR_MODELS["patient", "move"],
 )
-_GET_CONTEXTS = (QR_MODELS["study", "get"], QR_MODELS["patient", "get"])
-
-StoreHandler = Callable[[Any], int]
 
 
 class PooledAssociation:
@@ -93,12 +89,6 @@ class PooledAssociation:
         self.kind = kind
         self.uses = 0
         self.last_used = time.monotonic()
-        #: Called for each C-STORE sub-operation of a C-GET; returns the status to send.
-        self.on_store: StoreHandler | None = None
-        #: Set by the consumer of a C-GET to have it cancelled at the next sub-operation.
-        self.cancel: threading.Event | None = None
-        #: (message ID, SOP class) of the C-GET in progress, for the C-CANCEL.
-        self.current: tuple[int, str] | None = None
         self._msg_id = 0
 
     def next_message_id(self) -> int:
@@ -109,22 +99,6 @@ class PooledAssociation:
     @property
     def usable(self) -> bool:
         return bool(self.assoc.is_established)
-
-    def handle_store(self, event: Any) -> int:
-        handler = self.on_store
-        if handler is None:
-            # A C-STORE outside of a C-GET of ours: refuse rather than drop silently.
-            return 0xA700
-        status = handler(event)
-        if self.cancel is not None and self.cancel.is_set() and self.current is not None:
-            # Once is enough; servers that ignore it still get each further one refused.
-            msg_id, model = self.current
-            self.current = None
-            try:
-                self.assoc.send_c_cancel(msg_id, query_model=model)
-            except (RuntimeError, ValueError):
-                log.debug("C-CANCEL of a C-GET could not be sent")
-        return status
 
     def end(self) -> None:
         """Release the association, aborting it if the release fails."""
@@ -204,9 +178,6 @@ class AssociationPool:
         try:
             yield pooled
         finally:
-            pooled.on_store = None
-            pooled.cancel = None
-            pooled.current = None
             self._give_back(pooled)
 
     @contextmanager
@@ -333,14 +304,7 @@ class AssociationPool:
         if kind is AssociationKind.QUERY:
             for sop in _QUERY_CONTEXTS:
                 ae.add_requested_context(sop)
-        elif kind is AssociationKind.STORE:
-            for uid in GET_STORAGE_SOP_CLASSES:
-                ae.add_requested_context(uid)
         else:
-            # Unlimited PDUs: fewer, larger reads when instances stream in (+10-25 %).
-            ae.maximum_pdu_size = 0
-            for sop in _GET_CONTEXTS:
-                ae.add_requested_context(sop)
             for uid in GET_STORAGE_SOP_CLASSES:
                 ae.add_requested_context(uid)
         return ae
@@ -349,31 +313,23 @@ class AssociationPool:
         if self._closed:
             raise NodeError(self.node, operation, "the node has been closed")
         ae = self._make_ae(kind)
-        ext_neg: list[Any] = []
-        holder: list[PooledAssociation] = []
         connected = threading.Event()
         # pynetdicom reports a refused connection as an aborted association; whether the
         # TCP connection opened tells the two apart.
         handlers: list[Any] = [(evt.EVT_CONN_OPEN, lambda event: connected.set())]
-        if kind is AssociationKind.GET:
-            ext_neg = [build_role(uid, scp_role=True) for uid in GET_STORAGE_SOP_CLASSES]
-            handlers.append((evt.EVT_C_STORE, lambda event: holder[0].handle_store(event)))
         started = time.monotonic()
         try:
             assoc = ae.associate(
                 self.host,
                 self.port,
                 ae_title=self.called_ae,
-                ext_neg=ext_neg or None,
                 evt_handlers=handlers,
-                max_pdu=0 if kind is AssociationKind.GET else 16382,
+                max_pdu=16382,
             )
         except (OSError, ValueError, RuntimeError) as exc:
             raise NodeUnreachable(self.node, operation, f"cannot associate: {exc}") from exc
         if assoc.is_established:
-            pooled = PooledAssociation(assoc, kind)
-            holder.append(pooled)
-            return pooled
+            return PooledAssociation(assoc, kind)
         waited = time.monotonic() - started
         where = f"{self.host}:{self.port}"
         if assoc.is_rejected:

@@ -1,9 +1,9 @@
 """A DICOM server reached over DIMSE: C-ECHO, C-FIND, C-GET and C-MOVE.
 
-C-ECHO, C-FIND and C-GET with a caller's handler run on pynetdicom associations leased
-from the node's :class:`~.association.AssociationPool`, so a notebook loop of many finds
-reuses one association. C-GET streams and C-MOVE, which move every instance of a
-transfer, run on associations of their own over the workbench's upper layer
+C-ECHO and C-FIND run on pynetdicom associations leased from the node's
+:class:`~.association.AssociationPool`, so a notebook loop of many finds reuses one
+association. C-GET and C-MOVE, which move every instance of a transfer, run on
+associations of their own over the workbench's upper layer
 (:mod:`.scu`); they take a slot of the same pool, so a process never opens more than
 ``spec.max_associations``. Failures are exceptions naming the node and the operation
 (see :mod:`adit_workbench.errors`).
@@ -395,32 +395,6 @@ class DimseNode(NodeBase):
             final = scu.move(self, identifier, _MOVE[chosen], chosen.value, destination, cancel)
         raise_for_status(self.name, "C-MOVE", final, f"destination {destination}")
         return RetrieveResult.from_status(final)
-
-    def _final(
-        self,
-        pooled: PooledAssociation,
-        responses: Iterator[Any],
-        operation: str,
-        started: float,
-        detail: str = "",
-    ) -> RetrieveResult:
-        last = started
-        result = RetrieveResult(status=-1)
-        for status, _ in responses:
-            if not status:
-                if result.status < 0 and self._first_response_lost(pooled, started):
-                    raise _Stale
-                raise lost_association_error(
-                    self.name, operation, time.monotonic() - last, self.settings.dimse_timeout
-                )
-            last = time.monotonic()
-            result = RetrieveResult.from_status(status)
-            if is_pending(status):
-                continue
-            raise_for_status(self.name, operation, status, detail)
-        if result.status < 0:
-            raise NodeError(self.name, operation, "no final response")
-        return result
 
     # -- streams ---------------------------------------------------------------------
     def retrieve(

@@ -209,6 +209,8 @@ class Machine:
         self.accept: Negotiation | None = None
         #: why the association ended, once it did abnormally
         self.ended = ""
+        #: the last actions run, for diagnosis and tests
+        self.actions: deque[str] = deque(maxlen=32)
         self._artim_deadline: float | None = None
         self._pdu: bytes | bytearray = b""
         self._reason = 0
@@ -227,6 +229,7 @@ class Machine:
         if action is None:
             raise RuntimeError(f"{event.name} is not allowed in {self.state.name}")
         self._pdu, self._reason = pdu, reason
+        self.actions.append(action)
         method = getattr(self, "_" + action.replace("-", "_").lower())
         try:
             self.state = method()
@@ -404,7 +407,8 @@ class Machine:
                 return Event.EVT18
             raise
         except ul.Closed as exc:
-            self.ended = self.ended or str(exc)
+            if self.state is not State.STA13:  # there, the close is what we wait for
+                self.ended = self.ended or str(exc)
             self.fire(Event.EVT17)
             return Event.EVT17
         except Invalid as exc:
@@ -432,8 +436,12 @@ class Machine:
             self._pdvs = pdvs(body, self.contexts)
 
     def linger(self) -> None:
-        """In Sta13: wait (ARTIM at most) for the peer to close, then close."""
+        """In Sta13: wait (ARTIM at most) for the peer to close, then close. A stream
+        that lost its place (a PDU cut off) cannot be read on: its timer is up."""
         while self.state is State.STA13:
+            if self.link.desynced:
+                self.fire(Event.EVT18)
+                break
             try:
                 self.receive(None)
             except ul.Silent:  # pragma: no cover - the ARTIM deadline ends the read
@@ -563,8 +571,8 @@ class Machine:
         return context, fields, raw, data
 
     def release(self, timeout: float) -> None:
-        """Requestor: A-RELEASE, a collision handled as PS3.8 says; an abort when the
-        peer does not answer within ``timeout``."""
+        """A-RELEASE, a collision handled as PS3.8 says (either side); an abort when
+        the peer does not answer within ``timeout``."""
         if self.state is not State.STA6:
             self.abort("")
             return
@@ -573,8 +581,8 @@ class Machine:
             self.fire(Event.EVT11)
             while self.state not in (State.STA1, State.STA13):
                 self.receive(max(0.0, deadline - time.monotonic()))
-                if self.state is State.STA9:  # both asked: answer, then await theirs
-                    self.fire(Event.EVT14)
+                if self.state in (State.STA9, State.STA12):  # both asked (PS3.8 7.2.2):
+                    self.fire(Event.EVT14)  # the requestor answers first, the acceptor after
         except ul.Silent:
             self.abort("no A-RELEASE-RP in time")
             return

@@ -72,6 +72,10 @@ def parse_command(data: bytes) -> dict[int, bytes]:
     an element is not in group 0000 or runs past the end."""
     fields: dict[int, bytes] = {}
     at, end = 0, len(data)
+    if end >= 12 and data[:8] == b"\x00\x00\x00\x00\x04\x00\x00\x00":
+        # Within the Command Group Length: dcmtk (Orthanc) may append the identifier of
+        # a failed C-GET (group 0008) to the command fragment; pynetdicom reads it too.
+        end = min(end, 12 + int.from_bytes(data[8:12], "little"))
     while at < end:
         if at + 8 > end:
             raise ValueError("a truncated command element")
@@ -153,6 +157,9 @@ class Link:
         # Without it the data set PDU after a command PDU waits ~40 ms (DESIGN.md §4).
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        #: a read gave up in the middle of a PDU: the stream has lost its place
+        self.desynced = False
+        self._midway = False
 
     @classmethod
     def connect(cls, host: str, port: int, node: str, operation: str, timeout: float) -> Link:
@@ -178,11 +185,13 @@ class Link:
             else:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
+                    self.desynced = self.desynced or got > 0 or self._midway
                     raise Silent("the PDU did not arrive in time")
                 self.sock.settimeout(remaining)
             try:
                 count = self.sock.recv_into(view[got:])
             except TimeoutError:
+                self.desynced = self.desynced or got > 0 or self._midway
                 raise Silent("the PDU did not arrive in time") from None
             except OSError as exc:
                 raise Closed(f"connection lost ({type(exc).__name__})") from None
@@ -195,12 +204,17 @@ class Link:
         """The next PDU as ``(type, body)``, complete before ``deadline`` (monotonic) or
         :class:`Silent`. ``bound(type)`` is the longest body allowed (or raises): it is
         checked before the body's buffer exists."""
+        self._midway = False
         head = self._exact(6, deadline)
         length = int.from_bytes(head[2:6], "big")
         limit = bound(head[0])
         if length > limit:
+            self.desynced = True  # the body stays unread
             raise Invalid(f"PDU type 0x{head[0]:02X} announces {length} bytes (at most {limit})")
-        return head[0], self._exact(length, deadline)
+        self._midway = True
+        body = self._exact(length, deadline)
+        self._midway = False
+        return head[0], body
 
     def readable(self, timeout: float) -> bool:
         """Whether bytes (or the end) wait on the socket, within ``timeout`` seconds:

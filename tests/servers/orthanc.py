@@ -11,6 +11,11 @@ Fixtures
 ``orthanc``          ORTHANC1
 ``orthanc2``         ORTHANC2
 ``orthanc_factory``  function: ``orthanc_factory(**config_overrides) -> OrthancServer``
+
+``NO_TRANSCODING`` is the override for an Orthanc that behaves like many clinical PACS:
+it sends an instance over DICOM only in the transfer syntax it is stored in (Orthanc
+transcodes by default), so a compressed or private one arrives only if negotiated:
+``orthanc_factory(**NO_TRANSCODING)``.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ ORTHANC_BIN = "/usr/sbin/Orthanc"
 DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
 INSTALL_HINT = "the Debian packages orthanc and orthanc-dicomweb (apt-get install -y ...)"
 HOST = "127.0.0.1"
+NO_TRANSCODING: dict[str, Any] = {"TranscodeDicomProtocol": False}
 
 
 class OrthancServer:
