@@ -237,8 +237,10 @@ class Workbench:
     def stop_sandbox(self) -> bool:
         """Stop the sandbox PACS; False if it was not running. Its registration stays."""
         self.access.require(Permission.ADMIN, action="sandbox.stop", node=SANDBOX_NODE)
+        from .jobs.local import stop_worker
         from .sandbox import process as sandbox
 
+        stop_worker(self.settings)  # the local job worker goes with it (tasks stay PENDING)
         return sandbox.stop_background(self.settings)
 
     def sandbox_status(self) -> SandboxStatus | None:
