@@ -52,6 +52,11 @@ MAX_BATCH_FILE_BYTES = 5 * 1024 * 1024
 #: Hard cap on rows even for staff, so that a wrong file cannot flood the queue.
 HARD_MAX_ROWS = 100_000
 
+#: Before queueing a transfer, ask the source (one C-FIND per 50 UIDs) whether it holds
+#: the studies, for at most this many studies (queue-mechanics tests switch it off).
+CHECK_STUDIES_AT_SUBMIT = True
+MAX_CHECKED_STUDIES = 500
+
 #: Mass transfer: smallest time window a capped study query is split down to (minutes).
 MIN_WINDOW_MINUTES = 30
 

@@ -18,6 +18,7 @@ from ..deid import Option
 from ..errors import InputError
 from ..store.jobs import Job, Task
 from . import defaults
+from .preflight import check_nodes, check_studies
 from .rules import parse_batch_query, parse_batch_transfer, parse_date
 from .status import JobKind
 
@@ -144,6 +145,7 @@ def selective_transfer(
         )
     pseudonym = _check_lo("pseudonym", pseudonym or "")
     job = _job(source, destination, urgent=urgent, pseudonymize=pseudonymize, **options)
+    _preflight(jobs, kind, source, destination, [uid for _, uid, _ in refs])
     tasks = [
         Task(
             source=source,
@@ -156,6 +158,21 @@ def selective_transfer(
         for pid, uid, series in refs
     ]
     return jobs.submit(kind, job, tasks, verified=_auto_verified(jobs))
+
+
+def _preflight(
+    jobs: JobManager,
+    kind: JobKind,
+    source: str,
+    destination: str,
+    study_uids: list[str],
+    *,
+    where: dict[str, str] | None = None,
+) -> None:
+    """Nodes fit for the job, studies present on the source: refused before queueing."""
+    check_nodes(jobs.database, kind, source=source, destination=destination)
+    if defaults.CHECK_STUDIES_AT_SUBMIT:
+        check_studies(jobs.database, jobs.settings, source, study_uids, where=where)
 
 
 def _auto_verified(jobs: JobManager) -> bool:
@@ -177,6 +194,7 @@ def batch_query(
     """Query ``source`` for every row of a batch file (ADIT's columns and rules)."""
     kind = JobKind.BATCH_QUERY
     jobs.check_common(kind, source=source, urgent=urgent)
+    check_nodes(jobs.database, kind, source=source, destination=None)
     items = parse_batch_query(file, name=name, max_rows=jobs.row_limit(kind))
     job = _job(source, None, urgent=urgent, **options)
     tasks = []
@@ -212,10 +230,13 @@ def batch_transfer(
         kind, source=source, destination=destination, urgent=urgent, pseudonymize=pseudonymize
     )
     required = not jobs.access.has(Permission.TRANSFER_UNPSEUDONYMIZED)
+    check_nodes(jobs.database, kind, source=source, destination=destination)
     items = parse_batch_transfer(
         file, name=name, max_rows=jobs.row_limit(kind), pseudonym_required=required
     )
     job = _job(source, destination, urgent=urgent, pseudonymize=pseudonymize, **options)
+    where = {i.study_uid: f"line {','.join(map(str, i.lines))}" for i in items}
+    _preflight(jobs, kind, source, destination, [i.study_uid for i in items], where=where)
     tasks = [
         Task(
             source=source,
@@ -250,6 +271,7 @@ def mass_transfer(
     if options.pop("urgent", False):
         raise InputError("mass transfers run at the lowest priority; they cannot be urgent")
     jobs.check_common(kind, source=source, destination=destination, pseudonymize=pseudonymize)
+    check_nodes(jobs.database, kind, source=source, destination=destination)
     first = start if isinstance(start, date) else parse_date(str(start))
     last = end if isinstance(end, date) else parse_date(str(end))
     if first is None or last is None:

@@ -224,6 +224,16 @@ def run_task(
         outcome = TaskOutcome(TaskStatus.CANCELED, "Task was canceled.")
     except WorkbenchError as exc:
         text = str(exc) or type(exc).__name__
+        if exc.retriable:
+            # A configuration error (a folder that does not exist) is final, however the
+            # layer below classed it: trying again in two minutes will not create it.
+            from .preflight import configuration_problem
+
+            problem = configuration_problem(
+                database, kind, claimed.task.get("source"), claimed.task.get("destination")
+            )
+            if problem is not None:
+                text, exc.retriable = problem, False
         if exc.retriable and claimed.attempts < defaults.MAX_ATTEMPTS and backend is not None:
             retry_after = _retry_delay(claimed.attempts)
             outcome = TaskOutcome(
