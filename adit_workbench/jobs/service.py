@@ -79,8 +79,57 @@ class JobManager:
         self.settings = settings
         self._backend = backend
 
+    #: Jobs shown by the notebook and text reprs (newest first).
+    REPR_JOBS = 10
+
+    def _table(self) -> tuple[list[dict[str, Any]], bool]:
+        handles = self.list(limit=self.REPR_JOBS + 1)
+        rows = []
+        for handle in handles[: self.REPR_JOBS]:
+            summary = handle.summary()
+            p = handle.progress
+            done, total = p.done_total
+            summary["progress"] = f"{done}/{total} {p.unit}"
+            rows.append(summary)
+        return rows, len(handles) > self.REPR_JOBS
+
     def __repr__(self) -> str:
-        return f"<JobManager user={self.access.user!r}>"
+        rows, more = self._table()
+        head = f"<JobManager user={self.access.user!r}: {len(rows)}{'+' if more else ''} job(s)>"
+        if not rows:
+            return head
+        lines = [head] + [
+            f"  {r['id']:>5}  {r['kind']:<18} {r['status']:<11} {r['progress']:<20} "
+            f"{r['created']:%Y-%m-%d %H:%M}  {r['message'][:60]}"
+            for r in rows
+        ]
+        if more:
+            lines.append("  … wb.jobs.list() or wb.jobs.df() for all")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        rows, more = self._table()
+        if not rows:
+            return f"<i>No jobs of {escape(self.access.user)} yet.</i>"
+        colours = {"SUCCESS": "green", "WARNING": "darkorange", "FAILURE": "red"}
+        cols = ("id", "kind", "status", "progress", "source", "destination", "created")
+        head = "".join(f"<th>{c}</th>" for c in (*cols, "message"))
+        body = []
+        for r in rows:
+            cells = []
+            for c in cols:
+                value = r[c]
+                text = value.strftime("%Y-%m-%d %H:%M") if c == "created" else str(value or "")
+                style = (
+                    f" style='color:{colours[text]}'" if c == "status" and text in colours else ""
+                )
+                cells.append(f"<td{style}>{escape(text)}</td>")
+            cells.append(f"<td style='text-align:left'>{escape(r['message'][:120])}</td>")
+            body.append(f"<tr>{''.join(cells)}</tr>")
+        tail = "<br><i>… wb.jobs.list() or wb.jobs.df() for all</i>" if more else ""
+        return f"<table><tr>{head}</tr>{''.join(body)}</table>{tail}"
 
     @property
     def backend(self) -> QueueBackend:

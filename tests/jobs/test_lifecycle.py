@@ -168,3 +168,28 @@ def test_requeue_puts_waiting_tasks_back(
     job = selective_transfer(jobs, ["1.2.3"], source="SANDBOX", destination="OUT", pseudonym="P")
     with pytest.raises(InputError, match="nothing waits"):
         jobs.requeue(job.id)  # UNVERIFIED
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # logic, not the DB
+def test_jobs_show_as_a_table_and_a_failed_job_says_why(
+    harness: Harness, alice: Access, fake_transfer: FakeTransfer
+) -> None:
+    from adit_workbench.errors import TransferError
+
+    jobs = harness.manager(alice)
+    assert "No jobs" in jobs._repr_html_() and "0 job(s)" in repr(jobs)
+    fake_transfer.fail["1.2.4"] = TransferError("destination refused 2 instances")
+    good = selective_transfer(jobs, ["1.2.3"], source="SANDBOX", destination="OUT", pseudonym="P")
+    bad = selective_transfer(jobs, ["1.2.4"], source="SANDBOX", destination="OUT", pseudonym="P")
+    harness.drain()
+    bad.wait(10, progress=False, raise_on_failure=False)
+    table = jobs._repr_html_()
+    assert table.startswith("<table") and table.count("<tr>") == 3
+    text = repr(jobs).splitlines()
+    assert "2 job(s)" in text[0] and len(text) == 3
+    assert text[1].split()[:3] == [str(bad.id), "selective_transfer", "FAILURE"]
+    assert text[2].split()[:3] == [str(good.id), "selective_transfer", "SUCCESS"]
+    html = bad._repr_html_()
+    assert "red" in html and "destination refused 2 instances" in html
+    for shown in (html, repr(bad), good._repr_html_(), repr(good)):
+        assert 0 < len(shown) < 3000 and shown.count("\n") < 25

@@ -98,6 +98,9 @@ def test_stop_leaves_the_task_pending_and_wait_starts_a_new_worker(
     assert job.status is JobStatus.SUCCESS
     second = worker_status(job_settings)
     assert second.running and second.pid != first.pid
+    p = job.progress  # in instances and bytes, not tasks (what the resumed run had left)
+    assert p.unit == "instances" and 0 < p.items_done == p.items_total <= INSTANCES
+    assert p.bytes_done > 0
     names = [p.name for p in _delivered(out)]
     assert len(names) == len(set(names)) == INSTANCES
 
