@@ -320,7 +320,12 @@ class Workbench:
 
 
 def _source_of(studies: Any) -> str:
-    """The node query results came from (they remember it)."""
+    """The node query results came from (they remember it; so does ``Results.df``)."""
+    if hasattr(studies, "attrs") and hasattr(studies, "columns"):  # a DataFrame
+        node = studies.attrs.get("node")
+        if isinstance(node, str) and node:
+            return node
+        raise InputError("give source=NODE: this DataFrame does not say which node it came from")
     items = [studies] if hasattr(studies, "study_uid") else list(studies)
     node = getattr(items[0], "node", None) if items else None
     name = getattr(node, "name", None)

@@ -10,16 +10,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from datetime import date
-from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from ..access import Permission
 from ..deid import Option
+from ..dicom.filters import parse_period
 from ..errors import InputError
 from ..store.jobs import Job, Task
 from . import defaults
+from .frames import frame_as_batch, frame_study_refs, is_frame
 from .preflight import check_nodes, check_studies
-from .rules import parse_batch_query, parse_batch_transfer, parse_date
+from .rules import parse_batch_query, parse_batch_transfer
 from .status import JobKind
 
 if TYPE_CHECKING:
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = ["batch_query", "batch_transfer", "mass_transfer", "selective_transfer"]
 
-BatchSource = str | Path | bytes | IO[bytes]
+#: A batch file (path, bytes, stream) or a DataFrame with the batch file's columns.
+BatchSource = Any
 
 
 def _options(options: Iterable[str | Option] | None) -> list[str]:
@@ -85,7 +87,10 @@ def _job(
 
 
 def _study_refs(studies: Any) -> list[tuple[str, str, list[str]]]:
-    """(patient ID, study UID, series UIDs) from results, UIDs, tuples or dicts."""
+    """(patient ID, study UID, series UIDs) from results, UIDs, tuples, dicts or a
+    DataFrame with a StudyInstanceUID column (e.g. a filtered ``Results.df``)."""
+    if is_frame(studies):
+        studies = frame_study_refs(studies)
     if isinstance(studies, (str, Mapping)) or hasattr(studies, "study_uid"):
         studies = [studies]
     merged: dict[str, tuple[str, list[str], bool]] = {}
@@ -194,6 +199,8 @@ def batch_query(
     """Query ``source`` for every row of a batch file (ADIT's columns and rules)."""
     kind = JobKind.BATCH_QUERY
     jobs.check_common(kind, source=source, urgent=urgent)
+    if is_frame(file):
+        file, name = frame_as_batch(file, "query")
     check_nodes(jobs.database, kind, source=source, destination=None)
     items = parse_batch_query(file, name=name, max_rows=jobs.row_limit(kind))
     job = _job(source, None, urgent=urgent, **options)
@@ -230,6 +237,8 @@ def batch_transfer(
         kind, source=source, destination=destination, urgent=urgent, pseudonymize=pseudonymize
     )
     required = not jobs.access.has(Permission.TRANSFER_UNPSEUDONYMIZED)
+    if is_frame(file):
+        file, name = frame_as_batch(file, "transfer")
     check_nodes(jobs.database, kind, source=source, destination=destination)
     items = parse_batch_transfer(
         file, name=name, max_rows=jobs.row_limit(kind), pseudonym_required=required
@@ -272,10 +281,9 @@ def mass_transfer(
         raise InputError("mass transfers run at the lowest priority; they cannot be urgent")
     jobs.check_common(kind, source=source, destination=destination, pseudonymize=pseudonymize)
     check_nodes(jobs.database, kind, source=source, destination=destination)
-    first = start if isinstance(start, date) else parse_date(str(start))
-    last = end if isinstance(end, date) else parse_date(str(end))
-    if first is None or last is None:
-        raise InputError("start and end are dates (YYYY-MM-DD or YYYYMMDD)")
+    # One grammar: start="2020", end="2020" is the whole year.
+    first = parse_period(start, "start")[0]
+    last = parse_period(end, "end")[1]
     if last < first:
         raise InputError("end is before start")
     spec = parse_filters(filters)
