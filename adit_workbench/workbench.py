@@ -309,8 +309,10 @@ class Workbench:
     def stop_sandbox(self) -> bool:
         """Stop the sandbox PACS; False if it was not running. Its registration stays."""
         self.access.require(Permission.ADMIN, action="sandbox.stop", node=SANDBOX_NODE)
+        from .jobs.local import stop_worker
         from .sandbox import process as sandbox
 
+        stop_worker(self.settings)  # the local job worker goes with it (tasks stay PENDING)
         return sandbox.stop_background(self.settings)
 
     def sandbox_status(self) -> SandboxStatus | None:
@@ -444,7 +446,12 @@ if TYPE_CHECKING:  # mypy checks that the local workbench has the whole shared A
 
 
 def _source_of(studies: Any) -> str:
-    """The node query results came from (they remember it)."""
+    """The node query results came from (they remember it; so does ``Results.df``)."""
+    if hasattr(studies, "attrs") and hasattr(studies, "columns"):  # a DataFrame
+        node = studies.attrs.get("node")
+        if isinstance(node, str) and node:
+            return node
+        raise InputError("give source=NODE: this DataFrame does not say which node it came from")
     items = [studies] if hasattr(studies, "study_uid") else list(studies)
     node = getattr(items[0], "node", None) if items else None
     name = getattr(node, "name", None)

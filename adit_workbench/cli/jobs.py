@@ -177,20 +177,32 @@ def mass_transfer_cmd(
     return _finish(job, wait)
 
 
-@app.command("worker")
+@app.group("worker", invoke_without_command=True)
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
 @click.option("--simple", is_flag=True, help="Run tasks in this process (no fork per task).")
 @click.option("--name", help="Worker name (default: RQ's).")
 @click.option("--queue-prefix", default=None, help="Queue-name prefix (default adit-wb).")
-def worker_cmd(burst: bool, simple: bool, name: str | None, queue_prefix: str | None) -> None:
-    """Run an RQ worker for job tasks (needs ADIT_WB_REDIS_URL; run as many as you like)."""
+@click.pass_context
+def worker_cmd(
+    ctx: click.Context, burst: bool, simple: bool, name: str | None, queue_prefix: str | None
+) -> None:
+    """Run an RQ worker for job tasks (needs ADIT_WB_REDIS_URL; run as many as you like).
+
+    Without Redis, jobs run in a local worker process per data directory, started when
+    a job is submitted: see `worker status` and `worker stop`.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     from ..config import get_settings
     from ..jobs import defaults
     from ..jobs.worker import run_worker
 
     settings = get_settings()
     if settings.redis_url is None:
-        raise ConfigurationError("set ADIT_WB_REDIS_URL: workers take tasks from Redis")
+        raise ConfigurationError(
+            "set ADIT_WB_REDIS_URL: workers take tasks from Redis (without Redis, the local "
+            "worker starts by itself when a job is submitted)"
+        )
     run_worker(
         settings.redis_url.get_secret_value(),
         prefix=queue_prefix or defaults.QUEUE_PREFIX,
@@ -198,3 +210,27 @@ def worker_cmd(burst: bool, simple: bool, name: str | None, queue_prefix: str | 
         simple=simple,
         name=name,
     )
+
+
+@worker_cmd.command("stop")
+def worker_stop_cmd() -> None:
+    """Stop the local worker of this data directory (its unfinished tasks stay PENDING)."""
+    from ..config import get_settings
+    from ..jobs.local import stop_worker
+
+    stopped = stop_worker(get_settings())
+    click.echo("local worker stopped" if stopped else "local worker was not running", err=True)
+
+
+@worker_cmd.command("status")
+def worker_status_cmd() -> None:
+    """Whether the local worker of this data directory runs."""
+    from ..config import get_settings
+    from ..jobs.local import worker_status
+
+    status = worker_status(get_settings())
+    if not status.running:
+        click.echo(f"local worker: not running ({status.root})")
+        return
+    beat = "" if status.beat_age is None else f", last beat {status.beat_age:.0f} s ago"
+    click.echo(f"local worker: pid {status.pid}{beat}, database {status.database}")

@@ -30,6 +30,7 @@ from ..errors import InputError
 from .node import QueryLevel
 
 __all__ = [
+    "DATE_GRAMMAR",
     "FILTERS",
     "Level",
     "Query",
@@ -37,6 +38,7 @@ __all__ = [
     "matches",
     "normalize",
     "parse_date",
+    "parse_period",
     "patient_name_pattern",
     "wildcard_match",
 ]
@@ -97,6 +99,12 @@ _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 _DICOM_DATE = re.compile(r"^\d{8}$")
 _DICOM_RANGE = re.compile(r"^(\d{8})?-(\d{8})?$")
+_MONTH = re.compile(r"^(\d{4})-?(\d{2})$")
+_YEAR = re.compile(r"^\d{4}$")
+_DOTTED_DATE = re.compile(r"^(\d{1,2})\.(\d{1,2})\.(\d{4})$")
+_ISO_DATETIME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$")
+#: The one date grammar of the API, the CLI and batch files (a month or year is a range).
+DATE_GRAMMAR = "YYYY-MM-DD, YYYYMMDD, DD.MM.YYYY, YYYY-MM (a month) or YYYY (a year)"
 _TIME = re.compile(r"^(\d{2}):?(\d{2})?:?(\d{2})?(\.\d{1,6})?$")
 
 DateLike = date | datetime | str
@@ -256,22 +264,44 @@ def patient_name_pattern(text: str) -> str:
     return f"{last or '*'}^{first}"
 
 
-def parse_date(value: DateLike, name: str = "date") -> date:
-    """A ``date``, ``datetime``, ``"2020-01-31"`` or ``"20200131"`` as a :class:`date`."""
+def parse_period(value: DateLike, name: str = "date") -> tuple[date, date]:
+    """The first and last day ``value`` stands for, in :data:`DATE_GRAMMAR`.
+
+    A day is a period of one day; ``"2020-01"`` (or ``"202001"``) is January 2020 and
+    ``"2020"`` the whole year. The error echoes the value and the accepted forms.
+    """
     if isinstance(value, datetime):
-        return value.date()
+        return value.date(), value.date()
     if isinstance(value, date):
-        return value
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            if m := _ISO_DATE.match(text):
-                return date(int(m[1]), int(m[2]), int(m[3]))
-            if _DICOM_DATE.match(text):
-                return date(int(text[:4]), int(text[4:6]), int(text[6:]))
-        except ValueError:
-            pass
-    raise InputError(f"filter {name!r}: expected a date as YYYY-MM-DD or YYYYMMDD")
+        return value, value
+    text = str(value).strip()
+    try:
+        day: date | None = None
+        if (m := _ISO_DATE.match(text)) or (m := _ISO_DATETIME.match(text)):
+            day = date(int(m[1]), int(m[2]), int(m[3]))
+        elif _DICOM_DATE.match(text):
+            day = date(int(text[:4]), int(text[4:6]), int(text[6:]))
+        elif m := _DOTTED_DATE.match(text):
+            day = date(int(m[3]), int(m[2]), int(m[1]))
+        if day is not None:
+            return day, day
+        if m := _MONTH.match(text):
+            year, month = int(m[1]), int(m[2])
+            following = date(year + month // 12, month % 12 + 1, 1)
+            return date(year, month, 1), date.fromordinal(following.toordinal() - 1)
+        if _YEAR.match(text):
+            return date(int(text), 1, 1), date(int(text), 12, 31)
+    except ValueError:
+        pass
+    raise InputError(f"filter {name!r}: {text[:40]!r} is not a date; expected {DATE_GRAMMAR}")
+
+
+def parse_date(value: DateLike, name: str = "date") -> date:
+    """One day in :data:`DATE_GRAMMAR` (a month or year is refused: it is not one day)."""
+    first, last = parse_period(value, name)
+    if first != last:
+        raise InputError(f"filter {name!r}: {str(value)[:40]!r} is a period, not one day")
+    return first
 
 
 def date_range(value: DateFilter, name: str = "date") -> str:
@@ -285,7 +315,9 @@ def date_range(value: DateFilter, name: str = "date") -> str:
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise InputError(f"filter {name!r}: a range is a (from, until) pair")
-        start, end = (None if v is None or v == "" else parse_date(v, name) for v in value)
+        empty = (None, "")
+        start = None if value[0] in empty else parse_period(value[0], name)[0]
+        end = None if value[1] in empty else parse_period(value[1], name)[1]
         if start and end and start > end:
             raise InputError(f"filter {name!r}: the range ends before it starts")
         if start and end and start == end:
@@ -295,7 +327,8 @@ def date_range(value: DateFilter, name: str = "date") -> str:
         return f"{left}-{right}" if left or right else ""
     if isinstance(value, str) and (m := _DICOM_RANGE.match(value.strip())):
         return date_range((m[1], m[2]), name)
-    return f"{parse_date(value, name):%Y%m%d}"
+    first, last = parse_period(value, name)
+    return f"{first:%Y%m%d}" if first == last else f"{first:%Y%m%d}-{last:%Y%m%d}"
 
 
 def _time_range(value: Any, name: str) -> str:

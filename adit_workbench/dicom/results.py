@@ -618,6 +618,7 @@ class Results(Sequence[T], Generic[T]):
             else:
                 frame[name] = frame[name].fillna("").astype(str)
         frame.attrs["truncated"] = self.truncated
+        frame.attrs["node"] = self.node_name  # wb.transfer(frame[mask]) knows the source
         return frame
 
     def plot(self, *, by: str | None = None, ax: Any = None) -> Any:

@@ -15,7 +15,7 @@ status follows from its tasks. A sweeper re-queues the tasks of workers that die
 from __future__ import annotations
 
 from .batchfile import BatchFileError, RowError
-from .handle import JobFailed, JobHandle, Progress
+from .handle import JobFailed, JobHandle, NoRunner, Progress
 from .queue import InlineBackend, QueueBackend, RQBackend
 from .rules import (
     BATCH_QUERY_COLUMNS,
@@ -36,6 +36,7 @@ __all__ = [
     "JobKind",
     "JobManager",
     "JobStatus",
+    "NoRunner",
     "Progress",
     "QueueBackend",
     "RQBackend",

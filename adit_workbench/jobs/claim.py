@@ -130,6 +130,13 @@ def claim_task(database: Database, task_id: int, worker: str) -> ClaimedTask | N
         )
 
 
+def _progress_values(
+    done: int | None, total: int | None, bytes_done: int | None, bytes_total: int | None
+) -> dict[str, Any]:
+    values = {"done": done, "total": total, "bytes_done": bytes_done, "bytes_total": bytes_total}
+    return {k: v for k, v in values.items() if v is not None}
+
+
 def heartbeat(
     database: Database,
     task_id: int,
@@ -137,13 +144,12 @@ def heartbeat(
     *,
     done: int | None = None,
     total: int | None = None,
+    bytes_done: int | None = None,
+    bytes_total: int | None = None,
 ) -> tuple[bool, bool]:
     """Prove ``worker`` still runs the task; returns ``(still_owner, cancel_requested)``."""
     values: dict[str, Any] = {"heartbeat": utcnow()}
-    if done is not None:
-        values["done"] = done
-    if total is not None:
-        values["total"] = total
+    values.update(_progress_values(done, total, bytes_done, bytes_total))
     with database.session() as session:
         result = session.execute(
             update(Task)
@@ -173,20 +179,23 @@ def finish_task(
     *,
     done: int | None = None,
     total: int | None = None,
+    bytes_done: int | None = None,
+    bytes_total: int | None = None,
+    uncount: bool = False,
 ) -> bool:
     """Record the outcome (and the last progress) if ``worker`` still owns the task;
     False if it lost it.
 
-    A task put back to PENDING (a retriable failure) keeps its attempt count.
+    A task put back to PENDING (a retriable failure) keeps its attempt count, unless
+    ``uncount`` (its worker stopped: the attempt was not the task's fault).
     """
     now = utcnow()
     values: dict[str, Any] = {"status": status.value, "message": message[:4000]}
-    if done is not None:
-        values["done"] = done
-    if total is not None:
-        values["total"] = total
+    values.update(_progress_values(done, total, bytes_done, bytes_total))
     if status is TaskStatus.PENDING:
         values.update(worker=None, heartbeat=None, started=None)
+        if uncount:
+            values["attempts"] = Task.attempts - 1
     else:
         values.update(ended=now, heartbeat=now)
     with write_session(database) as session:
@@ -234,14 +243,40 @@ def refresh_job_status(database: Database, job_id: int) -> tuple[JobStatus, bool
         return status, became_final
 
 
-def stale_tasks(session: Session, older_than: float) -> list[Task]:
-    """Running tasks whose heartbeat is older than ``older_than`` seconds."""
+def _dead_here(worker: str | None) -> bool:
+    """Whether ``worker`` (host:pid:thread) is a process of this host that has ended."""
+    if not worker:
+        return False
+    parts = worker.split(":")
+    if len(parts) < 3 or parts[0] != socket.gethostname():
+        return False
+    try:
+        pid = int(parts[1])
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:  # a zombie has ended too
+        with open(f"/proc/{pid}/stat") as fh:
+            stat = fh.read()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+
+
+def stale_tasks(session: Session, older_than: float, *, dead_local: bool = False) -> list[Task]:
+    """Running tasks whose heartbeat is older than ``older_than`` seconds (and, with
+    ``dead_local``, those held by a process of this host that has ended)."""
     limit = utcnow() - timedelta(seconds=older_than)
-    return list(
-        session.scalars(
-            select(Task).where(
-                Task.status == TaskStatus.IN_PROGRESS.value,
-                (Task.heartbeat < limit) | Task.heartbeat.is_(None),
-            )
-        )
-    )
+    stale = (Task.heartbeat < limit) | Task.heartbeat.is_(None)
+    query = select(Task).where(Task.status == TaskStatus.IN_PROGRESS.value)
+    if not dead_local:
+        return list(session.scalars(query.where(stale)))
+    rows = session.scalars(query).all()
+    return [t for t in rows if t.heartbeat is None or t.heartbeat < limit or _dead_here(t.worker)]

@@ -17,8 +17,24 @@ MAX_ATTEMPTS = 3
 #: RQ job timeout of one task in seconds (transfers; mass-transfer partitions are longer).
 TASK_TIMEOUT = 20 * 60
 MASS_TRANSFER_TASK_TIMEOUT = 24 * 60 * 60
-#: Threads of the inline runner.
+#: Threads of the inline runner and of the local worker.
 INLINE_WORKERS = 2
+
+#: Without Redis, tasks run in a detached local worker process per data directory
+#: ("process"), so that a notebook kernel's crash, restart or Ctrl-C never touches them;
+#: "inline" runs them in threads of the calling process (tests, single scripts).
+LOCAL_RUNNER = "process"
+#: The local worker (embedded mode without Redis): seconds between looks at the queue,
+#: between heartbeats (each also polls for a cancel request), before its heartbeat file
+#: counts as stale, to let running tasks record PENDING when it stops, and without work
+#: before it exits by itself (the next submitted job starts it again).
+LOCAL_WORKER_POLL = 0.5
+LOCAL_HEARTBEAT_INTERVAL = 1.0
+LOCAL_WORKER_STALE_AFTER = 20.0
+LOCAL_WORKER_STOP_GRACE = 20.0
+LOCAL_WORKER_IDLE_EXIT = 600.0
+#: ``wait()`` raises when no runner has been seen for this long while the job waits.
+NO_RUNNER_GRACE = 30.0
 #: Prefix of the RQ queue names (``<prefix>-<priority>``).
 QUEUE_PREFIX = "adit-wb"
 
@@ -35,6 +51,11 @@ MAX_SELECTIVE_STUDIES = 10
 MAX_BATCH_FILE_BYTES = 5 * 1024 * 1024
 #: Hard cap on rows even for staff, so that a wrong file cannot flood the queue.
 HARD_MAX_ROWS = 100_000
+
+#: Before queueing a transfer, ask the source (one C-FIND per 50 UIDs) whether it holds
+#: the studies, for at most this many studies (queue-mechanics tests switch it off).
+CHECK_STUDIES_AT_SUBMIT = True
+MAX_CHECKED_STUDIES = 500
 
 #: Mass transfer: smallest time window a capped study query is split down to (minutes).
 MIN_WINDOW_MINUTES = 30

@@ -86,11 +86,20 @@ def _progress_callback(ctx: TaskContext, base: int = 0) -> Callable[..., None]:
     def report(*args: Any, **kwargs: Any) -> None:
         value = args[0] if args else kwargs.get("done", kwargs.get("delivered"))
         total = args[1] if len(args) > 1 else kwargs.get("total", kwargs.get("expected"))
+        sent: int | None = None
+        size: int | None = None
         if value is not None and not isinstance(value, int):  # a TransferProgress
             total = getattr(value, "instances_total", total)
+            sent = getattr(value, "bytes_done", None)
+            size = getattr(value, "bytes_total", None)
             value = getattr(value, "instances_done", None)
         if isinstance(value, int):
-            ctx.progress(base + value, base + total if isinstance(total, int) else None)
+            ctx.progress(
+                base + value,
+                base + total if isinstance(total, int) else None,
+                bytes_done=sent if isinstance(sent, int) else None,
+                bytes_total=size if isinstance(size, int) else None,
+            )
 
     return report
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +16,8 @@ from sqlalchemy import func, select
 
 from ..errors import TransferError, WorkbenchError
 from ..store.jobs import Job, Task
+from . import defaults
+from .progress import Progress, ProgressBar, format_seconds
 from .status import FINAL_JOB_STATUSES, JobKind, JobStatus
 
 if TYPE_CHECKING:
@@ -24,32 +25,31 @@ if TYPE_CHECKING:
 
     from .service import JobManager
 
-__all__ = ["JobFailed", "JobHandle", "Progress"]
+__all__ = ["JobFailed", "JobHandle", "NoRunner", "Progress"]
 
 
 class JobFailed(TransferError):
-    """``wait()`` ended on a job that failed (or was canceled); the message says why."""
+    """``wait()`` ended on a job that failed (or was canceled); the message says why.
+
+    Attributes:
+        job_id: The job.
+        status: Its final status.
+        reasons: The first messages of its failed (or canceled) tasks.
+    """
+
+    def __init__(self, message: str, *, job_id: int, status: JobStatus, reasons: list[str]):
+        super().__init__(message)
+        self.job_id = job_id
+        self.status = status
+        self.reasons = reasons
 
 
-@dataclass(frozen=True)
-class Progress:
-    """Tasks per status, and instances or items done where the executor reports them."""
+class NoRunner(WorkbenchError):
+    """``wait()`` found nothing running the job's tasks (no live worker) for a while."""
 
-    status: JobStatus
-    total: int
-    finished: int
-    counts: dict[str, int]
-    items_done: int
-    items_total: int | None
 
-    @property
-    def fraction(self) -> float:
-        """Finished tasks as a fraction of all tasks (1.0 for a job without tasks)."""
-        return self.finished / self.total if self.total else 1.0
-
-    def __str__(self) -> str:
-        parts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(self.counts.items()) if n)
-        return f"{self.status}: {self.finished}/{self.total} tasks ({parts})"
+#: Failed tasks named in a JobFailed message (the rest are counted).
+FIRST_REASONS = 3
 
 
 class JobHandle:
@@ -91,21 +91,73 @@ class JobHandle:
 
     @property
     def progress(self) -> Progress:
-        """Tasks per status and items done, as of now."""
+        """Tasks per status, instances and bytes done, retries and failures, as of now."""
         with self._manager.database.session() as session:
             job = session.get(Job, self.id)
             rows = session.execute(
-                select(Task.status, func.count(), func.sum(Task.done), func.sum(Task.total))
+                select(
+                    Task.status,
+                    func.count(),
+                    func.sum(Task.done),
+                    func.sum(Task.total),
+                    func.sum(Task.bytes_done),
+                    func.sum(Task.bytes_total),
+                )
                 .where(Task.job_id == self.id)
                 .group_by(Task.status)
             ).all()
-        counts = {status: int(n) for status, n, _, _ in rows}
+            retries = list(
+                session.scalars(
+                    select(Task.message)
+                    .where(Task.job_id == self.id, Task.status == "PENDING", Task.attempts > 0)
+                    .order_by(Task.id)
+                    .limit(3)
+                )
+            )
+        counts = {status: int(n) for status, n, *_ in rows}
         total = sum(counts.values())
         finished = sum(n for s, n in counts.items() if s not in ("PENDING", "IN_PROGRESS"))
-        items = sum(int(d or 0) for _, _, d, _ in rows)
-        items_total = sum(int(t or 0) for _, _, _, t in rows) or None
+        items = sum(int(r[2] or 0) for r in rows)
+        items_total = sum(int(r[3] or 0) for r in rows) or None
         status = JobStatus(job.status) if job else JobStatus.CANCELED
-        return Progress(status, total, finished, counts, items, items_total)
+        return Progress(
+            status,
+            total,
+            finished,
+            counts,
+            items,
+            items_total,
+            bytes_done=sum(int(r[4] or 0) for r in rows),
+            bytes_total=sum(int(r[5] or 0) for r in rows) or None,
+            retries=[m for m in retries if m],
+        )
+
+    def reasons(self, limit: int = FIRST_REASONS) -> tuple[list[str], int]:
+        """The first ``limit`` failed (else canceled) tasks as ``task N (study UID): why``,
+        and how many failed in all."""
+        with self._manager.database.session() as session:
+            for status in ("FAILURE", "CANCELED"):
+                where = (Task.job_id == self.id, Task.status == status)
+                count = session.scalar(select(func.count()).where(*where)) or 0
+                if not count:
+                    continue
+                rows = session.execute(
+                    select(Task.id, Task.study_uid, Task.lines, Task.message)
+                    .where(*where)
+                    .order_by(Task.id)
+                    .limit(limit)
+                ).all()
+                first = session.scalar(select(func.min(Task.id)).where(Task.job_id == self.id))
+                out = []
+                for task_id, uid, lines, message in rows:
+                    what = f"task {task_id - (first or task_id) + 1}"
+                    if uid:
+                        what += f" (study {uid})"
+                    elif lines:
+                        what += f" (line {','.join(map(str, lines))})"
+                    out.append(f"{what}: {message or status.lower()}")
+                return out, int(count)
+        return [], 0
 
     def summary(self) -> dict[str, Any]:
         """One line about the job (used by lists and the CLI)."""
@@ -150,17 +202,30 @@ class JobHandle:
 
     def __repr__(self) -> str:
         job = self._row()
-        return f"<Job {job.id} {job.kind} {job.status}: {job.message}>"
+        return f"<Job {job.id} {job.kind} {self.progress}: {job.message}>"
 
     def _repr_html_(self) -> str:
         from html import escape
 
         job = self._row()
-        colour = {"SUCCESS": "green", "WARNING": "orange", "FAILURE": "red"}.get(job.status, "")
+        p = self.progress
+        colour = {
+            "SUCCESS": "green", "WARNING": "darkorange", "FAILURE": "red", "CANCELED": "grey"
+        }.get(job.status, "steelblue")  # fmt: skip
+        pct = round(100 * p.fraction)
+        reasons, failed = self.reasons() if job.status in _FAILED else ([], 0)
+        why = "".join(f"<li>{escape(r)}</li>" for r in reasons)
+        if failed > len(reasons):
+            why += f"<li>… and {failed - len(reasons)} more</li>"
+        route = " → ".join(escape(x) for x in (job.source, job.destination) if x)
         return (
-            f"<b>Job {job.id}</b> {escape(job.kind)} "
-            f"<span style='color:{colour}'>{escape(job.status)}</span><br>"
-            f"{escape(str(self.progress))}<br><i>{escape(job.message)}</i>"
+            f"<div><b>Job {job.id}</b> {escape(job.kind)} {route} "
+            f"<span style='color:{colour};font-weight:bold'>{escape(job.status)}</span>"
+            f"<div style='background:#eee;width:20em;height:0.6em'>"
+            f"<div style='background:{colour};width:{pct}%;height:100%'></div></div>"
+            f"{escape(str(p))}<br><i>{escape(job.message)}</i>"
+            + (f"<ul>{why}</ul>" if why else "")
+            + "</div>"
         )
 
     # -- waiting -----------------------------------------------------------------------
@@ -171,30 +236,72 @@ class JobHandle:
         poll: float = 0.5,
         progress: bool = True,
         raise_on_failure: bool = True,
+        cancel_on_interrupt: bool = False,
     ) -> JobHandle:
         """Block until the job is final; returns the handle (for chaining).
 
-        Raises :class:`JobFailed` with the job's message when it ends FAILURE or CANCELED
-        (unless ``raise_on_failure`` is False), :class:`TimeoutError` after ``timeout``.
+        The job runs in a worker, not here: Ctrl-C (a kernel interrupt) stops waiting and
+        says how to cancel; with ``cancel_on_interrupt`` it cancels the job too.
+
+        Raises:
+            JobFailed: The job ended FAILURE or CANCELED (unless ``raise_on_failure`` is
+                False); the message carries the first failed tasks' reasons.
+            NoRunner: No worker ran the job's tasks for
+                :data:`~.defaults.NO_RUNNER_GRACE` seconds (and none could be started).
+            TimeoutError: After ``timeout`` seconds.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        bar = _Bar(self.id) if progress else None
+        bar = ProgressBar(self.id, use_tqdm=True) if progress else None
+        last: Progress | None = None
+        reason = ""
         try:
+            watchdog = _Watchdog(self)
             while True:
-                p = self.progress
+                last = p = self.progress
                 if bar is not None:
                     bar.update(p)
                 if p.status in FINAL_JOB_STATUSES:
                     break
+                watchdog.check(p.status)
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError(f"job {self.id} is still {p.status} after {timeout} s")
                 time.sleep(poll)
-        finally:
+        except KeyboardInterrupt:
+            if cancel_on_interrupt:
+                self.cancel()
+                reason = "interrupted: the job was canceled"
+                note = f"job {self.id} canceled (its running tasks stop at their next instance)."
+            else:
+                reason = "interrupted: the job goes on in the background"
+                note = (
+                    f"job {self.id} goes on in the background. Stop it with "
+                    f"wb.jobs[{self.id}].cancel() or `adit-workbench jobs cancel {self.id}`; "
+                    f"see it with wb.jobs[{self.id}].wait()."
+                )
             if bar is not None:
-                bar.close()
-        status = self.status
-        if raise_on_failure and status in (JobStatus.FAILURE, JobStatus.CANCELED):
-            raise JobFailed(f"job {self.id} ended {status}: {self.message}")
+                bar.close(last, reason)
+                bar = None
+            sys.stderr.write(note + "\n")
+            sys.stderr.flush()
+            raise
+        except BaseException:
+            if bar is not None:
+                bar.close(last, "stopped waiting")
+                bar = None
+            raise
+        status = last.status
+        reasons, failed = self.reasons() if status in _FAILED else ([], 0)
+        if bar is not None:
+            bar.close(last, reasons[0] if reasons else "")
+        if raise_on_failure and status in _FAILED:
+            verb = "failed" if status is JobStatus.FAILURE else "was canceled"
+            text = "; ".join(reasons) or self.message
+            more = failed - len(reasons)
+            if more > 0:
+                text += f" (and {more} more)"
+            raise JobFailed(
+                f"job {self.id} {verb}: {text}", job_id=self.id, status=status, reasons=reasons
+            )
         return self
 
     # -- results -----------------------------------------------------------------------
@@ -241,41 +348,40 @@ class JobHandle:
         self._manager.delete(self.id)
 
 
-class _Bar:
-    """tqdm when available (the notebook widget in Jupyter), else a plain text line."""
+_FAILED = (JobStatus.FAILURE, JobStatus.CANCELED)
 
-    def __init__(self, job_id: int) -> None:
-        self._tqdm: Any = None
-        self._last = ""
-        self._tty = False
-        self._job_id = job_id
-        try:
-            from tqdm.auto import tqdm
 
-            self._tqdm = tqdm(total=0, desc=f"job {job_id}", unit="task")
-        except ImportError:
-            pass
+class _Watchdog:
+    """Notices when nothing runs a waiting job: starts the local worker, else raises."""
 
-    def update(self, p: Progress) -> None:
-        if self._tqdm is not None:
-            self._tqdm.total = p.total
-            self._tqdm.n = p.finished
-            self._tqdm.set_postfix_str(p.status.value, refresh=True)
+    def __init__(self, handle: JobHandle, every: float = 2.0) -> None:
+        self.handle = handle
+        self.every = every
+        self._next = time.monotonic() + every
+        self._dead_since: float | None = None
+        self._woken = False
+
+    def check(self, status: JobStatus) -> None:
+        now = time.monotonic()
+        if now < self._next or status is JobStatus.UNVERIFIED:
             return
-        width = 30
-        filled = int(width * p.fraction)
-        line = f"job {self._job_id} [{'#' * filled}{'.' * (width - filled)}] {p}"
-        if line != self._last:
-            # A terminal redraws one line; a log file or pipe gets one line per change.
-            # Jupyter's stream output honours \r like a terminal does.
-            tty = sys.stderr.isatty() or "ipykernel" in sys.modules
-            sys.stderr.write(f"\r{line}" if tty else f"{line}\n")
-            sys.stderr.flush()
-            self._last = line
-            self._tty = tty
-
-    def close(self) -> None:
-        if self._tqdm is not None:
-            self._tqdm.close()
-        elif self._last and self._tty:
-            sys.stderr.write("\n")
+        self._next = now + self.every
+        manager = self.handle._manager
+        if manager.runner_alive():
+            self._dead_since = None
+            return
+        if self._dead_since is None:
+            self._dead_since = now
+        problem = manager.wake_runner()
+        if problem is None:
+            if not self._woken:
+                sys.stderr.write(f"job {self.handle.id}: no worker was running; started one\n")
+                self._woken = True
+            self._dead_since = None
+            return
+        if now - self._dead_since >= defaults.NO_RUNNER_GRACE:
+            waited = format_seconds(now - self._dead_since)
+            raise NoRunner(
+                f"job {self.handle.id} is {status} but nothing has run its tasks for "
+                f"{waited}: {problem}"
+            )

@@ -10,15 +10,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from datetime import date
-from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from ..access import Permission
 from ..deid import Option
+from ..dicom.filters import parse_period
 from ..errors import InputError
 from ..store.jobs import Job, Task
 from . import defaults
-from .rules import parse_batch_query, parse_batch_transfer, parse_date
+from .frames import frame_as_batch, frame_study_refs, is_frame
+from .preflight import check_nodes, check_studies
+from .rules import parse_batch_query, parse_batch_transfer
 from .status import JobKind
 
 if TYPE_CHECKING:
@@ -27,7 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = ["batch_query", "batch_transfer", "mass_transfer", "selective_transfer"]
 
-BatchSource = str | Path | bytes | IO[bytes]
+#: A batch file (path, bytes, stream) or a DataFrame with the batch file's columns.
+BatchSource = Any
 
 
 def _options(options: Iterable[str | Option] | None) -> list[str]:
@@ -84,7 +87,10 @@ def _job(
 
 
 def _study_refs(studies: Any) -> list[tuple[str, str, list[str]]]:
-    """(patient ID, study UID, series UIDs) from results, UIDs, tuples or dicts."""
+    """(patient ID, study UID, series UIDs) from results, UIDs, tuples, dicts or a
+    DataFrame with a StudyInstanceUID column (e.g. a filtered ``Results.df``)."""
+    if is_frame(studies):
+        studies = frame_study_refs(studies)
     if isinstance(studies, (str, Mapping)) or hasattr(studies, "study_uid"):
         studies = [studies]
     merged: dict[str, tuple[str, list[str], bool]] = {}
@@ -144,6 +150,7 @@ def selective_transfer(
         )
     pseudonym = _check_lo("pseudonym", pseudonym or "")
     job = _job(source, destination, urgent=urgent, pseudonymize=pseudonymize, **options)
+    _preflight(jobs, kind, source, destination, [uid for _, uid, _ in refs])
     tasks = [
         Task(
             source=source,
@@ -156,6 +163,21 @@ def selective_transfer(
         for pid, uid, series in refs
     ]
     return jobs.submit(kind, job, tasks, verified=_auto_verified(jobs))
+
+
+def _preflight(
+    jobs: JobManager,
+    kind: JobKind,
+    source: str,
+    destination: str,
+    study_uids: list[str],
+    *,
+    where: dict[str, str] | None = None,
+) -> None:
+    """Nodes fit for the job, studies present on the source: refused before queueing."""
+    check_nodes(jobs.database, kind, source=source, destination=destination)
+    if defaults.CHECK_STUDIES_AT_SUBMIT:
+        check_studies(jobs.database, jobs.settings, source, study_uids, where=where)
 
 
 def _auto_verified(jobs: JobManager) -> bool:
@@ -177,6 +199,9 @@ def batch_query(
     """Query ``source`` for every row of a batch file (ADIT's columns and rules)."""
     kind = JobKind.BATCH_QUERY
     jobs.check_common(kind, source=source, urgent=urgent)
+    if is_frame(file):
+        file, name = frame_as_batch(file, "query")
+    check_nodes(jobs.database, kind, source=source, destination=None)
     items = parse_batch_query(file, name=name, max_rows=jobs.row_limit(kind))
     job = _job(source, None, urgent=urgent, **options)
     tasks = []
@@ -212,10 +237,15 @@ def batch_transfer(
         kind, source=source, destination=destination, urgent=urgent, pseudonymize=pseudonymize
     )
     required = not jobs.access.has(Permission.TRANSFER_UNPSEUDONYMIZED)
+    if is_frame(file):
+        file, name = frame_as_batch(file, "transfer")
+    check_nodes(jobs.database, kind, source=source, destination=destination)
     items = parse_batch_transfer(
         file, name=name, max_rows=jobs.row_limit(kind), pseudonym_required=required
     )
     job = _job(source, destination, urgent=urgent, pseudonymize=pseudonymize, **options)
+    where = {i.study_uid: f"line {','.join(map(str, i.lines))}" for i in items}
+    _preflight(jobs, kind, source, destination, [i.study_uid for i in items], where=where)
     tasks = [
         Task(
             source=source,
@@ -250,10 +280,10 @@ def mass_transfer(
     if options.pop("urgent", False):
         raise InputError("mass transfers run at the lowest priority; they cannot be urgent")
     jobs.check_common(kind, source=source, destination=destination, pseudonymize=pseudonymize)
-    first = start if isinstance(start, date) else parse_date(str(start))
-    last = end if isinstance(end, date) else parse_date(str(end))
-    if first is None or last is None:
-        raise InputError("start and end are dates (YYYY-MM-DD or YYYYMMDD)")
+    check_nodes(jobs.database, kind, source=source, destination=destination)
+    # One grammar: start="2020", end="2020" is the whole year.
+    first = parse_period(start, "start")[0]
+    last = parse_period(end, "end")[1]
     if last < first:
         raise InputError("end is before start")
     spec = parse_filters(filters)

@@ -9,6 +9,7 @@ runs a task (:mod:`.claim`). RQ has no numeric priorities: each priority is a qu
 
 from __future__ import annotations
 
+import atexit
 import heapq
 import itertools
 import logging
@@ -127,16 +128,41 @@ class RQBackend:
                 queue.enqueue_many(data[start : start + 1000], pipeline=pipe)
                 pipe.execute()
 
+    def alive(self) -> bool:
+        """Whether at least one RQ worker listens to one of these queues."""
+        from rq import Worker
+
+        names = set(queue_names(self.prefix))
+        try:
+            workers = Worker.all(connection=self.connection)
+        except Exception:  # Redis unreachable: say so through the next enqueue, not here
+            return True
+        return any(names & set(w.queue_names()) for w in workers)
+
+    def describe_dead(self) -> str:
+        """Why nothing runs the tasks."""
+        return (
+            f"no RQ worker listens to the queues {self.prefix}-1…8: start one with "
+            "`adit-workbench worker` (it needs ADIT_WB_REDIS_URL)"
+        )
+
     def close(self) -> None:
         """Close the Redis connection pool."""
         self.connection.close()
 
 
+def _shutdown_runner() -> None:
+    from .runner import begin_shutdown
+
+    begin_shutdown()
+
+
 class InlineBackend:
     """A priority queue served by a few threads of this process: no Redis needed.
 
-    Tasks run while the Python process (the notebook kernel) lives; pending tasks of a
-    process that ended are picked up by the next one's sweep (:func:`.sweeper.sweep`).
+    Tasks run while the Python process lives; pending tasks of a process that ended are
+    picked up by the next one's sweep (:func:`.sweeper.sweep`). Notebooks and the CLI use
+    the local worker process instead (:mod:`.local`): a kernel is no place for a job.
     """
 
     name = "inline"
@@ -157,6 +183,8 @@ class InlineBackend:
         ]
         for thread in self._threads:
             thread.start()
+        # At interpreter exit, running tasks are put back to PENDING, not failed.
+        atexit.register(_shutdown_runner)
 
     def __repr__(self) -> str:
         return f"<InlineBackend workers={len(self._threads)} queued={len(self._heap)}>"
@@ -173,6 +201,10 @@ class InlineBackend:
         with self._cond:
             heapq.heappush(self._heap, (-priority, next(self._seq), task_id))
             self._cond.notify()
+
+    def alive(self) -> bool:
+        """Whether the pool still serves (not closed, its threads running)."""
+        return not self._closed and any(t.is_alive() for t in self._threads)
 
     def idle(self) -> bool:
         """True when nothing is queued or running here."""

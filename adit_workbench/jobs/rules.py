@@ -15,10 +15,12 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import IO
 
+from ..dicom.filters import DATE_GRAMMAR, parse_period
+from ..errors import InputError
 from .batchfile import BatchFileError, RowError, Table, read_table
 
 __all__ = [
@@ -66,8 +68,7 @@ _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _MODALITY = re.compile(r"^[A-Z0-9]{1,16}$")
 _INTEGER = re.compile(r"^[+-]?\d{1,12}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_DATE_FORMATS = ("%Y-%m-%d", "%Y%m%d", "%d.%m.%Y", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S")
-_DATE_HELP = "expected YYYY-MM-DD, YYYYMMDD or DD.MM.YYYY"
+_DATE_HELP = f"expected {DATE_GRAMMAR}"
 
 
 @dataclass(frozen=True)
@@ -118,13 +119,11 @@ class TransferItem:
 
 
 def parse_date(text: str) -> date | None:
-    """A date from the accepted spellings, or None."""
-    for fmt in _DATE_FORMATS:
-        try:
-            return datetime.strptime(text, fmt).date()
-        except ValueError:
-            continue
-    return None
+    """The first day ``text`` stands for in the one date grammar, or None."""
+    try:
+        return parse_period(text)[0]
+    except InputError:
+        return None
 
 
 class _Checker:
@@ -151,14 +150,19 @@ class _Checker:
             self.fail(line, column, "wildcards (* or ?) are not allowed")
         return value
 
-    def date(self, line: int, column: str, value: str) -> str:
+    def date(self, line: int, column: str, value: str, *, end: bool = False) -> str:
+        """A day (or a month or year: its first day, its last with ``end``)."""
         if not value:
             return ""
-        parsed = parse_date(value)
-        if parsed is None:
-            self.fail(line, column, f"date has a wrong format ({_DATE_HELP})")
+        try:
+            first, last = parse_period(value)
+        except InputError:
+            self.fail(line, column, f"{value[:40]!r} is not a date ({_DATE_HELP})")
             return ""
-        return parsed.strftime("%Y%m%d")
+        if column == "PatientBirthDate" and first != last:
+            self.fail(line, column, f"{value[:40]!r} is not one day")
+            return ""
+        return (last if end else first).strftime("%Y%m%d")
 
     def uid(self, line: int, column: str, value: str) -> str:
         if value and (len(value) > 64 or not _UID.match(value)):
@@ -242,7 +246,7 @@ def parse_batch_query(
         birth = check.date(line, "PatientBirthDate", get("PatientBirthDate", ""))
         accession = check.text(line, "AccessionNumber", get("AccessionNumber", ""))
         start = check.date(line, "From", get("From", ""))
-        end = check.date(line, "Until", get("Until", ""))
+        end = check.date(line, "Until", get("Until", ""), end=True)
         if start and end and start > end:
             check.fail(line, "Until", "Until is before From")
         modalities: list[str] = []

@@ -14,6 +14,7 @@ The same function runs under an RQ worker (:mod:`.worker`) and in the inline poo
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import traceback
 from collections.abc import Callable
@@ -40,6 +41,10 @@ log = logging.getLogger(__name__)
 #: process (the inline runner) stops a task at once instead of at its next heartbeat.
 _LOCAL_CANCEL: dict[int, threading.Event] = {}
 _LOCAL_LOCK = threading.Lock()
+#: Set when this process stops its runner: interrupted tasks go back to PENDING.
+_SHUTDOWN = threading.Event()
+
+SHUTDOWN_MESSAGE = "The worker stopped; the task runs again when a worker starts."
 
 
 class Canceled(WorkbenchError):
@@ -66,6 +71,8 @@ class TaskContext:
     cancel_event: threading.Event = field(default_factory=threading.Event)
     done: int = 0
     total: int | None = None
+    bytes_done: int = 0
+    bytes_total: int | None = None
     #: Warnings an executor collects for the task's message.
     notes: list[str] = field(default_factory=list)
 
@@ -79,11 +86,22 @@ class TaskContext:
         """The job row's values at claim time."""
         return self.claimed.job
 
-    def progress(self, done: int, total: int | None = None) -> None:
-        """Record progress; it reaches the database with the next heartbeat."""
+    def progress(
+        self,
+        done: int,
+        total: int | None = None,
+        *,
+        bytes_done: int | None = None,
+        bytes_total: int | None = None,
+    ) -> None:
+        """Record progress (instances, bytes); it reaches the database with the next beat."""
         self.done = done
         if total is not None:
             self.total = total
+        if bytes_done is not None:
+            self.bytes_done = bytes_done
+        if bytes_total is not None:
+            self.bytes_total = bytes_total
 
     def cancelled(self) -> bool:
         """Whether the task should stop now."""
@@ -105,6 +123,30 @@ def cancel_local(task_ids: list[int]) -> None:
             event = _LOCAL_CANCEL.get(task_id)
             if event is not None:
                 event.set()
+
+
+def begin_shutdown() -> None:
+    """This process stops running tasks: each stops at its next instance and is recorded
+    PENDING (its attempt not counted), never FAILED or CANCELED."""
+    _SHUTDOWN.set()
+    with _LOCAL_LOCK:
+        for event in _LOCAL_CANCEL.values():
+            event.set()
+
+
+def shutting_down() -> bool:
+    """Whether this process is stopping its runner (or the interpreter is exiting)."""
+    return _SHUTDOWN.is_set() or sys.is_finalizing()
+
+
+def _job_canceling(database: Database, job_id: int) -> bool:
+    from sqlalchemy import select
+
+    from ..store.jobs import Job
+
+    with database.session() as session:
+        status = session.scalar(select(Job.status).where(Job.id == job_id))
+    return status in (None, JobStatus.CANCELING.value, JobStatus.CANCELED.value)
 
 
 def _check_rights(ctx: TaskContext) -> None:
@@ -131,7 +173,13 @@ def _beat(ctx: TaskContext, stop: threading.Event, interval: float) -> None:
     while not stop.wait(interval):
         try:
             owner, cancel = heartbeat(
-                ctx.database, ctx.claimed.id, ctx.worker, done=ctx.done, total=ctx.total
+                ctx.database,
+                ctx.claimed.id,
+                ctx.worker,
+                done=ctx.done,
+                total=ctx.total,
+                bytes_done=ctx.bytes_done,
+                bytes_total=ctx.bytes_total,
             )
         except WorkbenchError:  # a database hiccup: try again at the next beat
             log.warning("heartbeat of task %s failed", ctx.claimed.id)
@@ -176,11 +224,22 @@ def run_task(
         outcome = TaskOutcome(TaskStatus.CANCELED, "Task was canceled.")
     except WorkbenchError as exc:
         text = str(exc) or type(exc).__name__
+        if exc.retriable:
+            # A configuration error (a folder that does not exist) is final, however the
+            # layer below classed it: trying again in two minutes will not create it.
+            from .preflight import configuration_problem
+
+            problem = configuration_problem(
+                database, kind, claimed.task.get("source"), claimed.task.get("destination")
+            )
+            if problem is not None:
+                text, exc.retriable = problem, False
         if exc.retriable and claimed.attempts < defaults.MAX_ATTEMPTS and backend is not None:
             retry_after = _retry_delay(claimed.attempts)
             outcome = TaskOutcome(
                 TaskStatus.PENDING,
-                "Task failed, but will be retried.",
+                f"Retry {claimed.attempts} of {defaults.MAX_ATTEMPTS - 1} in "
+                f"{retry_after:.0f} s: {text}",
                 f"attempt {claimed.attempts}: {text}\n",
             )
         else:
@@ -196,6 +255,15 @@ def run_task(
         beater.join(timeout=5)
         with _LOCAL_LOCK:
             _LOCAL_CANCEL.pop(task_id, None)
+    uncount = False
+    if (
+        shutting_down()
+        and outcome.status in (TaskStatus.CANCELED, TaskStatus.FAILURE, TaskStatus.PENDING)
+        and not _job_canceling(database, claimed.job_id)
+    ):
+        # Stopped by a shutdown, not by the user or the task's own failure.
+        outcome = TaskOutcome(TaskStatus.PENDING, SHUTDOWN_MESSAGE, "worker stopped\n")
+        uncount, retry_after = True, 0.0
     if outcome.log and not outcome.log.startswith("attempt "):
         outcome.log = f"attempt {claimed.attempts}: {outcome.log}"
     finished = finish_task(
@@ -207,11 +275,14 @@ def run_task(
         outcome.log,
         done=ctx.done,
         total=ctx.total,
+        bytes_done=ctx.bytes_done,
+        bytes_total=ctx.bytes_total,
+        uncount=uncount,
     )
     if not finished:
         log.warning("task %s was taken over while running; its outcome is dropped", task_id)
         return None
-    if outcome.status is TaskStatus.PENDING and backend is not None:
+    if outcome.status is TaskStatus.PENDING and backend is not None and not uncount:
         backend.enqueue(
             task_id,
             priority=priority(kind, bool(claimed.job.get("urgent"))),

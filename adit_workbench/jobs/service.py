@@ -9,6 +9,7 @@ Actions follow ADIT's table (owner or staff; verify and restart staff only).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -19,11 +20,18 @@ from ..errors import InputError, NotFound, PermissionDenied
 from ..store.jobs import Job, Task
 from ..store.models import utcnow
 from . import defaults
-from .claim import write_session
+from .claim import stale_tasks, write_session
 from .queue import InlineBackend, QueueBackend, RQBackend
 from .runner import after_task, cancel_local, task_timeout
 from .sealed import seal
-from .status import FINAL_TASK_STATUSES, JobKind, JobStatus, TaskStatus, priority
+from .status import (
+    FINAL_JOB_STATUSES,
+    FINAL_TASK_STATUSES,
+    JobKind,
+    JobStatus,
+    TaskStatus,
+    priority,
+)
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -37,9 +45,14 @@ _INLINE_LOCK = threading.Lock()
 
 
 def backend_for(database: Database, settings: Settings, user: str) -> QueueBackend:
-    """RQ when Redis is configured, else this process's inline pool for the database."""
+    """RQ when Redis is configured, else the local worker process of the data directory
+    (:mod:`.local`; with ``defaults.LOCAL_RUNNER = "inline"``, this process's threads)."""
     if settings.redis_url is not None:
         return RQBackend(settings.redis_url.get_secret_value())
+    if defaults.LOCAL_RUNNER == "process":
+        from .local import LocalWorkerBackend
+
+        return LocalWorkerBackend(database, settings)
     key = f"{user}@{database.url_for_display}"
     with _INLINE_LOCK:
         backend = _INLINE.get(key)
@@ -67,8 +80,57 @@ class JobManager:
         self.settings = settings
         self._backend = backend
 
+    #: Jobs shown by the notebook and text reprs (newest first).
+    REPR_JOBS = 10
+
+    def _table(self) -> tuple[list[dict[str, Any]], bool]:
+        handles = self.list(limit=self.REPR_JOBS + 1)
+        rows = []
+        for handle in handles[: self.REPR_JOBS]:
+            summary = handle.summary()
+            p = handle.progress
+            done, total = p.done_total
+            summary["progress"] = f"{done}/{total} {p.unit}"
+            rows.append(summary)
+        return rows, len(handles) > self.REPR_JOBS
+
     def __repr__(self) -> str:
-        return f"<JobManager user={self.access.user!r}>"
+        rows, more = self._table()
+        head = f"<JobManager user={self.access.user!r}: {len(rows)}{'+' if more else ''} job(s)>"
+        if not rows:
+            return head
+        lines = [head] + [
+            f"  {r['id']:>5}  {r['kind']:<18} {r['status']:<11} {r['progress']:<20} "
+            f"{r['created']:%Y-%m-%d %H:%M}  {r['message'][:60]}"
+            for r in rows
+        ]
+        if more:
+            lines.append("  … wb.jobs.list() or wb.jobs.df() for all")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        rows, more = self._table()
+        if not rows:
+            return f"<i>No jobs of {escape(self.access.user)} yet.</i>"
+        colours = {"SUCCESS": "green", "WARNING": "darkorange", "FAILURE": "red"}
+        cols = ("id", "kind", "status", "progress", "source", "destination", "created")
+        head = "".join(f"<th>{c}</th>" for c in (*cols, "message"))
+        body = []
+        for r in rows:
+            cells = []
+            for c in cols:
+                value = r[c]
+                text = value.strftime("%Y-%m-%d %H:%M") if c == "created" else str(value or "")
+                style = (
+                    f" style='color:{colours[text]}'" if c == "status" and text in colours else ""
+                )
+                cells.append(f"<td{style}>{escape(text)}</td>")
+            cells.append(f"<td style='text-align:left'>{escape(r['message'][:120])}</td>")
+            body.append(f"<tr>{''.join(cells)}</tr>")
+        tail = "<br><i>… wb.jobs.list() or wb.jobs.df() for all</i>" if more else ""
+        return f"<table><tr>{head}</tr>{''.join(body)}</table>{tail}"
 
     @property
     def backend(self) -> QueueBackend:
@@ -226,12 +288,14 @@ class JobManager:
         self._enqueue(job_id)
 
     def cancel(self, job_id: int) -> None:
-        """Pending tasks are canceled; running ones stop at their next instance."""
+        """Pending tasks are canceled; running ones stop at their next instance.
+
+        Works on a job that is waiting, running or already canceling (tasks of a worker
+        that died are then canceled at once, so that no job stays CANCELING).
+        """
         job = self._job_row(job_id, action="job.cancel")
-        if job.status not in (JobStatus.UNVERIFIED, JobStatus.PENDING, JobStatus.IN_PROGRESS):
-            raise InputError(
-                f"job {job_id} is {job.status}; only a waiting or running job can be canceled"
-            )
+        if job.status in {s.value for s in FINAL_JOB_STATUSES}:
+            raise InputError(f"job {job_id} has already ended ({job.status}); nothing to cancel")
         audit = self.access.audited("job.cancel", details={"job": job_id})
         with audit, self.database.session() as session:
             session.execute(
@@ -258,18 +322,73 @@ class JobManager:
                 .execution_options(synchronize_session=False)
             )
         cancel_local(running)
-        after_task(self.database, job_id)
+        self._settle(job_id)
+
+    def _settle(self, job_id: int) -> JobStatus | None:
+        """Cancel the running tasks of a CANCELING job whose worker is gone; derive."""
+        everyone = not self.runner_alive()
+        with write_session(self.database) as session:
+            job = session.get(Job, job_id)
+            if job is not None and job.status == JobStatus.CANCELING.value:
+                dead = {t.id for t in stale_tasks(session, defaults.STALE_AFTER, dead_local=True)}
+                query = update(Task).where(
+                    Task.job_id == job_id, Task.status == TaskStatus.IN_PROGRESS.value
+                )
+                if not everyone:
+                    query = query.where(Task.id.in_(dead))
+                session.execute(
+                    query.values(
+                        status=TaskStatus.CANCELED.value,
+                        message="Task was canceled (its worker had stopped).",
+                        ended=utcnow(),
+                        worker=None,
+                    ).execution_options(synchronize_session=False)
+                )
+        return after_task(self.database, job_id)
+
+    def _wait_stopped(self, job_id: int, timeout: float = 15.0) -> JobStatus:
+        """Give the running tasks of a CANCELING job time to stop (a heartbeat or two)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self._settle(job_id) or JobStatus.CANCELED
+            if status is not JobStatus.CANCELING or time.monotonic() > deadline:
+                return status
+            time.sleep(0.2)
+
+    # -- runners -----------------------------------------------------------------------
+    def runner_alive(self) -> bool:
+        """Whether something runs this user's queued tasks (a worker that beats)."""
+        alive = getattr(self.backend, "alive", None)
+        return True if alive is None else bool(alive())
+
+    def wake_runner(self) -> str | None:
+        """Start the runner if it can be started from here (the local worker); returns
+        why none runs when it cannot."""
+        ensure = getattr(self.backend, "ensure", None)
+        if ensure is not None:
+            ensure()
+            if self.runner_alive():
+                return None
+        describe = getattr(self.backend, "describe_dead", None)
+        return describe() if describe is not None else "no worker is running"
 
     def resume(self, job_id: int, *, archive_password: str | None = None) -> int:
-        """Canceled tasks of a CANCELED job run again; returns how many.
+        """Canceled tasks run again; returns how many.
 
-        An archive job needs its ``archive_password`` again: it was erased when the job
-        ended (the same holds for :meth:`retry`, :meth:`restart` and :meth:`reset_task`).
+        Works on a CANCELED job, on one still CANCELING (its running tasks are given a
+        few seconds to stop) and on a finished job with canceled tasks. An archive job
+        needs its ``archive_password`` again: it was erased when the job ended (the same
+        holds for :meth:`retry`, :meth:`restart` and :meth:`reset_task`).
         """
+        job = self._job_row(job_id, action="job.resume")
+        if job.status == JobStatus.CANCELING.value:
+            if self._wait_stopped(job_id) is JobStatus.CANCELING:
+                raise InputError(f"job {job_id} is still stopping its tasks; try again shortly")
+        elif job.status not in {s.value for s in FINAL_JOB_STATUSES}:
+            raise InputError(f"job {job_id} is {job.status}: it has not been canceled")
         return self._reset(
-            job_id, JobStatus.CANCELED, [TaskStatus.CANCELED], "job.resume",
-            password=archive_password,
-        )  # fmt: skip
+            job_id, None, [TaskStatus.CANCELED], "job.resume", password=archive_password
+        )
 
     def retry(self, job_id: int, *, archive_password: str | None = None) -> int:
         """Failed tasks of a FAILURE job run again; returns how many."""
@@ -300,10 +419,12 @@ class JobManager:
         )  # fmt: skip
 
     def delete(self, job_id: int) -> None:
-        """Delete a job that has not started (UNVERIFIED or PENDING) or has finished."""
+        """Delete a job in any state; a waiting or running one is canceled first."""
         job = self._job_row(job_id, action="job.delete")
+        if job.status in (JobStatus.PENDING, JobStatus.IN_PROGRESS, JobStatus.UNVERIFIED):
+            self.cancel(job_id)
         if job.status in (JobStatus.IN_PROGRESS, JobStatus.CANCELING):
-            raise InputError(f"job {job_id} is {job.status}; cancel it first")
+            self._wait_stopped(job_id, timeout=5.0)
         audit = self.access.audited("job.delete", details={"job": job_id})
         with audit, self.database.session() as session:
             session.execute(delete(Job).where(Job.id == job_id))
@@ -369,7 +490,7 @@ class JobManager:
             raise InputError(
                 f"job {job_id} is {job.status}; {action.split('.')[-1]} needs {job_status.value}"
             )
-        if task_ids is None and job.status not in {s.value for s in FINAL_TASK_STATUSES}:
+        if task_ids is None and job.status not in {s.value for s in FINAL_JOB_STATUSES}:
             raise InputError(f"job {job_id} is {job.status}; wait for it to finish")
         with self.access.audited(action, details={"job": job_id}) as details:
             with self.database.session() as session:

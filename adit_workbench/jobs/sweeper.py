@@ -36,25 +36,35 @@ def sweep(
     stale_after: float | None = None,
     include_pending: bool = False,
     owner: str | None = None,
+    dead_local: bool = False,
 ) -> list[int]:
     """Re-queue dead tasks (and, with ``include_pending``, every PENDING task of a runnable
     job, for a backend that starts empty); returns the task ids queued.
 
     ``owner`` limits the sweep to one user's jobs: an inline runner in a notebook kernel
     runs only its own user's tasks, never another user's in this user's process.
+    ``dead_local`` also takes back at once the tasks of processes of this host that
+    have ended (a local worker that was killed), without waiting for their heartbeat
+    to go stale.
     """
     if stale_after is None:
         stale_after = defaults.STALE_AFTER
     requeue: list[tuple[int, int, str, bool]] = []
     touched_jobs: set[int] = set()
     with write_session(database) as session:
-        for task in stale_tasks(session, stale_after):
+        for task in stale_tasks(session, stale_after, dead_local=dead_local):
             job = session.get(Job, task.job_id)
             if job is None or (owner is not None and job.owner != owner):
                 continue
             final = task.attempts >= defaults.MAX_ATTEMPTS
             values = (
                 {
+                    "status": TaskStatus.CANCELED.value,
+                    "ended": utcnow(),
+                    "message": "Task was canceled (its worker had stopped).",
+                }
+                if job.status == JobStatus.CANCELING.value
+                else {
                     "status": TaskStatus.FAILURE.value,
                     "ended": utcnow(),
                     "message": f"The worker died {task.attempts} times running this task.",
@@ -82,7 +92,7 @@ def sweep(
             if changed != 1:
                 continue
             touched_jobs.add(job.id)
-            if not final and job.status != JobStatus.CANCELING.value:
+            if values["status"] == TaskStatus.PENDING.value:
                 requeue.append((task.id, job.id, job.kind, job.urgent))
         if include_pending:
             rows = session.execute(

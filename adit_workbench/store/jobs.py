@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     ForeignKey,
     Index,
@@ -114,7 +115,13 @@ class Task(Base):
     heartbeat: Mapped[datetime | None] = mapped_column()
     done: Mapped[int] = mapped_column(Integer, default=0)
     total: Mapped[int | None] = mapped_column(Integer)
+    #: Bytes delivered so far and expected (None when the source does not say).
+    bytes_done: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    bytes_total: Mapped[int | None] = mapped_column(BigInteger)
     created: Mapped[datetime] = mapped_column(default=utcnow)
+    #: The local worker leaves a PENDING task alone until then (a retry's pause, a
+    #: time window); the RQ backend holds delays in Redis instead.
+    not_before: Mapped[datetime | None] = mapped_column()
     queued: Mapped[datetime | None] = mapped_column()
     started: Mapped[datetime | None] = mapped_column()
     ended: Mapped[datetime | None] = mapped_column()

@@ -27,7 +27,7 @@ def test_parse_date_accepts_every_form(value: object) -> None:
     assert parse_date(value) == date(2020, 1, 31)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("value", ["2020-13-01", "31.01.2020", "2020131", "", "20200230"])
+@pytest.mark.parametrize("value", ["2020-13-01", "31.13.2020", "2020131", "", "20200230"])
 def test_parse_date_rejects_nonsense(value: str) -> None:
     with pytest.raises(InputError, match="YYYY-MM-DD"):
         parse_date(value)

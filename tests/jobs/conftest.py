@@ -16,7 +16,7 @@ import pytest
 from adit_workbench.access import Access, Identity, IdentitySource, Permission, sign_in
 from adit_workbench.config import Settings, get_settings
 from adit_workbench.dicom.spec import Capabilities, FolderSpec, ServerSpec
-from adit_workbench.jobs import JobManager, execute, worker
+from adit_workbench.jobs import JobManager, defaults, execute, worker
 from adit_workbench.jobs.queue import InlineBackend, RQBackend, queue_names
 from adit_workbench.sandbox.pacs import SandboxPacs
 from adit_workbench.store import Database
@@ -218,4 +218,6 @@ def fake_transfer(monkeypatch: pytest.MonkeyPatch) -> FakeTransfer:
     """Swap the transfer adapter's target (queue-mechanics tests only)."""
     fake = FakeTransfer()
     monkeypatch.setattr(execute, "TRANSFER", fake)
+    # Made-up study UIDs: the source is not asked whether it holds them.
+    monkeypatch.setattr(defaults, "CHECK_STUDIES_AT_SUBMIT", False)
     return fake

@@ -102,7 +102,9 @@ def test_wait_draws_a_plain_progress_line(
     harness.drain()
     job.wait(10)
     err = capsys.readouterr().err
-    assert f"job {job.id} [" in err and "SUCCESS: 2/2 tasks" in err
+    assert f"job {job.id} [" in err and "SUCCESS: 2/2 instances (2/2 tasks)" in err
+    # The last line stands on its own: what a saved notebook or a log keeps.
+    assert err.splitlines()[-1].startswith(f"job {job.id} SUCCESS: 2/2 instances")
     assert "SUCCESS" in job._repr_html_()
 
 
@@ -166,3 +168,28 @@ def test_requeue_puts_waiting_tasks_back(
     job = selective_transfer(jobs, ["1.2.3"], source="SANDBOX", destination="OUT", pseudonym="P")
     with pytest.raises(InputError, match="nothing waits"):
         jobs.requeue(job.id)  # UNVERIFIED
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # logic, not the DB
+def test_jobs_show_as_a_table_and_a_failed_job_says_why(
+    harness: Harness, alice: Access, fake_transfer: FakeTransfer
+) -> None:
+    from adit_workbench.errors import TransferError
+
+    jobs = harness.manager(alice)
+    assert "No jobs" in jobs._repr_html_() and "0 job(s)" in repr(jobs)
+    fake_transfer.fail["1.2.4"] = TransferError("destination refused 2 instances")
+    good = selective_transfer(jobs, ["1.2.3"], source="SANDBOX", destination="OUT", pseudonym="P")
+    bad = selective_transfer(jobs, ["1.2.4"], source="SANDBOX", destination="OUT", pseudonym="P")
+    harness.drain()
+    bad.wait(10, progress=False, raise_on_failure=False)
+    table = jobs._repr_html_()
+    assert table.startswith("<table") and table.count("<tr>") == 3
+    text = repr(jobs).splitlines()
+    assert "2 job(s)" in text[0] and len(text) == 3
+    assert text[1].split()[:3] == [str(bad.id), "selective_transfer", "FAILURE"]
+    assert text[2].split()[:3] == [str(good.id), "selective_transfer", "SUCCESS"]
+    html = bad._repr_html_()
+    assert "red" in html and "destination refused 2 instances" in html
+    for shown in (html, repr(bad), good._repr_html_(), repr(good)):
+        assert 0 < len(shown) < 3000 and shown.count("\n") < 25

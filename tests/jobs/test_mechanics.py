@@ -68,8 +68,10 @@ def test_failures_show_and_retry_runs_only_the_failed(
     jobs = harness.manager(alice)
     job = selective_transfer(jobs, UIDS[:3], source="SANDBOX", destination="OUT", pseudonym="P")
     harness.drain()
-    with pytest.raises(JobFailed, match="Some tasks failed"):
+    with pytest.raises(JobFailed, match=r"task 2 \(study .*\): destination refused") as info:
         job.wait(10, progress=False)
+    assert info.value.job_id == job.id and len(info.value.reasons) == 1
+    assert job.message.startswith("Some tasks failed")
     assert _statuses(harness, job.id) == ["SUCCESS", "FAILURE", "SUCCESS"]
     assert "destination refused" in job.tasks["message"][1]
     del fake_transfer.fail[UIDS[1]]
@@ -300,8 +302,12 @@ def test_task_status_enum_values() -> None:
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # logic, not the DB
 def test_inline_start_up_sweep_takes_only_the_users_own_tasks(
-    harness: Harness, alice: Access, make_user: Callable[..., Access]
+    harness: Harness,
+    alice: Access,
+    make_user: Callable[..., Access],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(defaults, "CHECK_STUDIES_AT_SUBMIT", False)  # made-up UIDs
     bob = make_user("bob", Permission.SELECTIVE_TRANSFER)
     for who in (alice, bob):
         jobs = JobManager(harness.database, who, harness.settings, NullBackend())

@@ -1,0 +1,192 @@
+"""A job's progress as data, and the bar ``wait()`` draws from it.
+
+Progress is counted in instances and bytes where the executor reports them (transfers),
+else in tasks (batch query). The bar is tqdm's (the ipywidgets one in a notebook, a text
+bar in a terminal) or a plain line without tqdm; it turns red when the job fails, shows
+retries and their reasons, and ends with one plain line saying what really happened,
+so that a saved notebook tells the truth even where the widget is not rendered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .status import JobStatus
+
+__all__ = ["Progress", "ProgressBar", "format_bytes", "format_seconds"]
+
+
+def format_bytes(n: float) -> str:
+    """``1536`` → ``"1.5 kB"`` (decimal units, as file managers show)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+def format_seconds(s: float) -> str:
+    """``75`` → ``"1:15"``; ``3700`` → ``"1:01:40"``."""
+    s = max(0, round(s))
+    h, rest = divmod(s, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Tasks per status, and instances and bytes done where the executor reports them.
+
+    ``retries`` holds the messages of tasks waiting for another attempt (the reason is
+    in each); ``failures`` the first messages of failed tasks.
+    """
+
+    status: JobStatus
+    total: int
+    finished: int
+    counts: dict[str, int]
+    items_done: int
+    items_total: int | None
+    bytes_done: int = 0
+    bytes_total: int | None = None
+    retries: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def fraction(self) -> float:
+        """Share done: instances when known, else finished tasks (1.0 without tasks)."""
+        if self.status in (JobStatus.SUCCESS, JobStatus.WARNING):
+            return 1.0
+        if self.items_total:
+            return min(1.0, self.items_done / self.items_total)
+        return self.finished / self.total if self.total else 1.0
+
+    @property
+    def unit(self) -> str:
+        """What the bar counts: ``instances`` when the tasks report them, else ``tasks``."""
+        return "instances" if self.items_total else "tasks"
+
+    @property
+    def done_total(self) -> tuple[int, int]:
+        """(done, total) in :attr:`unit`."""
+        if self.items_total:
+            return self.items_done, self.items_total
+        return self.finished, self.total
+
+    def __str__(self) -> str:
+        done, total = self.done_total
+        text = f"{self.status}: {done}/{total} {self.unit}"
+        if self.bytes_done:
+            size = f"/{format_bytes(self.bytes_total)}" if self.bytes_total else ""
+            text += f", {format_bytes(self.bytes_done)}{size}"
+        if self.items_total:
+            text += f" ({self.finished}/{self.total} tasks)"
+        parts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(self.counts.items()) if n)
+        if parts and not self.items_total:
+            text += f" ({parts})"
+        if self.retries:
+            text += f"; retrying: {self.retries[0]}"
+        return text
+
+
+class ProgressBar:
+    """tqdm when available (the widget in Jupyter), else a plain text line on stderr."""
+
+    def __init__(self, job_id: int, *, use_tqdm: bool = True) -> None:
+        self._job_id = job_id
+        self._tqdm: Any = None
+        self._last = ""
+        self._last_write = 0.0
+        self._tty = sys.stderr.isatty() or "ipykernel" in sys.modules
+        self._start = time.monotonic()
+        self._first: tuple[int, int] | None = None
+        self._shown = 0
+        self._unit = ""
+        if use_tqdm:
+            try:
+                from tqdm.auto import tqdm
+
+                self._tqdm = tqdm(total=None, desc=f"job {job_id}", unit="task", leave=True)
+            except ImportError:
+                pass
+
+    def rate_eta(self, p: Progress) -> tuple[float | None, float | None]:
+        """Bytes (or else units) per second since the bar started, and seconds left."""
+        done, total = p.done_total
+        if self._first is None:
+            self._first = (done, p.bytes_done)
+        elapsed = time.monotonic() - self._start
+        if elapsed <= 0.5:
+            return None, None
+        units = (done - self._first[0]) / elapsed
+        if p.bytes_done and p.bytes_done > self._first[1]:
+            rate = (p.bytes_done - self._first[1]) / elapsed
+            left = (p.bytes_total - p.bytes_done) / rate if p.bytes_total else None
+            if left is None and units > 0:
+                left = (total - done) / units
+            return rate, left
+        if units > 0:
+            return None, (total - done) / units
+        return None, None
+
+    def update(self, p: Progress) -> None:
+        """Show ``p``."""
+        rate, eta = self.rate_eta(p)
+        done, total = p.done_total
+        if self._tqdm is not None:
+            bar = self._tqdm
+            if self._unit != p.unit:  # tasks until the first instance count arrives
+                self._unit = bar.unit = "inst" if p.unit == "instances" else "task"
+                bar.reset(total=total)
+                self._shown = 0
+            bar.total = total
+            if done > self._shown:
+                bar.update(done - self._shown)
+                self._shown = done
+            bits = [p.status.value]
+            if p.bytes_done:
+                bits.append(format_bytes(p.bytes_done))
+            if rate:
+                bits.append(f"{format_bytes(rate)}/s")
+            if p.retries:
+                bits.append(f"retrying: {p.retries[0][:80]}")
+            bar.set_postfix_str(", ".join(bits), refresh=True)
+            return
+        width = 30
+        filled = int(width * p.fraction)
+        line = f"job {self._job_id} [{'#' * filled}{'.' * (width - filled)}] {p}"
+        if rate:
+            line += f", {format_bytes(rate)}/s"
+        if eta is not None and p.status not in (JobStatus.SUCCESS, JobStatus.WARNING):
+            line += f", ETA {format_seconds(eta)}"
+        now = time.monotonic()
+        if line != self._last and (self._tty or now - self._last_write > 5):
+            # A terminal redraws one line; a log file or pipe gets a line every 5 s at most.
+            sys.stderr.write(f"\r{line}" if self._tty else f"{line}\n")
+            sys.stderr.flush()
+            self._last, self._last_write = line, now
+
+    def close(self, final: Progress | None, reason: str = "") -> None:
+        """End the bar (red on failure) and write one truthful final line."""
+        failed = final is not None and final.status in (JobStatus.FAILURE, JobStatus.CANCELED)
+        if self._tqdm is not None:
+            if failed:
+                self._tqdm.colour = "red"
+            self._tqdm.close()
+            if failed and hasattr(self._tqdm, "container"):  # the notebook widget
+                with contextlib.suppress(Exception):  # close() made it green when full
+                    self._tqdm.disp(bar_style="danger", check_delay=False)
+        elif self._last and self._tty:
+            sys.stderr.write("\n")
+        if final is None:
+            return
+        elapsed = format_seconds(time.monotonic() - self._start)
+        line = f"job {self._job_id} {final} in {elapsed}"
+        if reason:
+            line += f" - {reason}"
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
