@@ -4,9 +4,10 @@ Run: ``.venv/bin/python -m bench.dicomweb [--instances 500] [--size 512] [--repe
 
 Starts its own Orthanc (the test suite's ``OrthancServer``, ``TCP_NODELAY=1``) and the
 workbench service as a child process (uvicorn, on a fresh embedded database in a
-temporary folder) with the Orthanc registered twice: ``DIMSE`` (C-GET only) and ``WEB``
-(its DICOMweb root only). Loads one study of ``--instances`` 16-bit CT instances of
-``--size``² pixels (512: about 0.5 MB each) in ``--series`` series. Then, in one run, the
+temporary folder) with the Orthanc registered twice: ``DIMSE`` (capabilities: C-GET
+only) and ``WEB`` (capabilities: QIDO and WADO only, so it is reached over DICOMweb).
+Loads one study of ``--instances`` 16-bit CT instances of ``--size``² pixels (512: about
+0.5 MB each) in ``--series`` series. Then, in one run, the
 same client (a streaming ``multipart/related`` reader that counts parts and drops them)
 retrieves the study:
 
@@ -88,7 +89,8 @@ class Service:
                 capabilities=Capabilities(study_root_get=True), max_associations=2,
             ))  # fmt: skip
             node_store.add_server(session, ServerSpec(
-                "WEB", "", "", 0, dicomweb_root_url=server.dicomweb_url,
+                "WEB", server.ae_title, server.host, server.dicom_port,
+                dicomweb_root_url=server.dicomweb_url,
                 capabilities=Capabilities(study_root_find=False, qido=True, wado=True),
             ))  # fmt: skip
         admin = sign_in(database, Identity("bench", IdentitySource.LOCAL), embedded=False)

@@ -15,9 +15,9 @@ from pydicom import Dataset, dcmread
 
 from ..access import Permission
 from ..access.permissions import NodeRole
-from ..deid import BurnedInRefused, Pseudonymizer
+from ..deid import Pseudonymizer
 from ..errors import DicomStatusError, InputError
-from .app import Caller, Service, caller
+from .app import Caller, caller
 from .dicomweb_common import (
     DICOM_JSON,
     Refusal,
@@ -31,7 +31,7 @@ from .dicomweb_common import (
     run,
     service_of,
 )
-from .dicomweb_stream import fetch_method, iter_instances, multipart, pseudonymize_bytes
+from .dicomweb_stream import fetch_method, iter_instances, multipart, pseudonymized
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def _wado(request: Request, who: Caller, *, metadata: bool) -> Response:
         method = fetch_method(spec, service.settings, request.query_params.get("via", "auto"))
         trail.details["via"] = method
         source = iter_instances(spec, service.settings, study, series, sop, method=method)
-        parts = _prepared(source, pz, service, metadata, trail)
+        parts = _prepared(source, pz, metadata, trail)
         try:
             first = next(parts)  # failures before the first byte get their own status
         except StopIteration:
@@ -120,29 +120,25 @@ def _holds(
 def _prepared(
     source: Generator[bytes, None, None],
     pz: Pseudonymizer | None,
-    service: Service,
     metadata: bool,
     trail: Trail,
 ) -> Generator[bytes, None, None]:
     """Each instance as it will be sent: pseudonymized, and as JSON for metadata."""
     trail.details["count"] = 0
     refused = 0
-    spool = service.settings.data_dir
+    items: Iterator[bytes | None] = source if pz is None else pseudonymized(source, pz)
     try:
-        for data in source:
-            if pz is not None:
-                try:
-                    data = pseudonymize_bytes(pz, data, spool)
-                except BurnedInRefused:
-                    refused += 1
-                    trail.details["refused"] = refused
-                    continue
+        for data in items:
+            if data is None:  # refused by the burned-in policy, as a transfer refuses it
+                refused += 1
+                trail.details["refused"] = refused
+                continue
             trail.details["count"] += 1
-            if metadata:
-                yield _metadata_json(data)
-            else:
-                yield data
+            yield _metadata_json(data) if metadata else data
     finally:
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
         source.close()
 
 

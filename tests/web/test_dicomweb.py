@@ -25,6 +25,7 @@ from adit_workbench.store import nodes as node_store
 from adit_workbench.store.access import AuditEvent
 from adit_workbench.transfer import FolderDestination, transfer_study
 from adit_workbench.workbench import Workbench
+from tests.servers._util import wait_until
 from tests.servers.orthanc import OrthancServer
 from tests.web.conftest import People, Running
 
@@ -479,3 +480,40 @@ def test_every_request_leaves_an_audit_row_without_uids_in_clear(
     assert all(study not in str(details) for *_, details in found)
     wado = next(d for a, *_, d in found if a == "dicomweb.wado")
     assert wado["count"] == len(originals) and wado["study"]
+
+
+def test_wado_streams_the_first_part_before_the_last_is_read(
+    service: Running, people: People, database: Database, tmp_path: Path
+) -> None:
+    """40 instances of 0.5 MB, more than the sockets buffer: while the client holds the
+    answer after its first part, the service has not read the whole study (its audit row,
+    written when the stream ends, is not there yet); reading on finishes it."""
+    from sqlalchemy import func, select
+
+    big = tmp_path / "big"
+    big.mkdir()
+    study = ""
+    for i, ds in enumerate(
+        iter_datasets(patients=1, series=1, instances=40, rows=512, cols=512, seed=3)
+    ):
+        study = str(ds.StudyInstanceUID)
+        ds.save_as(big / f"{i}.dcm", enforce_file_format=True)
+    with database.session() as session:
+        node_store.add_folder(session, FolderSpec("BIG", big))
+
+    def rows() -> int:
+        with database.session() as session:
+            query = select(func.count()).select_from(AuditEvent)
+            return int(session.scalar(query.where(AuditEvent.action == "dicomweb.wado")) or 0)
+
+    headers = {"Authorization": f"Token {people.token('boss')}"}
+    with requests.get(f"{service.url}dicom-web/BIG/studies/{study}", headers=headers,
+                      stream=True, timeout=60) as answer:  # fmt: skip
+        assert answer.status_code == 200
+        first = answer.raw.read(600_000)
+        assert b"application/dicom" in first[:200]
+        assert rows() == 0  # the service is still streaming: no end, no row
+        rest = first + answer.raw.read()
+    assert rest.count(b"Content-Type: application/dicom") == 40
+    assert rest.rstrip().endswith(b"--")
+    wait_until(lambda: rows() == 1, timeout=10, what="the audit row of the finished stream")
