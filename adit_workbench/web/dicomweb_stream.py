@@ -186,11 +186,15 @@ def _pool_executor() -> ProcessPoolExecutor:
         return _pool
 
 
-def _pseudonymize_task(token: str, pseudonymizer: Pseudonymizer, data: bytes) -> bytes | None:
-    """Worker side: the pseudonymized file, or None when the profile refuses it."""
+def _pseudonymize_task(token: str, pickled: bytes, data: bytes) -> bytes | None:
+    """Worker side: the pseudonymized file, or None when the profile refuses it.
+
+    The pseudonymizer travels pickled as bytes and is unpickled once per worker:
+    unpickling compiles its rules, which costs more than pseudonymizing an instance.
+    """
     cached = _WORKER_CACHE.get(token)
     if cached is None:
-        cached = _WORKER_CACHE[token] = pseudonymizer
+        cached = _WORKER_CACHE[token] = pickle.loads(pickled)
         while len(_WORKER_CACHE) > 8:
             _WORKER_CACHE.popitem(last=False)
     try:
@@ -204,12 +208,13 @@ def pseudonymized(
 ) -> Generator[bytes | None, None, None]:
     """``source`` pseudonymized in worker processes, in order, at most ``window`` instances
     in flight (memory stays flat); None stands for an instance the profile refused."""
-    token = hashlib.sha256(pickle.dumps(pseudonymizer)).hexdigest()
+    pickled = pickle.dumps(pseudonymizer)
+    token = hashlib.sha256(pickled).hexdigest()
     pool = _pool_executor()
     pending: deque[Future[bytes | None]] = deque()
     try:
         for data in source:
-            pending.append(pool.submit(_pseudonymize_task, token, pseudonymizer, data))
+            pending.append(pool.submit(_pseudonymize_task, token, pickled, data))
             if len(pending) >= window:
                 yield pending.popleft().result()
         while pending:

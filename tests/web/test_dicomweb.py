@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import itertools
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -517,3 +519,24 @@ def test_wado_streams_the_first_part_before_the_last_is_read(
     assert rest.count(b"Content-Type: application/dicom") == 40
     assert rest.rstrip().endswith(b"--")
     wait_until(lambda: rows() == 1, timeout=10, what="the audit row of the finished stream")
+
+
+@pytest.mark.parametrize("node", NODES)
+def test_the_dicomweb_client_command_searches_and_retrieves(
+    service: Running, users: dict[str, str], originals: list[Dataset], tmp_path: Path, node: str
+) -> None:
+    """The dicomweb_client command line, unchanged, with a workbench token as bearer."""
+    command = [
+        str(Path(sys.executable).with_name("dicomweb_client")),
+        "--url", f"{service.url}dicom-web/{node}", "--bearer-token", users["dora"],
+    ]  # fmt: skip
+    study = str(originals[0].StudyInstanceUID)
+    found = subprocess.run([*command, "search", "studies"], capture_output=True, text=True,
+                           timeout=120, check=True)  # fmt: skip
+    assert study in found.stdout
+    out = tmp_path / "cli"
+    out.mkdir()
+    retrieve = ["retrieve", "studies", "--study", study, "full", "--save", "--output-dir", str(out)]
+    subprocess.run([*command, *retrieve], capture_output=True, timeout=120, check=True)
+    saved = [pydicom.dcmread(p) for p in out.rglob("*") if p.is_file()]
+    assert {str(ds.SOPInstanceUID) for ds in saved} == {str(ds.SOPInstanceUID) for ds in originals}
