@@ -19,6 +19,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -117,7 +118,11 @@ class RequestGate:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH", "DELETE"):
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in ("POST", "PUT", "PATCH", "DELETE")
+            or "/dicom-web/" in scope["path"]  # STOW streams its own multipart bodies
+        ):
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -220,6 +225,7 @@ def create_app(
     api.include_router(admin.router)
     api.include_router(deid.router)
     app.include_router(api)
+    app.include_router(import_module(".dicomweb", __package__).router, prefix=prefix)
     if hub_auth is not None:
         from .oauth import router as oauth_router
 

@@ -1,0 +1,185 @@
+"""WADO-RS on a node: instances streamed as ``multipart/related`` (or DICOM JSON metadata),
+fetched undecoded and pseudonymized on the way when asked."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import secrets
+from collections.abc import Generator, Iterator
+
+from fastapi import Depends, Request, Response
+from fastapi.responses import StreamingResponse
+from pydicom import Dataset, dcmread
+
+from ..access import Permission
+from ..access.permissions import NodeRole
+from ..deid import Pseudonymizer
+from ..errors import DicomStatusError, InputError
+from .app import Caller, caller
+from .dicomweb_common import (
+    DICOM_JSON,
+    Refusal,
+    Trail,
+    accepts,
+    check_uid,
+    guarded,
+    node_spec,
+    pseudonymizer_for,
+    refusal_for,
+    run,
+    service_of,
+)
+from .dicomweb_stream import fetch_method, iter_instances, multipart, pseudonymized
+
+log = logging.getLogger(__name__)
+
+__all__ = ["retrieve", "retrieve_metadata"]
+
+_WADO_PARAMS = frozenset(
+    {"pseudonym", "trial_protocol_id", "trial_protocol_name", "project", "via"}
+)
+
+
+def retrieve(request: Request, who: Caller = Depends(caller)) -> Response:
+    """WADO-RS: the instances of a study, series or instance as ``multipart/related``."""
+    return _wado(request, who, metadata=False)
+
+
+def retrieve_metadata(request: Request, who: Caller = Depends(caller)) -> Response:
+    """WADO-RS: the DICOM JSON of a study's, series' or instance's instances."""
+    return _wado(request, who, metadata=True)
+
+
+def _wado(request: Request, who: Caller, *, metadata: bool) -> Response:
+    name = request.path_params["node"]
+    service = service_of(request)
+    trail = Trail(who, service, "dicomweb.wado", name)
+    ids = {k: request.path_params.get(k) for k in ("study", "series", "sop")}
+    trail.details["level"] = "IMAGE" if ids["sop"] else "SERIES" if ids["series"] else "STUDY"
+    trail.details["metadata"] = metadata
+
+    def work() -> Response:
+        if metadata:
+            accepts(request, DICOM_JSON, "application/json")
+        else:
+            accepts(request, "multipart/related")
+        unknown = sorted(set(request.query_params) - _WADO_PARAMS)
+        if unknown:
+            raise InputError(f"unknown query parameter {unknown[0][:40]!r}")
+        study, series, sop = (check_uid(ids[k], k) for k in ("study", "series", "sop"))
+        assert study is not None
+        trail.refs(study=study, series=series, sop=sop)
+        spec = node_spec(who, name)
+        who.access.require_node(name, NodeRole.SOURCE, action="dicomweb.wado")
+        pz, facts = pseudonymizer_for(request, who, required=False)
+        if pz is None:
+            who.access.require(Permission.TRANSFER_UNPSEUDONYMIZED, action="dicomweb.wado",
+                               node=name)  # fmt: skip
+        trail.details.update(facts)
+        method = fetch_method(spec, service.settings, request.query_params.get("via", "auto"))
+        trail.details["via"] = method
+        source = iter_instances(spec, service.settings, study, series, sop, method=method)
+        parts = _prepared(source, pz, metadata, trail)
+        try:
+            first = next(parts)  # failures before the first byte get their own status
+        except StopIteration:
+            raise Refusal(404, "NotFound", f"{name}: no such study, series or instance") from None
+        except DicomStatusError:
+            parts.close()
+            # A PACS refuses a C-GET/C-MOVE of what it does not hold (Orthanc: 0xC000):
+            # ask whether it holds it, so that an unknown study is a 404, not a 502.
+            if not _holds(request, who, name, study, series, sop):
+                raise Refusal(
+                    404, "NotFound", f"{name}: no such study, series or instance"
+                ) from None
+            raise
+        except BaseException:
+            parts.close()
+            raise
+        return _streamed(first, parts, metadata, trail)
+
+    return run(trail, work)
+
+
+def _holds(
+    request: Request, who: Caller, name: str, study: str, series: str | None, sop: str | None
+) -> bool:
+    query = Dataset()
+    query.StudyInstanceUID = study
+    level = "STUDY"
+    if series:
+        query.SeriesInstanceUID, level = series, "SERIES"
+    if sop:
+        query.SOPInstanceUID, level = sop, "IMAGE"
+    found = guarded(request, who, name).find(level, query, limit=1)
+    return any(True for _ in found)
+
+
+def _prepared(
+    source: Generator[bytes, None, None],
+    pz: Pseudonymizer | None,
+    metadata: bool,
+    trail: Trail,
+) -> Generator[bytes, None, None]:
+    """Each instance as it will be sent: pseudonymized, and as JSON for metadata."""
+    trail.details["count"] = 0
+    refused = 0
+    items: Iterator[bytes | None] = source if pz is None else pseudonymized(source, pz)
+    try:
+        for data in items:
+            if data is None:  # refused by the burned-in policy, as a transfer refuses it
+                refused += 1
+                trail.details["refused"] = refused
+                continue
+            trail.details["count"] += 1
+            yield _metadata_json(data) if metadata else data
+    finally:
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
+        source.close()
+
+
+def _metadata_json(data: bytes) -> bytes:
+    ds = dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
+    return json.dumps(ds.to_json_dict(bulk_data_threshold=1 << 20)).encode()
+
+
+def _streamed(
+    first: bytes, rest: Generator[bytes, None, None], metadata: bool, trail: Trail
+) -> Response:
+    def chain() -> Iterator[bytes]:
+        yield first
+        yield from rest
+
+    def body(framed: Iterator[bytes]) -> Iterator[bytes]:
+        try:
+            yield from framed
+        except GeneratorExit:
+            trail.details["aborted"] = True
+            trail.close(ConnectionAbortedError(), 499)
+            raise
+        except Exception as exc:
+            # Too late for a status: the connection is cut without the closing
+            # delimiter, so no client takes a partial answer for a whole one.
+            trail.close(exc, refusal_for(exc).status)
+            log.warning("DICOMweb retrieve failed mid-stream: %s", type(exc).__name__)
+            raise
+        finally:
+            rest.close()
+        trail.close()
+
+    if metadata:
+
+        def array() -> Iterator[bytes]:
+            yield b"["
+            for i, item in enumerate(chain()):
+                yield item if i == 0 else b"," + item
+            yield b"]"
+
+        return StreamingResponse(body(array()), media_type=DICOM_JSON)
+    boundary = secrets.token_hex(16)
+    media = f'multipart/related; type="application/dicom"; boundary={boundary}'
+    return StreamingResponse(body(multipart(chain(), boundary)), media_type=media)
