@@ -24,7 +24,7 @@ def app() -> None:
 
 
 # Command groups register themselves on `app` when imported.
-from . import access, config_cmd, db, deid, jobs, nodes, query, sandbox, transfer  # noqa: E402,F401
+from . import access, config_cmd, db, deid, jobs, lab, nodes, query, sandbox, transfer  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> int:
