@@ -8,6 +8,7 @@ runs inside the first item's ``pytest_runtest_setup``, after this hook).
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import tempfile
 from pathlib import Path
@@ -45,4 +46,6 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     from adit_workbench.config import Settings
     from adit_workbench.sandbox import process
 
-    process.stop_background(Settings(data_dir=Path(_prepared["ADIT_WB_DATA_DIR"])))
+    data_dir = Path(_prepared["ADIT_WB_DATA_DIR"])
+    process.stop_background(Settings(data_dir=data_dir))
+    shutil.rmtree(data_dir, ignore_errors=True)

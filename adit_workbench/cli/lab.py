@@ -7,6 +7,7 @@ quickstart does not change the checkout. JupyterLab runs on 127.0.0.1 only.
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import subprocess
@@ -50,6 +51,9 @@ def lab_command(workspace: Path, *, port: int, open_browser: bool) -> list[str]:
     ]  # fmt: skip
     if not open_browser:
         command.append("--no-browser")
+    if getattr(os, "geteuid", lambda: -1)() == 0:
+        # Containers often run as root; JupyterLab refuses that unless told.
+        command.append("--allow-root")
     return command
 
 
@@ -79,6 +83,10 @@ def lab(port: int, no_browser: bool, workspace: Path | None, dry_run: bool) -> i
         click.echo(shlex.join(command))
         return 0
     click.echo(f"JupyterLab on http://127.0.0.1:{port}/ in {workspace} (Ctrl-C stops it)")
+    sys.stdout.flush()
+    if os.name == "posix":
+        # Become JupyterLab: signals (Ctrl-C, a service manager's SIGTERM) reach it directly.
+        os.execv(command[0], command)
     try:
         return subprocess.call(command)
     except KeyboardInterrupt:

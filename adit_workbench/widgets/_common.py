@@ -25,6 +25,7 @@ from ..jobs import JobStatus
 
 __all__ = [
     "FINAL",
+    "TABLE_STYLE",
     "Background",
     "ErrorLine",
     "SelectableTable",
@@ -209,9 +210,17 @@ def html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], css: s
         for r in rows
     )
     return (
-        f'<table class="aw-table {css}" style="border-collapse:collapse">'
+        f'{TABLE_STYLE}<table class="aw-table {css}">'
         f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
     )
+
+
+TABLE_STYLE = (
+    "<style>.aw-table{border-collapse:collapse;margin:4px 0}"
+    ".aw-table th,.aw-table td{padding:2px 10px;text-align:left;"
+    "border-bottom:1px solid #ddd;white-space:nowrap}"
+    ".aw-table th{background:#f3f3f3}</style>"
+)
 
 
 def _cell(value: Any) -> str:

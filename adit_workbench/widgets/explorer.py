@@ -16,7 +16,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from ._common import Background, ErrorLine, follow_job, node_picker
+from ._common import TABLE_STYLE, Background, ErrorLine, follow_job, node_picker
 
 __all__ = ["Explorer"]
 
@@ -195,7 +195,7 @@ class Explorer(widgets.VBox):
             f"<td>{html.escape('' if v is None else str(v))}</td></tr>"
             for k, v in item.row().items()
         )
-        self.metadata.value = f'<table class="aw-table aw-meta">{rows}</table>'
+        self.metadata.value = f'{TABLE_STYLE}<table class="aw-table aw-meta">{rows}</table>'
 
     def _busy(self, busy: bool) -> None:
         self.listing.disabled = busy
