@@ -45,6 +45,15 @@ _WIDTHS = {
     "PatientBirthDate": "7em",
     "StudyDate": "7em",
 }
+#: Columns of the series table (a series row also names its study).
+SERIES_COLUMNS = (
+    "PatientID",
+    "StudyDate",
+    "Modality",
+    "SeriesNumber",
+    "SeriesDescription",
+    "NumberOfSeriesRelatedInstances",
+)
 #: Seconds between table refreshes while results stream in (each refresh is a comm message).
 _FLUSH_EVERY = 0.3
 
@@ -88,6 +97,14 @@ class SelectiveTransfer(widgets.VBox):
         self.count.add_class("aw-count")
         self.error = ErrorLine()
         self.table = SelectableTable(COLUMNS, key="StudyInstanceUID", widths=_WIDTHS)
+        # Series choice: the ticked studies' series; ticking some sends only those.
+        self.series_button = widgets.Button(description="Choose series…", icon="list")
+        self.series_button.add_class("aw-choose-series")
+        self.series_table = SelectableTable(SERIES_COLUMNS, key="SeriesInstanceUID",
+                                            widths=_WIDTHS)  # fmt: skip
+        self.series_table.add_class("aw-series-results")
+        self.series_table.layout.display = "none"
+        self._series: dict[str, dict[str, str]] = {}
         self._studies: dict[str, Any] = {}
 
         # Transfer options; permission-bound ones exist only for users who hold them.
@@ -129,6 +146,7 @@ class SelectiveTransfer(widgets.VBox):
         self.search_button.on_click(lambda _b: self.search())
         self.stop_button.on_click(lambda _b: self.stop())
         self.transfer_button.on_click(lambda _b: self.transfer())
+        self.series_button.on_click(lambda _b: self.choose_series())
 
         f = self.fields
         form = widgets.HBox([
@@ -148,6 +166,8 @@ class SelectiveTransfer(widgets.VBox):
             widgets.HBox([self.search_button, self.stop_button, self.count]),
             self.error,
             self.table,
+            self.series_button,
+            self.series_table,
             widgets.HTML("<b>Transfer options</b>"),
             options,
             widgets.HBox([self.transfer_button, self.progress]),
@@ -176,6 +196,7 @@ class SelectiveTransfer(widgets.VBox):
         self.error.clear()
         self.table.clear()
         self._studies = {}
+        self._clear_series()
         source = self.source.value
         if not source:
             self.error.show("no source node: you may not use any node as a source")
@@ -233,6 +254,42 @@ class SelectiveTransfer(widgets.VBox):
         self._search.stop()
         self.count.value = f"stopped after {len(self._studies)} studies"
 
+    # -- series choice ------------------------------------------------------------------
+    def choose_series(self) -> None:
+        """List the series of the ticked studies; ticked series replace whole studies."""
+        self.error.clear()
+        studies = [self._studies[uid] for uid in self.table.selected]
+        if not studies:
+            self.error.show("tick the studies whose series you want to choose")
+            return
+        self._clear_series()
+        self.count.value = "loading series…"
+
+        def work(stop: threading.Event) -> int:
+            rows = []
+            for study in studies:
+                if stop.is_set():
+                    break
+                for series in study.series():
+                    ref = {"PatientID": study.patient_id, "StudyInstanceUID": study.study_uid,
+                           "SeriesInstanceUID": series.series_uid}  # fmt: skip
+                    self._series[series.series_uid] = ref
+                    rows.append({**series.row(), "PatientID": study.patient_id,
+                                 "StudyDate": study.study_date})  # fmt: skip
+            self.series_table.add(rows)
+            self.series_table.layout.display = "flex"
+            return len(rows)
+
+        def done(n: int) -> None:
+            self.count.value = f"{n} series of {len(studies)} studies: tick the ones to send"
+
+        self._search.start(work, done, self._search_failed)
+
+    def _clear_series(self) -> None:
+        self._series = {}
+        self.series_table.clear()
+        self.series_table.layout.display = "none"
+
     # -- transferring -------------------------------------------------------------------
     def options(self) -> dict[str, Any]:
         """The transfer options as ``wb.transfer`` keywords."""
@@ -254,7 +311,9 @@ class SelectiveTransfer(widgets.VBox):
     def transfer(self) -> None:
         """Create the job for the ticked studies and follow it in the background."""
         self.error.clear()
-        chosen = [self._studies[uid] for uid in self.table.selected]
+        chosen: list[Any] = [self._series[uid] for uid in self.series_table.selected]
+        if not chosen:
+            chosen = [self._studies[uid] for uid in self.table.selected]
         if not chosen:
             self.error.show("tick at least one study to transfer")
             return
@@ -264,7 +323,7 @@ class SelectiveTransfer(widgets.VBox):
         source, destination, options = self.source.value, self.destination.value, self.options()
         self.transfer_button.disabled = True
         self.progress.value, self.progress.bar_style = 0, "info"
-        self.job_line.value = f"creating a job for {len(chosen)} studies…"
+        self.job_line.value = "creating the job…"
 
         def work(stop: threading.Event) -> Any:
             self.job = self.wb.transfer(chosen, to=destination, source=source, **options)

@@ -137,3 +137,24 @@ def test_controls_follow_permissions(site: Site) -> None:
     assert aw.widgets.BatchQuery(bob).destination is None  # no batch_transfer permission
     with pytest.raises(aw.PermissionDenied):
         bob.transfer([], to="OUT", source="SANDBOX", urgent=True)
+
+
+def test_selective_transfer_of_chosen_series(site: Site) -> None:
+    widget = aw.widgets.SelectiveTransfer(site.wb)
+    widget.destination.value = "OUT"
+    widget.fields["patient_id"].value = "SYN0002"
+    widget.fields["modality"].value = "MR"
+    widget.search()
+    eventually(lambda: "found" in widget.count.value, what="search finished")
+    assert widget.table.rows[0]["StudyDescription"].startswith("MR")
+    widget.table._all.value = True
+    widget.choose_series()
+    eventually(lambda: "tick the ones" in widget.count.value, what="series listed")
+    assert len(widget.series_table.rows) == 2
+    first = widget.series_table.rows[0]["SeriesInstanceUID"]
+    widget.series_table._checks[first].value = True
+    widget.pseudonym.value = "SERIES01"
+    widget.transfer()
+    eventually(lambda: "SUCCESS" in widget.job_line.value, what="job SUCCESS")
+    delivered = [p for p in site.out.rglob("*") if p.is_file() and "SERIES01" in str(p)]
+    assert len(delivered) == 3  # one series of the study, not both
