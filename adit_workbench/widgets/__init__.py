@@ -15,14 +15,16 @@ if TYPE_CHECKING:
     from .batch import BatchQuery
     from .explorer import Explorer
     from .jobs import Jobs
+    from .mass import MassTransfer
     from .selective import SelectiveTransfer
 
-__all__ = ["BatchQuery", "Explorer", "Jobs", "SelectiveTransfer"]
+__all__ = ["BatchQuery", "Explorer", "Jobs", "MassTransfer", "SelectiveTransfer"]
 
 _WHERE = {
     "BatchQuery": ".batch",
     "Explorer": ".explorer",
     "Jobs": ".jobs",
+    "MassTransfer": ".mass",
     "SelectiveTransfer": ".selective",
 }
 

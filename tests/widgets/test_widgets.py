@@ -158,3 +158,21 @@ def test_selective_transfer_of_chosen_series(site: Site) -> None:
     eventually(lambda: "SUCCESS" in widget.job_line.value, what="job SUCCESS")
     delivered = [p for p in site.out.rglob("*") if p.is_file() and "SERIES01" in str(p)]
     assert len(delivered) == 3  # one series of the study, not both
+
+
+def test_mass_transfer_checks_filters_and_previews(site: Site) -> None:
+    widget = aw.widgets.MassTransfer(site.wb)
+    widget.filters.value = '[{"mode": "sometimes"}]'
+    assert "mode is include or exclude" in widget.filter_check.value
+    widget.filters.value = '[{"mode": "include", "modality": "CT"}]'
+    assert "1 filter(s)" in widget.filter_check.value
+    study = site.wb.node("SANDBOX").find_studies(patient_id="SYN0001", modality="CT")[0]
+    assert study.study_date is not None
+    widget.start.value = widget.end.value = study.study_date.isoformat()
+    widget.run_preview()
+    eventually(lambda: "match" in widget.preview.value, what="preview")
+    assert ": 1 studies, 2 series" in widget.preview.value
+    widget.destination.value = "OUT"
+    widget.trial_protocol_id.value = "MASS"
+    widget.start_job()
+    eventually(lambda: "SUCCESS" in widget.job_line.value, timeout=120, what="mass SUCCESS")
