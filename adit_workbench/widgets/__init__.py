@@ -12,15 +12,17 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .admin import Admin
     from .batch import BatchQuery
     from .explorer import Explorer
     from .jobs import Jobs
     from .mass import MassTransfer
     from .selective import SelectiveTransfer
 
-__all__ = ["BatchQuery", "Explorer", "Jobs", "MassTransfer", "SelectiveTransfer"]
+__all__ = ["Admin", "BatchQuery", "Explorer", "Jobs", "MassTransfer", "SelectiveTransfer"]
 
 _WHERE = {
+    "Admin": ".admin",
     "BatchQuery": ".batch",
     "Explorer": ".explorer",
     "Jobs": ".jobs",

@@ -176,3 +176,23 @@ def test_mass_transfer_checks_filters_and_previews(site: Site) -> None:
     widget.trial_protocol_id.value = "MASS"
     widget.start_job()
     eventually(lambda: "SUCCESS" in widget.job_line.value, timeout=120, what="mass SUCCESS")
+
+
+def test_admin_grant_changes_what_another_user_sees(site: Site) -> None:
+    bob = site.as_user(RESEARCHER)
+    assert aw.widgets.SelectiveTransfer(bob).urgent is None
+    admin = aw.widgets.Admin(site.wb)
+    admin.group.value = "researchers"
+    admin.show_group()
+    assert admin.permissions["explorer"].value and not admin.permissions["urgent"].value
+    assert admin.node_roles[("SANDBOX", "source")].value
+    assert RESEARCHER in admin.members.value
+    admin.permissions["urgent"].value = True
+    assert aw.widgets.SelectiveTransfer(bob).urgent is not None
+    assert "access.perm.add" in admin.audit.value
+    admin.permissions["urgent"].value = False
+    assert aw.widgets.SelectiveTransfer(bob).urgent is None
+    # bob gets a note, not the controls; the admin API refuses him anyway
+    assert not hasattr(aw.widgets.Admin(bob), "admin")
+    with pytest.raises(aw.PermissionDenied):
+        bob.access.admin.add_permission("researchers", "urgent")
