@@ -87,3 +87,12 @@ __all__ = [
     "get_settings",
     "scan_leaks",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # ``aw.widgets`` on first use only: ipywidgets stays out of plain imports.
+    if name == "widgets":
+        from importlib import import_module
+
+        return import_module(".widgets", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

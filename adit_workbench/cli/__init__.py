@@ -43,6 +43,7 @@ from . import (  # noqa: E402,F401
     deid,
     hub,
     jobs,
+    lab,
     nodes,
     query,
     sandbox,
