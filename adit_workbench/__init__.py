@@ -49,6 +49,7 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
+    value: Any
     if name == "__version__":
         from importlib.metadata import PackageNotFoundError, version
 
@@ -56,6 +57,8 @@ def __getattr__(name: str) -> Any:
             value = version("adit-workbench")
         except PackageNotFoundError:  # running from a source tree without installation
             value = "0.0.0"
+    elif name == "widgets":  # ipywidgets stays out of plain imports
+        value = import_module(".widgets", __name__)
     elif name in _LAZY:
         value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
     else:
@@ -87,12 +90,3 @@ __all__ = [
     "get_settings",
     "scan_leaks",
 ]
-
-
-def __getattr__(name: str) -> object:
-    # ``aw.widgets`` on first use only: ipywidgets stays out of plain imports.
-    if name == "widgets":
-        from importlib import import_module
-
-        return import_module(".widgets", __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

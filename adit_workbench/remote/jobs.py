@@ -126,6 +126,15 @@ class RemoteJobHandle:
                 frame[column] = pd.to_datetime(frame[column], errors="coerce")
         return frame
 
+    def _reasons(self, limit: int = 3) -> list[str]:
+        """The first failed (else canceled) tasks' messages, as the local handle gives."""
+        tasks = self._client.get(f"api/jobs/{self.id}/tasks")
+        for status in ("FAILURE", "CANCELED"):
+            chosen = [t for t in tasks if t.get("status") == status]
+            if chosen:
+                return [f"task {t.get('id')}: {t.get('message') or status}" for t in chosen[:limit]]
+        return []
+
     def __repr__(self) -> str:
         data = self._show()
         return f"<Job {data['id']} {data['kind']} {data['status']}: {data['message']}>"
@@ -171,7 +180,14 @@ class RemoteJobHandle:
             if bar is not None:
                 bar.close()
         if raise_on_failure and p.status in (JobStatus.FAILURE, JobStatus.CANCELED):
-            raise JobFailed(f"job {self.id} ended {p.status}: {data.get('message', '')}")
+            reasons = self._reasons()
+            text = "; ".join(reasons) or str(data.get("message", ""))
+            raise JobFailed(
+                f"job {self.id} ended {p.status}: {text}",
+                job_id=self.id,
+                status=JobStatus(p.status),
+                reasons=reasons,
+            )
         return self
 
     @property
