@@ -116,6 +116,13 @@ def test_kernels_are_clients_of_the_hub_service(
         },
     )
     monkeypatch.setattr(hub_fixture, "_CONFIG", hub_fixture._CONFIG + extra)
+    # The hub starts one more process here; on a loaded machine 30 s is not enough for both.
+    patient = hub_fixture.wait_until
+    monkeypatch.setattr(
+        hub_fixture,
+        "wait_until",
+        lambda check, timeout, *args, **kwargs: patient(check, max(timeout, 120), *args, **kwargs),
+    )
     kernel_data = tmp_path / "kernel-data"
     hub = start_jupyterhub(
         {"researchers": ["alice"], "visitors": ["bob"]},
