@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..jobs.handle import JobFailed, Progress
 from ..jobs.status import FINAL_JOB_STATUSES, JobKind, JobStatus
+from .client import ServiceUnavailable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -167,7 +168,15 @@ class RemoteJobHandle:
         bar = _Bar(self.id) if progress else None
         try:
             while True:
-                data = self._client.get(f"api/jobs/{self.id}/progress")
+                try:
+                    data = self._client.get(f"api/jobs/{self.id}/progress")
+                except ServiceUnavailable:
+                    # The service restarts (its reads already retried for a while): the
+                    # job goes on without it, so keep waiting until our own deadline.
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise
+                    time.sleep(max(poll, 1.0))
+                    continue
                 p = _progress(data)
                 if bar is not None:
                     bar.update(p)

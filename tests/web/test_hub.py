@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 import tests.servers.jupyterhub as hub_fixture
 from adit_workbench.access import Identity, IdentitySource, Permission, sign_in
@@ -87,6 +88,20 @@ def _prepare_database(url: str, pacs: SandboxPacs, out: Path) -> Database:
     return database
 
 
+def _browser_login(hub: Hub, user: str) -> dict[str, Any]:
+    """Log in at the hub as a browser does, then open the service: OAuth, then its cookie."""
+    browser = requests.Session()
+    browser.get(f"{hub.url}/hub/login", timeout=30)
+    xsrf = browser.cookies.get("_xsrf", "")
+    browser.post(f"{hub.url}/hub/login?_xsrf={xsrf}", timeout=30,
+                 data={"username": user, "password": "any", "_xsrf": xsrf})  # fmt: skip
+    landed = browser.get(f"{hub.url}/services/workbench/login", timeout=60)
+    assert landed.status_code == 200 and landed.url.endswith("/services/workbench/docs")
+    me = browser.get(f"{hub.url}/services/workbench/api/me", timeout=30)
+    assert me.status_code == 200, me.text
+    return dict(me.json())
+
+
 def _run(hub: Hub, user: str) -> dict[str, Any]:
     hub.spawn(user)
     out, _ = hub.run_in_kernel(user, KERNEL_CODE)
@@ -116,6 +131,13 @@ def test_kernels_are_clients_of_the_hub_service(
         },
     )
     monkeypatch.setattr(hub_fixture, "_CONFIG", hub_fixture._CONFIG + extra)
+    # The hub starts one more process here; on a loaded machine 30 s is not enough for both.
+    patient = hub_fixture.wait_until
+    monkeypatch.setattr(
+        hub_fixture,
+        "wait_until",
+        lambda check, timeout, *args, **kwargs: patient(check, max(timeout, 120), *args, **kwargs),
+    )
     kernel_data = tmp_path / "kernel-data"
     hub = start_jupyterhub(
         {"researchers": ["alice"], "visitors": ["bob"]},
@@ -130,6 +152,8 @@ def test_kernels_are_clients_of_the_hub_service(
 
     bob = _run(hub, "bob")
     assert bob["type"] == "RemoteWorkbench" and bob["error"] == "NodeAccessDenied"
+
+    assert _browser_login(hub, "alice")["user"] == "alice"
 
     groups = {u.name: u.groups for u in sign_in(
         database, Identity("boss", IdentitySource.LOCAL), embedded=False
