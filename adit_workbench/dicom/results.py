@@ -304,7 +304,9 @@ class Study(_Result):
         )
 
     def fields(self) -> list[tuple[str, Any]]:
-        return [("date", _join(self.study_date, self.study_time[:6])),
+        hhmm = self.study_time[:4]
+        when = f"{hhmm[:2]}:{hhmm[2:]}" if len(hhmm) == 4 and hhmm.isdigit() else self.study_time
+        return [("date", _join(self.study_date, when)),
                 ("modalities", self.modalities), ("description", self.description),
                 ("patient", _join(self.patient_id, self.patient_name)),
                 ("birth date", self.birth_date), ("sex", self.sex),
