@@ -141,6 +141,9 @@ TABLE: dict[tuple[State, Event], str] = {
     for state in states
 }
 
+#: action name -> method name ("AE-1" -> "_ae_1"), computed once: fire() runs per PDU
+_METHODS = {action: "_" + action.replace("-", "_").lower() for action in set(TABLE.values())}
+
 _PDU_EVENTS = {
     pdus.ASSOCIATE_RQ: Event.EVT6,
     pdus.ASSOCIATE_AC: Event.EVT3,
@@ -230,7 +233,7 @@ class Machine:
             raise RuntimeError(f"{event.name} is not allowed in {self.state.name}")
         self._pdu, self._reason = pdu, reason
         self.actions.append(action)
-        method = getattr(self, "_" + action.replace("-", "_").lower())
+        method = getattr(self, _METHODS[action])
         try:
             self.state = method()
         except ul.Closed as exc:  # the transport died under a send

@@ -34,7 +34,7 @@ from ..errors import (
 )
 from .association import GET_STORAGE_SOP_CLASSES, AssociationKind
 from .node import QueryLevel, QueryRoot
-from .receiver import allow_list
+from .receiver import allow_list, expect_peer
 from .spec import Capabilities
 from .status import Status, describe
 from .storescp import StoreServer
@@ -242,7 +242,8 @@ def probe_dimse(node: DimseNode) -> Capabilities:
 
     settings = node.settings
     destination = settings.ae_title
-    with _temporary_receiver(node):
+    # A receiver already running in this process takes the probed node's instances too.
+    with _temporary_receiver(node), expect_peer(node.spec.ae_title, node.spec.host):
         for root in (QueryRoot.PATIENT, QueryRoot.STUDY):
             flag = f"{root.value}_root_move"
             query = _retrieve_query(sample, root)

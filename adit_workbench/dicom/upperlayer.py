@@ -30,6 +30,7 @@ __all__ = ["Closed", "Link", "Message", "Silent"]
 
 IMPLICIT, EXPLICIT = "1.2.840.10008.1.2", "1.2.840.10008.1.2.1"
 _PREAMBLE = b"\x00" * 128 + b"DICM"
+_READ_AHEAD = 1 << 16
 
 # Command fields and elements of group 0000 (PS3.7 E.1)
 C_STORE_RQ, C_STORE_RSP, C_GET_RQ, C_GET_RSP = 0x0001, 0x8001, 0x0010, 0x8010
@@ -160,6 +161,9 @@ class Link:
         #: a read gave up in the middle of a PDU: the stream has lost its place
         self.desynced = False
         self._midway = False
+        self._ahead = bytearray()
+        self._pos = 0
+        self._scratch = memoryview(bytearray(_READ_AHEAD))
 
     @classmethod
     def connect(cls, host: str, port: int, node: str, operation: str, timeout: float) -> Link:
@@ -175,30 +179,56 @@ class Link:
             raise NodeUnreachable(node, operation, f"cannot connect to {where}") from exc
         return cls(sock, node, operation)
 
+    def _recv(self, view: memoryview, deadline: float | None) -> int:
+        """One ``recv_into`` within the deadline: the count, or Silent / Closed."""
+        if deadline is None:
+            self.sock.settimeout(None)
+        else:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Silent("the PDU did not arrive in time")
+            self.sock.settimeout(remaining)
+        try:
+            count = self.sock.recv_into(view)
+        except TimeoutError:
+            raise Silent("the PDU did not arrive in time") from None
+        except OSError as exc:
+            raise Closed(f"connection lost ({type(exc).__name__})") from None
+        if not count:
+            raise Closed("the connection was closed by the peer")
+        return count
+
     def _exact(self, size: int, deadline: float | None) -> bytearray:
-        buffer = bytearray(size)
-        view = memoryview(buffer)
+        """The next ``size`` bytes. Small reads go through a read-ahead buffer (a
+        P-DATA-TF of 16 KiB and the headers around it in one system call, not two per
+        PDU); a large body is received in place, after what was read ahead."""
+        ahead, pos = self._ahead, self._pos
+        have = len(ahead) - pos
+        if have >= size:
+            self._pos = pos + size
+            return ahead[pos : pos + size]
         got = 0
-        while got < size:
-            if deadline is None:
-                self.sock.settimeout(None)
-            else:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    self.desynced = self.desynced or got > 0 or self._midway
-                    raise Silent("the PDU did not arrive in time")
-                self.sock.settimeout(remaining)
-            try:
-                count = self.sock.recv_into(view[got:])
-            except TimeoutError:
-                self.desynced = self.desynced or got > 0 or self._midway
-                raise Silent("the PDU did not arrive in time") from None
-            except OSError as exc:
-                raise Closed(f"connection lost ({type(exc).__name__})") from None
-            if not count:
-                raise Closed("the connection was closed by the peer")
-            got += count
-        return buffer
+        try:
+            if size >= _READ_AHEAD:
+                out = bytearray(size)
+                out[:have] = ahead[pos:]
+                del ahead[:]
+                self._pos = got = have
+                view = memoryview(out)
+                while got < size:
+                    got += self._recv(view[got:], deadline)
+                return out
+            del ahead[:pos]
+            self._pos = 0
+            while len(ahead) < size:
+                count = self._recv(self._scratch, deadline)
+                ahead += self._scratch[:count]
+        except Silent:
+            # Bytes of this PDU were consumed: the stream cannot be read on in step.
+            self.desynced = self.desynced or self._midway or got > 0 or len(ahead) > 0
+            raise
+        self._pos = size
+        return ahead[:size]
 
     def read(self, deadline: float | None, bound: Callable[[int], int]) -> tuple[int, bytearray]:
         """The next PDU as ``(type, body)``, complete before ``deadline`` (monotonic) or
@@ -219,6 +249,8 @@ class Link:
     def readable(self, timeout: float) -> bool:
         """Whether bytes (or the end) wait on the socket, within ``timeout`` seconds:
         a wait that can be given up without losing the place in the stream."""
+        if len(self._ahead) > self._pos:
+            return True
         try:
             ready, _, _ = select.select([self.sock], [], [], max(0.0, timeout))
         except (OSError, ValueError):  # closed meanwhile: the read will say so
