@@ -57,6 +57,7 @@ bench: venv
 	$(BIN)/python -m bench.deid
 	$(BIN)/python -m bench.transfer
 	$(BIN)/python -m bench.jobs
+	$(BIN)/python -m bench.cli
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

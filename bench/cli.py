@@ -10,7 +10,8 @@ script's code path) in a temporary embedded workbench (its own data dir; databas
 bytecode and file cache warmed by a first, untimed run); the median wall time is
 printed beside the median of ``python -c pass`` measured in the same run, and their
 ratio. The machine is shared
-and noisy: compare ratios, not seconds. The aim (issue 17): ``--help`` and
+and noisy: compare ratios, not seconds; the CPU time (user + system of the child)
+suffers less from other processes than the wall time. The aim (issue 17): ``--help`` and
 ``nodes list`` within 0.4 s on these machines.
 
 ``nodes list`` opens the database through the facade (settings, SQLAlchemy, Alembic's
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -36,13 +38,17 @@ COMMANDS: list[list[str]] = [
 ]
 
 
-def _time(argv: list[str], env: dict[str, str], runs: int) -> float:
-    times = []
+def _time(argv: list[str], env: dict[str, str], runs: int) -> tuple[float, float]:
+    """Median wall and median CPU (user + system) seconds of ``runs`` runs."""
+    walls, cpus = [], []
     for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        walls.append(time.perf_counter() - started)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def main() -> None:
@@ -58,12 +64,16 @@ def main() -> None:
         cli = [sys.executable, "-m", "adit_workbench"]
         for command in COMMANDS:  # warm up: database, bytecode, file cache
             subprocess.run([*cli, *command], env=env, capture_output=True, check=True)
-        bare = _time([sys.executable, "-c", "pass"], env, args.runs)
-        print(f"{'python -c pass':<28} {bare:6.3f} s  1.0x")
+        bare, bare_cpu = _time([sys.executable, "-c", "pass"], env, args.runs)
+        print(f"{'':<28} {'wall':>8} {'ratio':>6} {'cpu':>8} {'ratio':>6}")
+        print(f"{'python -c pass':<28} {bare:7.3f}s {1:5.1f}x {bare_cpu:7.3f}s {1:5.1f}x")
         for command in COMMANDS:
-            took = _time([*cli, *command], env, args.runs)
+            took, cpu = _time([*cli, *command], env, args.runs)
             label = "adit-workbench " + " ".join(command)
-            print(f"{label:<28} {took:6.3f} s  {took / bare:4.1f}x")
+            print(
+                f"{label:<28} {took:7.3f}s {took / bare:5.1f}x "
+                f"{cpu:7.3f}s {cpu / max(bare_cpu, 1e-3):5.1f}x"
+            )
 
 
 if __name__ == "__main__":

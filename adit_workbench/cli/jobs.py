@@ -15,7 +15,7 @@ import click
 
 from ..errors import ConfigurationError
 from . import app
-from ._common import ID, clean, clean_frame, open_workbench
+from ._common import ID, LazyChoice, clean, clean_frame, open_workbench
 
 if TYPE_CHECKING:
     from ..jobs import JobHandle
@@ -28,8 +28,18 @@ def jobs_group() -> None:
     """List, inspect and act on jobs."""
 
 
+def _statuses() -> list[str]:
+    from ..jobs.status import JobStatus
+
+    return [s.value for s in JobStatus]
+
+
 @jobs_group.command("list")
-@click.option("--status", help="Only jobs with this status (e.g. FAILURE).")
+@click.option(
+    "--status",
+    type=LazyChoice(_statuses, case_sensitive=False),
+    help="Only jobs with this status (e.g. FAILURE).",
+)
 @click.option("--all", "all_users", is_flag=True, help="Everyone's jobs (staff).")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
 def list_cmd(status: str | None, all_users: bool, limit: int) -> None:

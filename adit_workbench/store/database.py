@@ -12,19 +12,18 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..config import Settings
 from ..errors import ConfigurationError, StoreError, WorkbenchError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 __all__ = ["MIGRATIONS_DIR", "Database", "open_database"]
 
@@ -140,6 +139,8 @@ class Database:
     # -- migrations --------------------------------------------------------------------
     def alembic_config(self) -> Config:
         """An Alembic configuration for this database, built in code (no ini file)."""
+        from alembic.config import Config
+
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
         # env.py reads the URL from the attributes: set_main_option would run it through
@@ -149,6 +150,8 @@ class Database:
 
     def head_revision(self) -> str:
         """The newest revision the code knows."""
+        from alembic.script import ScriptDirectory
+
         head = ScriptDirectory.from_config(self.alembic_config()).get_current_head()
         if head is None:  # pragma: no cover - the package always ships revisions
             raise StoreError("no migrations found in the package")
@@ -156,6 +159,8 @@ class Database:
 
     def current_revision(self) -> str | None:
         """The revision the database is at, or ``None`` for an empty database."""
+        from alembic.runtime.migration import MigrationContext
+
         try:
             with self._engine.connect() as conn:
                 return MigrationContext.configure(conn).get_current_revision()
@@ -170,6 +175,8 @@ class Database:
         """False when ``revision`` comes from newer code than this (a downgrade of the app)."""
         if revision is None:
             return True
+        from alembic.script import ScriptDirectory
+
         script = ScriptDirectory.from_config(self.alembic_config())
         try:
             return script.get_revision(revision) is not None
@@ -183,6 +190,8 @@ class Database:
         transaction that first takes a write lock (SQLite ``BEGIN IMMEDIATE``, a
         PostgreSQL advisory lock), so the second caller finds the work done.
         """
+        from alembic import command
+
         config = self.alembic_config()
         try:
             with self._engine.connect() as conn:
@@ -246,6 +255,48 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}".strip())
 
 
+_REVISION = re.compile(r"^revision(?::[^=]*)? = [\"'](\w+)[\"']", re.MULTILINE)
+_DOWN_REVISION = re.compile(r"^down_revision(?::[^=]*)? = (.+)$", re.MULTILINE)
+
+
+def _declared_head() -> str | None:
+    """The head revision as the packaged migration files declare it, or None in doubt.
+
+    Read with two regular expressions instead of Alembic, whose import costs about a
+    third of a short command's start (``bench/cli.py``); only a database already at
+    this head skips Alembic, every other case goes through it.
+    """
+    revisions: set[str] = set()
+    downs: set[str] = set()
+    try:
+        for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+            text = path.read_text(encoding="utf-8")
+            revision, down = _REVISION.search(text), _DOWN_REVISION.search(text)
+            if revision is None or down is None:
+                return None
+            revisions.add(revision.group(1))
+            downs.update(re.findall(r"[\"'](\w+)[\"']", down.group(1)))
+    except OSError:
+        return None
+    heads = revisions - downs
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _at_declared_head(database: Database) -> bool:
+    """Whether the database is stamped with exactly the declared head (no Alembic)."""
+    head = _declared_head()
+    if head is None:
+        return False
+    try:
+        with database.engine.connect() as conn:
+            if not inspect(conn).has_table("alembic_version"):
+                return False
+            rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version").fetchall()
+    except SQLAlchemyError:
+        return False  # the full check reports it properly
+    return [row[0] for row in rows] == [head]
+
+
 def open_database(settings: Settings, *, upgrade: bool | None = None) -> Database:
     """The database the settings name, checked to be at the code's schema revision.
 
@@ -268,6 +319,8 @@ def open_database(settings: Settings, *, upgrade: bool | None = None) -> Databas
     database = Database(settings.effective_database_url)
     if upgrade is None:
         upgrade = settings.is_embedded_database
+    if _at_declared_head(database):
+        return database
     try:
         current = database.current_revision()
         if not database.is_known_revision(current):

@@ -52,6 +52,7 @@ def _one_line(err: str) -> bool:
         ["jobs", "reset-task", BIG],
         ["jobs", "export", BIG, "out.csv"],
         ["jobs", "list", "--limit", "0"],
+        ["jobs", "list", "--status", "DONE\x1b[2J"],
         ["nodes", "add-server", "X", "--ae", "A", "--host", "h", "--port", "70000"],
         ["query", "NOWHERE", "--study-date", "2020-01-01"],
         ["query", "NOWHERE", "--birth-date", "19700101-19800101"],
