@@ -17,7 +17,7 @@ from ..access import Permission
 from ..access.permissions import NodeRole
 from ..deid import Pseudonymizer
 from ..errors import DicomStatusError, InputError
-from .app import Caller, caller
+from .app import Caller, Service, caller
 from .dicomweb_common import (
     DICOM_JSON,
     Refusal,
@@ -31,7 +31,13 @@ from .dicomweb_common import (
     run,
     service_of,
 )
-from .dicomweb_stream import fetch_method, iter_instances, multipart, pseudonymized
+from .dicomweb_stream import (
+    fetch_method,
+    iter_instances,
+    iter_study,
+    multipart,
+    pseudonymized,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +86,11 @@ def _wado(request: Request, who: Caller, *, metadata: bool) -> Response:
         trail.details.update(facts)
         method = fetch_method(spec, service.settings, request.query_params.get("via", "auto"))
         trail.details["via"] = method
-        source = iter_instances(spec, service.settings, study, series, sop, method=method)
-        parts = _prepared(source, pz, metadata, trail)
+        if series is None:
+            source = iter_study(spec, service.settings, study, method=method)
+        else:
+            source = iter_instances(spec, service.settings, study, series, sop, method=method)
+        parts = _prepared(source, pz, service, metadata, trail)
         try:
             first = next(parts)  # failures before the first byte get their own status
         except StopIteration:
@@ -120,13 +129,15 @@ def _holds(
 def _prepared(
     source: Generator[bytes, None, None],
     pz: Pseudonymizer | None,
+    service: Service,
     metadata: bool,
     trail: Trail,
 ) -> Generator[bytes, None, None]:
     """Each instance as it will be sent: pseudonymized, and as JSON for metadata."""
     trail.details["count"] = 0
     refused = 0
-    items: Iterator[bytes | None] = source if pz is None else pseudonymized(source, pz)
+    spool = service.settings.data_dir
+    items: Iterator[bytes | None] = source if pz is None else pseudonymized(source, pz, spool)
     try:
         for data in items:
             if data is None:  # refused by the burned-in policy, as a transfer refuses it
