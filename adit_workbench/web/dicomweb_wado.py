@@ -16,6 +16,7 @@ from pydicom import Dataset, dcmread
 from ..access import Permission
 from ..access.permissions import NodeRole
 from ..deid import Pseudonymizer
+from ..dicom.spec import ServerSpec
 from ..errors import DicomStatusError, InputError
 from .app import Caller, Service, caller
 from .dicomweb_common import (
@@ -32,11 +33,13 @@ from .dicomweb_common import (
     service_of,
 )
 from .dicomweb_stream import (
+    Relay,
     fetch_method,
     iter_instances,
     iter_study,
     multipart,
     pseudonymized,
+    relay_wado,
 )
 
 log = logging.getLogger(__name__)
@@ -86,6 +89,9 @@ def _wado(request: Request, who: Caller, *, metadata: bool) -> Response:
         trail.details.update(facts)
         method = fetch_method(spec, service.settings, request.query_params.get("via", "auto"))
         trail.details["via"] = method
+        if method == "wado" and pz is None and not metadata and isinstance(spec, ServerSpec):
+            relay = relay_wado(spec, service.settings, study, series, sop)
+            return _relayed(relay, trail)
         if series is None:
             source = iter_study(spec, service.settings, study, method=method)
         else:
@@ -110,6 +116,32 @@ def _wado(request: Request, who: Caller, *, metadata: bool) -> Response:
         return _streamed(first, parts, metadata, trail)
 
     return run(trail, work)
+
+
+def _relayed(relay: Relay, trail: Trail) -> Response:
+    """The upstream answer as it arrives; the audit row when it has all passed."""
+
+    chunks = relay.chunks
+    assert chunks is not None
+
+    def body() -> Iterator[bytes]:
+        try:
+            yield from chunks
+        except GeneratorExit:
+            trail.details.update(aborted=True, count=relay.parts)
+            trail.close(ConnectionAbortedError(), 499)
+            raise
+        except Exception as exc:
+            trail.details["count"] = relay.parts
+            trail.close(exc, refusal_for(exc).status)
+            log.warning("DICOMweb relay failed mid-stream: %s", type(exc).__name__)
+            raise
+        finally:
+            chunks.close()
+        trail.details.update(count=relay.parts, relayed=True)
+        trail.close()
+
+    return StreamingResponse(body(), media_type=relay.content_type)
 
 
 def _holds(
