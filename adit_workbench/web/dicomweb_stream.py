@@ -16,18 +16,13 @@ reverse for STOW-RS request bodies, writing each part to a file as it arrives.
 
 from __future__ import annotations
 
-import atexit
-import hashlib
 import io
-import multiprocessing
 import os
-import pickle
+import queue
 import re
 import tempfile
 import threading
-from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Generator, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,6 +49,7 @@ __all__ = [
     "SpooledPart",
     "StowBodyError",
     "iter_instances",
+    "iter_study",
     "multipart",
     "pseudonymize_bytes",
     "pseudonymized",
@@ -138,6 +134,183 @@ def iter_instances(
         node.close()
 
 
+class _Failed:
+    """An exception from a fetch thread, carried to the consumer."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+_END = object()
+
+
+def series_of(spec: ServerSpec, settings: Settings, study: str) -> list[str]:
+    """The SeriesInstanceUIDs of a study (C-FIND or QIDO, as the node's capabilities say)."""
+    query = Dataset()
+    query.StudyInstanceUID = study
+    query.SeriesInstanceUID = None
+    node = DicomServer(spec, settings)
+    try:
+        found = node.find(QueryLevel.SERIES, query)
+        return sorted({str(ds.SeriesInstanceUID) for ds in found if ds.get("SeriesInstanceUID")})
+    finally:
+        node.close()
+
+
+def iter_study(
+    spec: ServerSpec | FolderSpec, settings: Settings, study: str, *, method: str
+) -> Generator[bytes, None, None]:
+    """A whole study, its series fetched side by side (up to the node's
+    ``max_associations``) when the method is C-GET or WADO-RS.
+
+    A PACS sends a C-GET's instances one at a time, each waiting for our answer: a
+    second stream fills that wait. The threads hand over through a queue of a few
+    instances, so memory stays flat; closing the stream stops them (C-CANCEL).
+    """
+    streams = spec.max_associations if isinstance(spec, ServerSpec) else 1
+    if method not in ("cget", "wado") or streams < 2 or isinstance(spec, FolderSpec):
+        yield from iter_instances(spec, settings, study, method=method)
+        return
+    todo: queue.SimpleQueue[str] = queue.SimpleQueue()
+    series = series_of(spec, settings, study)
+    for uid in series:
+        todo.put(uid)
+    out: queue.Queue[object] = queue.Queue(maxsize=2 * streams)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def fetch() -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    uid = todo.get_nowait()
+                except queue.Empty:
+                    return
+                stream = iter_instances(spec, settings, study, uid, method=method)
+                try:
+                    for data in stream:
+                        if not put(data):
+                            return
+                finally:
+                    stream.close()
+        except BaseException as exc:  # re-raised in the consumer's thread
+            put(_Failed(exc))
+        finally:
+            put(_END)
+
+    threads = [
+        threading.Thread(target=fetch, name=f"wb-dicomweb-{spec.name}", daemon=True)
+        for _ in range(min(streams, len(series)))
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        ended = 0
+        while ended < len(threads):
+            item = out.get()
+            if item is _END:
+                ended += 1
+            elif isinstance(item, _Failed):
+                raise item.error
+            else:
+                assert isinstance(item, bytes)
+                yield item
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(settings.dimse_timeout + settings.network_timeout)
+
+
+_RELAY_ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+_RELAY_CHUNK = 1 << 20
+
+
+@dataclass
+class Relay:
+    """An upstream WADO-RS answer passed through as it arrives (see :func:`relay_wado`)."""
+
+    content_type: str
+    chunks: Generator[bytes, None, None] | None = None
+    #: Parts seen so far (counted on the delimiters, across chunk borders).
+    parts: int = 0
+
+
+def relay_wado(
+    spec: ServerSpec, settings: Settings, study: str, series: str | None, sop: str | None
+) -> Relay:
+    """The upstream ``multipart/related`` answer of a DICOMweb node, unparsed.
+
+    Nothing is to be changed in the instances, so the bytes need no framing of ours:
+    parsing and re-framing each part cost about a quarter of the throughput. The
+    upstream's errors (404, refused connection …) raise here, before any byte is sent.
+    """
+    node = DicomServer(spec, settings)
+    web = node.dicomweb
+    if web is None:
+        node.close()
+        raise NotSupported(spec.name, "WADO-RS", "no DICOMweb root configured")
+    url = f"{web.service_url('wado')}/studies/{study}"
+    if series:
+        url += f"/series/{series}" + (f"/instances/{sop}" if sop else "")
+    try:
+        with web.wrap("WADO-RS"):
+            response = web.session.get(url, headers={"Accept": _RELAY_ACCEPT}, stream=True)
+            response.raise_for_status()
+            content_type = response.headers.get("Content-Type", "")
+            kind, params = media_params(content_type)
+            if kind != "multipart/related" or not params.get("boundary"):
+                raise ValueError("the answer is not multipart/related")
+    except BaseException:
+        node.close()
+        raise
+    delimiter = b"\r\n--" + params["boundary"].encode("latin-1")
+    relay = Relay(content_type)
+
+    def chunks() -> Generator[bytes, None, None]:
+        keep = len(delimiter) - 1
+        tail = b"\r\n"  # so that a delimiter at the very start counts too
+        seen = 0
+        try:
+            with web.wrap("WADO-RS"):
+                for chunk in response.iter_content(chunk_size=_RELAY_CHUNK):
+                    # Delimiters across the border (they start in the tail), then inside.
+                    seen += (tail + chunk[:keep]).count(delimiter) + chunk.count(delimiter)
+                    tail = (tail + chunk)[-keep:] if len(chunk) < keep else chunk[-keep:]
+                    yield chunk
+            relay.parts = max(0, seen - 1)  # the closing delimiter is no part
+        finally:
+            response.close()
+            node.close()
+
+    relay.chunks = chunks()
+    return relay
+
+
+def pseudonymized(
+    source: Iterator[bytes], pseudonymizer: Pseudonymizer, spool: Path
+) -> Generator[bytes | None, None, None]:
+    """``source`` pseudonymized one instance at a time; None for one the profile refuses.
+
+    In the service's own process: a process pool beside the stream was tried (workers
+    keep the pseudonymizer, instances travel by pipe) and was no faster on two shared
+    cores, where the copies cost what the parallel engine saved, and its worker
+    processes outlived a service that was stopped.
+    """
+    for data in source:
+        try:
+            yield pseudonymize_bytes(pseudonymizer, data, spool)
+        except BurnedInRefused:
+            yield None
+
+
 def pseudonymize_bytes(pseudonymizer: Pseudonymizer, data: bytes, spool: Path) -> bytes:
     """One Part-10 file pseudonymized exactly as a transfer's worker does it.
 
@@ -161,67 +334,6 @@ def pseudonymize_bytes(pseudonymizer: Pseudonymizer, data: bytes, spool: Path) -
         return Path(name).read_bytes()
     finally:
         Path(name).unlink(missing_ok=True)
-
-
-# -- pseudonymizing beside the stream -------------------------------------------------------
-#: Pseudonymizers a worker process keeps (by the parent's token), with their engine memos.
-_WORKER_CACHE: OrderedDict[str, Pseudonymizer] = OrderedDict()
-_pool: ProcessPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _pool_executor() -> ProcessPoolExecutor:
-    """The service's pseudonymizing processes (one per core, started on first use).
-
-    The engine costs ~4 ms per 0.5 MB instance in Python: in the service process it
-    would hold the GIL the fetch and the answer need, so it runs beside them.
-    """
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            workers = max(1, min(4, os.cpu_count() or 1))
-            context = multiprocessing.get_context("forkserver")  # the service has threads
-            _pool = ProcessPoolExecutor(workers, mp_context=context)
-            atexit.register(_pool.shutdown, wait=False, cancel_futures=True)
-        return _pool
-
-
-def _pseudonymize_task(token: str, pickled: bytes, data: bytes) -> bytes | None:
-    """Worker side: the pseudonymized file, or None when the profile refuses it.
-
-    The pseudonymizer travels pickled as bytes and is unpickled once per worker:
-    unpickling compiles its rules, which costs more than pseudonymizing an instance.
-    """
-    cached = _WORKER_CACHE.get(token)
-    if cached is None:
-        cached = _WORKER_CACHE[token] = pickle.loads(pickled)
-        while len(_WORKER_CACHE) > 8:
-            _WORKER_CACHE.popitem(last=False)
-    try:
-        return pseudonymize_bytes(cached, data, Path(tempfile.gettempdir()))
-    except BurnedInRefused:
-        return None
-
-
-def pseudonymized(
-    source: Iterator[bytes], pseudonymizer: Pseudonymizer, *, window: int = 4
-) -> Generator[bytes | None, None, None]:
-    """``source`` pseudonymized in worker processes, in order, at most ``window`` instances
-    in flight (memory stays flat); None stands for an instance the profile refused."""
-    pickled = pickle.dumps(pseudonymizer)
-    token = hashlib.sha256(pickled).hexdigest()
-    pool = _pool_executor()
-    pending: deque[Future[bytes | None]] = deque()
-    try:
-        for data in source:
-            pending.append(pool.submit(_pseudonymize_task, token, pickled, data))
-            if len(pending) >= window:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-    finally:
-        for future in pending:
-            future.cancel()
 
 
 def multipart(parts: Iterator[bytes], boundary: str) -> Iterator[bytes]:

@@ -16,8 +16,9 @@ from pydicom import Dataset, dcmread
 from ..access import Permission
 from ..access.permissions import NodeRole
 from ..deid import Pseudonymizer
+from ..dicom.spec import ServerSpec
 from ..errors import DicomStatusError, InputError
-from .app import Caller, caller
+from .app import Caller, Service, caller
 from .dicomweb_common import (
     DICOM_JSON,
     Refusal,
@@ -31,7 +32,15 @@ from .dicomweb_common import (
     run,
     service_of,
 )
-from .dicomweb_stream import fetch_method, iter_instances, multipart, pseudonymized
+from .dicomweb_stream import (
+    Relay,
+    fetch_method,
+    iter_instances,
+    iter_study,
+    multipart,
+    pseudonymized,
+    relay_wado,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +89,14 @@ def _wado(request: Request, who: Caller, *, metadata: bool) -> Response:
         trail.details.update(facts)
         method = fetch_method(spec, service.settings, request.query_params.get("via", "auto"))
         trail.details["via"] = method
-        source = iter_instances(spec, service.settings, study, series, sop, method=method)
-        parts = _prepared(source, pz, metadata, trail)
+        if method == "wado" and pz is None and not metadata and isinstance(spec, ServerSpec):
+            relay = relay_wado(spec, service.settings, study, series, sop)
+            return _relayed(relay, trail)
+        if series is None:
+            source = iter_study(spec, service.settings, study, method=method)
+        else:
+            source = iter_instances(spec, service.settings, study, series, sop, method=method)
+        parts = _prepared(source, pz, service, metadata, trail)
         try:
             first = next(parts)  # failures before the first byte get their own status
         except StopIteration:
@@ -103,6 +118,32 @@ def _wado(request: Request, who: Caller, *, metadata: bool) -> Response:
     return run(trail, work)
 
 
+def _relayed(relay: Relay, trail: Trail) -> Response:
+    """The upstream answer as it arrives; the audit row when it has all passed."""
+
+    chunks = relay.chunks
+    assert chunks is not None
+
+    def body() -> Iterator[bytes]:
+        try:
+            yield from chunks
+        except GeneratorExit:
+            trail.details.update(aborted=True, count=relay.parts)
+            trail.close(ConnectionAbortedError(), 499)
+            raise
+        except Exception as exc:
+            trail.details["count"] = relay.parts
+            trail.close(exc, refusal_for(exc).status)
+            log.warning("DICOMweb relay failed mid-stream: %s", type(exc).__name__)
+            raise
+        finally:
+            chunks.close()
+        trail.details.update(count=relay.parts, relayed=True)
+        trail.close()
+
+    return StreamingResponse(body(), media_type=relay.content_type)
+
+
 def _holds(
     request: Request, who: Caller, name: str, study: str, series: str | None, sop: str | None
 ) -> bool:
@@ -120,13 +161,15 @@ def _holds(
 def _prepared(
     source: Generator[bytes, None, None],
     pz: Pseudonymizer | None,
+    service: Service,
     metadata: bool,
     trail: Trail,
 ) -> Generator[bytes, None, None]:
     """Each instance as it will be sent: pseudonymized, and as JSON for metadata."""
     trail.details["count"] = 0
     refused = 0
-    items: Iterator[bytes | None] = source if pz is None else pseudonymized(source, pz)
+    spool = service.settings.data_dir
+    items: Iterator[bytes | None] = source if pz is None else pseudonymized(source, pz, spool)
     try:
         for data in items:
             if data is None:  # refused by the burned-in policy, as a transfer refuses it
