@@ -25,6 +25,7 @@ from ._common import (
     has_permission,
     html_table,
     node_picker,
+    site_banner,
 )
 
 __all__ = ["BatchQuery"]
@@ -96,6 +97,7 @@ class BatchQuery(widgets.VBox):
             onward = [widgets.HBox([self.destination, self.transfer_button])]
         self.children = (
             widgets.HTML("<h3>Batch query</h3>"),
+            site_banner(wb),
             widgets.HBox([self.source, self.upload]),
             widgets.HBox([self.project_name, self.ethics, *extra]),
             self.start_button,

@@ -14,7 +14,15 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from ._common import FINAL, Background, ErrorLine, follow_job, has_permission, html_table
+from ._common import (
+    FINAL,
+    Background,
+    ErrorLine,
+    follow_job,
+    has_permission,
+    html_table,
+    site_banner,
+)
 
 __all__ = ["Jobs"]
 
@@ -76,6 +84,7 @@ class Jobs(widgets.VBox):
         self.live.observe(lambda _c: self._live_changed(), names="value")
         self.children = (
             widgets.HTML("<h3>Jobs</h3>"),
+            site_banner(wb),
             widgets.HBox(top),
             self.error,
             self.table,

@@ -196,3 +196,17 @@ def test_admin_grant_changes_what_another_user_sees(site: Site) -> None:
     assert not hasattr(aw.widgets.Admin(bob), "admin")
     with pytest.raises(aw.PermissionDenied):
         bob.access.admin.add_permission("researchers", "urgent")
+
+
+def test_announcement_shows_in_every_dashboard(site: Site) -> None:
+    site.wb.access.admin.set_announcement("PACS upgrade on Friday")
+    try:
+        bob = site.as_user(RESEARCHER)
+        for make in (aw.widgets.SelectiveTransfer, aw.widgets.Explorer, aw.widgets.BatchQuery,
+                     aw.widgets.MassTransfer):  # fmt: skip
+            banner = make(bob).children[1]
+            assert "PACS upgrade on Friday" in banner.value, make.__name__
+        assert "PACS upgrade" in aw.widgets.Jobs(bob, live=False).children[1].value
+    finally:
+        site.wb.access.admin.set_announcement("")
+    assert aw.widgets.SelectiveTransfer(site.wb).children[1].value == ""
