@@ -210,3 +210,30 @@ def test_announcement_shows_in_every_dashboard(site: Site) -> None:
     finally:
         site.wb.access.admin.set_announcement("")
     assert aw.widgets.SelectiveTransfer(site.wb).children[1].value == ""
+
+
+def test_jobs_offers_the_results_of_a_batch_query(site: Site) -> None:
+    job = site.wb.batch_query(b"PatientID,Modality\nSYN0003,CT\n", source="SANDBOX", name="q.csv")
+    job.wait(progress=False)
+    widget = aw.widgets.Jobs(site.wb, live=False)
+    widget.choice.value = job.id
+    eventually(lambda: "aw-download" in widget.export.value, what="export link")
+    assert f"job_{job.id}.csv" in widget.export.value
+
+
+def test_results_table_sorts_and_keeps_ticks() -> None:
+    from adit_workbench.widgets._common import SelectableTable
+
+    table = SelectableTable(("PatientID", "StudyDate"), key="uid")
+    table.add([{"uid": "a", "PatientID": "P2", "StudyDate": "2021-01-01"},
+               {"uid": "b", "PatientID": "P1", "StudyDate": ""},
+               {"uid": "c", "PatientID": "P3", "StudyDate": "2020-01-01"}])  # fmt: skip
+    table._checks["c"].value = True
+    table.sort_by("PatientID")
+    assert [r["uid"] for r in table.rows] == ["b", "a", "c"]
+    table.sort_by("PatientID")
+    assert [r["uid"] for r in table.rows] == ["c", "a", "b"]
+    table.sort_by("StudyDate")  # empty cells last
+    assert [r["uid"] for r in table.rows] == ["c", "a", "b"]
+    assert table.selected == ["c"]
+    assert [line for line in table._body.children] == [table._lines[k] for k in "cab"]
