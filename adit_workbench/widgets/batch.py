@@ -50,6 +50,17 @@ def uploaded(upload: widgets.FileUpload) -> tuple[str, bytes] | None:
     return str(item["name"]), bytes(item["content"])
 
 
+def show_failure(exc: BaseException, error: ErrorLine, row_errors: widgets.HTML) -> None:
+    """A refused batch file as a line plus a table of its bad rows; anything else as a line."""
+    if isinstance(exc, BatchFileError):
+        rows = [{"line": e.line or "", "column": e.column, "reason": e.reason}
+                for e in exc.errors]  # fmt: skip
+        error.show(f"batch file {exc.name} has {len(rows)} problem(s); nothing was queued")
+        row_errors.value = html_table(rows, ("line", "column", "reason"))
+        return
+    error.show(exc)
+
+
 class BatchQuery(widgets.VBox):
     """The batch-query dashboard as one widget: ``BatchQuery(wb)``."""
 
@@ -140,13 +151,7 @@ class BatchQuery(widgets.VBox):
     def _failed(self, exc: BaseException) -> None:
         self.start_button.disabled = False
         self.job_line.value = ""
-        if isinstance(exc, BatchFileError):
-            rows = [{"line": e.line or "", "column": e.column, "reason": e.reason}
-                    for e in exc.errors]  # fmt: skip
-            self.error.show(f"batch file {exc.name} has {len(rows)} problem(s); nothing was queued")
-            self.row_errors.value = html_table(rows, ("line", "column", "reason"))
-            return
-        self.error.show(exc)
+        show_failure(exc, self.error, self.row_errors)
 
     def _finished(self, status: JobStatus) -> None:
         self.start_button.disabled = False

@@ -237,3 +237,22 @@ def test_results_table_sorts_and_keeps_ticks() -> None:
     assert [r["uid"] for r in table.rows] == ["c", "a", "b"]
     assert table.selected == ["c"]
     assert [line for line in table._body.children] == [table._lines[k] for k in "cab"]
+
+
+def test_batch_transfer_refuses_bad_rows_then_transfers(site: Site) -> None:
+    widget = aw.widgets.BatchTransfer(site.wb)
+    widget.destination.value = "OUT"
+    bad = b"PatientID,StudyInstanceUID,Pseudonym\nSYN0001,not a uid,P1\n,1.2.3,P2\n"
+    widget.upload.value = ({"name": "bad.csv", "content": memoryview(bad), "size": len(bad),
+                            "type": "text/csv", "last_modified": NOW},)  # fmt: skip
+    widget.start()
+    eventually(lambda: widget.row_errors.value, what="row errors")
+    assert "<td>2</td>" in widget.row_errors.value and "<td>3</td>" in widget.row_errors.value
+    study = site.wb.node("SANDBOX").find_studies(patient_id="SYN0003", modality="CT")[0]
+    good = f"PatientID,StudyInstanceUID,Pseudonym\nSYN0003,{study.study_uid},BT01\n".encode()
+    widget.upload.value = ({"name": "good.csv", "content": memoryview(good), "size": len(good),
+                            "type": "text/csv", "last_modified": NOW},)  # fmt: skip
+    widget.start()
+    eventually(lambda: "SUCCESS" in widget.job_line.value, what="batch transfer SUCCESS")
+    assert widget.row_errors.value == ""
+    assert len([p for p in site.out.rglob("*") if p.is_file() and "BT01" in str(p)]) == 6
