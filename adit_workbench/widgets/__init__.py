@@ -14,16 +14,26 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .admin import Admin
     from .batch import BatchQuery
+    from .batch_transfer import BatchTransfer
     from .explorer import Explorer
     from .jobs import Jobs
     from .mass import MassTransfer
     from .selective import SelectiveTransfer
 
-__all__ = ["Admin", "BatchQuery", "Explorer", "Jobs", "MassTransfer", "SelectiveTransfer"]
+__all__ = [
+    "Admin",
+    "BatchQuery",
+    "BatchTransfer",
+    "Explorer",
+    "Jobs",
+    "MassTransfer",
+    "SelectiveTransfer",
+]
 
 _WHERE = {
     "Admin": ".admin",
     "BatchQuery": ".batch",
+    "BatchTransfer": ".batch_transfer",
     "Explorer": ".explorer",
     "Jobs": ".jobs",
     "MassTransfer": ".mass",

@@ -35,6 +35,7 @@ __all__ = [
     "html_table",
     "node_picker",
     "one_line",
+    "site_banner",
 ]
 
 #: Job statuses after which nothing changes any more.
@@ -84,6 +85,25 @@ def has_permission(wb: Any, permission: str) -> bool:
         return bool(wb.access.has(permission))
     except Exception:  # an unknown permission or an unreachable service hides the control
         return False
+
+
+def site_banner(wb: Any) -> widgets.HTML:
+    """The site's announcement and maintenance mode as a banner (empty when neither)."""
+    banner = widgets.HTML()
+    banner.add_class("aw-announcement")
+    try:
+        status = wb.access.site_status()
+    except Exception:  # a banner must never keep a dashboard from showing
+        return banner
+    parts = ["Maintenance: new jobs are refused."] if status.maintenance else []
+    if status.announcement:
+        parts.append(status.announcement)
+    if parts:
+        banner.value = (
+            '<div style="background:#fff3cd;border:1px solid #e0c36c;padding:4px 8px">'
+            f"{html.escape(' '.join(parts))}</div>"
+        )
+    return banner
 
 
 def node_picker(wb: Any, role: str | None, description: str) -> widgets.Dropdown:

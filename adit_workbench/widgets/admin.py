@@ -15,7 +15,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from ..access import Permission
-from ._common import ErrorLine, has_permission, html_table
+from ._common import ErrorLine, has_permission, html_table, site_banner
 
 __all__ = ["Admin"]
 
@@ -67,6 +67,7 @@ class Admin(widgets.VBox):
         self.save_site.on_click(lambda _b: self._apply(self._set_site))
         self.children = (
             widgets.HTML("<h3>Administration</h3>"),
+            site_banner(wb),
             self.error,
             widgets.HBox([self.group, self.open_button]),
             widgets.HTML("<b>Permissions</b>"),

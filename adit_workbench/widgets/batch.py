@@ -25,6 +25,7 @@ from ._common import (
     has_permission,
     html_table,
     node_picker,
+    site_banner,
 )
 
 __all__ = ["BatchQuery"]
@@ -47,6 +48,17 @@ def uploaded(upload: widgets.FileUpload) -> tuple[str, bytes] | None:
         return None
     item = value[0] if isinstance(value, (tuple, list)) else next(iter(value.values()))
     return str(item["name"]), bytes(item["content"])
+
+
+def show_failure(exc: BaseException, error: ErrorLine, row_errors: widgets.HTML) -> None:
+    """A refused batch file as a line plus a table of its bad rows; anything else as a line."""
+    if isinstance(exc, BatchFileError):
+        rows = [{"line": e.line or "", "column": e.column, "reason": e.reason}
+                for e in exc.errors]  # fmt: skip
+        error.show(f"batch file {exc.name} has {len(rows)} problem(s); nothing was queued")
+        row_errors.value = html_table(rows, ("line", "column", "reason"))
+        return
+    error.show(exc)
 
 
 class BatchQuery(widgets.VBox):
@@ -96,6 +108,7 @@ class BatchQuery(widgets.VBox):
             onward = [widgets.HBox([self.destination, self.transfer_button])]
         self.children = (
             widgets.HTML("<h3>Batch query</h3>"),
+            site_banner(wb),
             widgets.HBox([self.source, self.upload]),
             widgets.HBox([self.project_name, self.ethics, *extra]),
             self.start_button,
@@ -138,13 +151,7 @@ class BatchQuery(widgets.VBox):
     def _failed(self, exc: BaseException) -> None:
         self.start_button.disabled = False
         self.job_line.value = ""
-        if isinstance(exc, BatchFileError):
-            rows = [{"line": e.line or "", "column": e.column, "reason": e.reason}
-                    for e in exc.errors]  # fmt: skip
-            self.error.show(f"batch file {exc.name} has {len(rows)} problem(s); nothing was queued")
-            self.row_errors.value = html_table(rows, ("line", "column", "reason"))
-            return
-        self.error.show(exc)
+        show_failure(exc, self.error, self.row_errors)
 
     def _finished(self, status: JobStatus) -> None:
         self.start_button.disabled = False

@@ -16,7 +16,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from ._common import TABLE_STYLE, Background, ErrorLine, follow_job, node_picker
+from ._common import TABLE_STYLE, Background, ErrorLine, follow_job, node_picker, site_banner
 
 __all__ = ["Explorer"]
 
@@ -94,6 +94,7 @@ class Explorer(widgets.VBox):
         self.transfer_button.on_click(lambda _b: self.transfer_selected())
         self.children = (
             widgets.HTML("<h3>DICOM explorer</h3>"),
+            site_banner(wb),
             self.node,
             self.crumbs,
             self.status,

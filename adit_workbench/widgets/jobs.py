@@ -9,18 +9,32 @@ shows the reason in the error line.
 from __future__ import annotations
 
 import html
+import tempfile
 import threading
+from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
 
-from ._common import FINAL, Background, ErrorLine, follow_job, has_permission, html_table
+from ._common import (
+    FINAL,
+    Background,
+    ErrorLine,
+    download_link,
+    follow_job,
+    has_permission,
+    html_table,
+    one_line,
+    site_banner,
+)
 
 __all__ = ["Jobs"]
 
 _JOB_COLUMNS = ("id", "kind", "status", "owner", "source", "destination", "created", "tasks",
                 "finished", "message")  # fmt: skip
 _TASK_COLUMNS = ("task", "lines", "status", "attempts", "done", "total", "message")
+#: Job kinds with a result table to download.
+_EXPORTABLE = frozenset({"batch_query", "mass_transfer"})
 #: Seconds between refreshes of the list while "live" is on.
 _REFRESH = 2.0
 
@@ -55,6 +69,8 @@ class Jobs(widgets.VBox):
         self.job_line.add_class("aw-job")
         self.tasks = widgets.HTML()
         self.tasks.add_class("aw-tasks")
+        self.export = widgets.HTML()
+        self.export.add_class("aw-export")
         self.actions: dict[str, widgets.Button] = {}
         names = ["cancel", "resume", "retry"]
         if has_permission(wb, "staff"):
@@ -76,12 +92,14 @@ class Jobs(widgets.VBox):
         self.live.observe(lambda _c: self._live_changed(), names="value")
         self.children = (
             widgets.HTML("<h3>Jobs</h3>"),
+            site_banner(wb),
             widgets.HBox(top),
             self.error,
             self.table,
             self.choice,
             widgets.HBox([self.progress, self.job_line]),
             widgets.HBox(list(self.actions.values())),
+            self.export,
             self.tasks,
         )
         self.refresh()
@@ -162,6 +180,18 @@ class Jobs(widgets.VBox):
         frame = job.tasks
         rows = frame.to_dict("records") if len(frame) else []
         self.tasks.value = html_table(rows, _TASK_COLUMNS, css="aw-task-list")
+        self.export.value = self._export_link(job)
+
+    def _export_link(self, job: Any) -> str:
+        """A CSV download of a finished job's result table (batch query, mass transfer)."""
+        if str(job.kind) not in _EXPORTABLE or job.status not in FINAL:
+            return ""
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                data = Path(job.export(Path(tmp) / f"job_{job.id}.csv")).read_bytes()
+        except Exception as exc:  # an export that fails must not hide the tasks
+            return html.escape(f"no export: {one_line(exc)}")
+        return download_link(data, f"job_{job.id}.csv", f"Download the results of job {job.id}")
 
     def act(self, action: str) -> None:
         """Run an action on the chosen job; a refusal appears in the error line."""

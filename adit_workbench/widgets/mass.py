@@ -16,7 +16,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from ..jobs.mass import parse_filters
-from ._common import Background, ErrorLine, follow_job, has_permission, node_picker
+from ._common import Background, ErrorLine, follow_job, has_permission, node_picker, site_banner
 
 __all__ = ["MassTransfer"]
 
@@ -88,6 +88,7 @@ class MassTransfer(widgets.VBox):
         self.start_button.on_click(lambda _b: self.start_job())
         self.children = (
             widgets.HTML("<h3>Mass transfer</h3>"),
+            site_banner(wb),
             widgets.HBox([self.source, self.destination]),
             widgets.HBox([self.start, self.end, self.granularity]),
             self.filters,

@@ -22,6 +22,7 @@ from ._common import (
     follow_job,
     has_permission,
     node_picker,
+    site_banner,
 )
 
 __all__ = ["SelectiveTransfer"]
@@ -161,6 +162,7 @@ class SelectiveTransfer(widgets.VBox):
         ])  # fmt: skip
         self.children = (
             widgets.HTML("<h3>Selective transfer</h3>"),
+            site_banner(wb),
             widgets.HBox([self.source, self.destination]),
             form,
             widgets.HBox([self.search_button, self.stop_button, self.count]),

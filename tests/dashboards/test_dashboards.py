@@ -106,3 +106,35 @@ def test_permissions_decide_the_controls(page: Any, voila: Voila, voila_research
     _open(page, voila_researcher, "jobs", "aw-jobs")
     assert page.locator("button.aw-restart").count() == 0
     assert page.locator(".aw-all-users").count() == 0
+
+
+def test_mass_transfer_preview(page: Any, voila: Voila, site: Site, shot: Shot) -> None:
+    study = site.wb.node("SANDBOX").find_studies(patient_id="SYN0001", modality="CT")[0]
+    day = study.study_date.isoformat()
+    _open(page, voila, "mass_transfer", "aw-mass-transfer")
+    page.locator(".aw-field-start input").fill(day)
+    page.locator(".aw-field-end input").fill(day)
+    page.locator(".aw-filter-check", has_text="1 filter(s)").wait_for()
+    page.locator("button.aw-preview").click()
+    page.locator(".aw-preview-count", has_text="1 studies, 2 series").wait_for()
+    shot(page, "mass_transfer")
+
+
+def test_admin_grant_changes_what_a_researcher_sees(
+    page: Any, voila: Voila, voila_researcher: Voila, site: Site, shot: Shot
+) -> None:
+    _open(page, voila_researcher, "admin", "aw-admin")
+    assert page.locator(".aw-not-admin").count() == 1
+    assert page.locator(".aw-perm-urgent").count() == 0
+    try:
+        _open(page, voila, "admin", "aw-admin")
+        page.locator(".aw-group input").fill("researchers")
+        page.locator("button.aw-open-group").click()
+        page.locator(".aw-perm-explorer input:checked").wait_for()
+        page.locator(".aw-perm-urgent input").check()
+        page.locator(".aw-audit", has_text="access.perm.add").wait_for()
+        shot(page, "admin")
+        _open(page, voila_researcher, "selective_transfer", "aw-selective-transfer")
+        assert page.locator(".aw-urgent").count() == 1
+    finally:
+        site.wb.access.admin.remove_permission("researchers", "urgent")

@@ -196,3 +196,63 @@ def test_admin_grant_changes_what_another_user_sees(site: Site) -> None:
     assert not hasattr(aw.widgets.Admin(bob), "admin")
     with pytest.raises(aw.PermissionDenied):
         bob.access.admin.add_permission("researchers", "urgent")
+
+
+def test_announcement_shows_in_every_dashboard(site: Site) -> None:
+    site.wb.access.admin.set_announcement("PACS upgrade on Friday")
+    try:
+        bob = site.as_user(RESEARCHER)
+        for make in (aw.widgets.SelectiveTransfer, aw.widgets.Explorer, aw.widgets.BatchQuery,
+                     aw.widgets.MassTransfer):  # fmt: skip
+            banner = make(bob).children[1]
+            assert "PACS upgrade on Friday" in banner.value, make.__name__
+        assert "PACS upgrade" in aw.widgets.Jobs(bob, live=False).children[1].value
+    finally:
+        site.wb.access.admin.set_announcement("")
+    assert aw.widgets.SelectiveTransfer(site.wb).children[1].value == ""
+
+
+def test_jobs_offers_the_results_of_a_batch_query(site: Site) -> None:
+    job = site.wb.batch_query(b"PatientID,Modality\nSYN0003,CT\n", source="SANDBOX", name="q.csv")
+    job.wait(progress=False)
+    widget = aw.widgets.Jobs(site.wb, live=False)
+    widget.choice.value = job.id
+    eventually(lambda: "aw-download" in widget.export.value, what="export link")
+    assert f"job_{job.id}.csv" in widget.export.value
+
+
+def test_results_table_sorts_and_keeps_ticks() -> None:
+    from adit_workbench.widgets._common import SelectableTable
+
+    table = SelectableTable(("PatientID", "StudyDate"), key="uid")
+    table.add([{"uid": "a", "PatientID": "P2", "StudyDate": "2021-01-01"},
+               {"uid": "b", "PatientID": "P1", "StudyDate": ""},
+               {"uid": "c", "PatientID": "P3", "StudyDate": "2020-01-01"}])  # fmt: skip
+    table._checks["c"].value = True
+    table.sort_by("PatientID")
+    assert [r["uid"] for r in table.rows] == ["b", "a", "c"]
+    table.sort_by("PatientID")
+    assert [r["uid"] for r in table.rows] == ["c", "a", "b"]
+    table.sort_by("StudyDate")  # empty cells last
+    assert [r["uid"] for r in table.rows] == ["c", "a", "b"]
+    assert table.selected == ["c"]
+    assert [line for line in table._body.children] == [table._lines[k] for k in "cab"]
+
+
+def test_batch_transfer_refuses_bad_rows_then_transfers(site: Site) -> None:
+    widget = aw.widgets.BatchTransfer(site.wb)
+    widget.destination.value = "OUT"
+    bad = b"PatientID,StudyInstanceUID,Pseudonym\nSYN0001,not a uid,P1\n,1.2.3,P2\n"
+    widget.upload.value = ({"name": "bad.csv", "content": memoryview(bad), "size": len(bad),
+                            "type": "text/csv", "last_modified": NOW},)  # fmt: skip
+    widget.start()
+    eventually(lambda: widget.row_errors.value, what="row errors")
+    assert "<td>2</td>" in widget.row_errors.value and "<td>3</td>" in widget.row_errors.value
+    study = site.wb.node("SANDBOX").find_studies(patient_id="SYN0003", modality="CT")[0]
+    good = f"PatientID,StudyInstanceUID,Pseudonym\nSYN0003,{study.study_uid},BT01\n".encode()
+    widget.upload.value = ({"name": "good.csv", "content": memoryview(good), "size": len(good),
+                            "type": "text/csv", "last_modified": NOW},)  # fmt: skip
+    widget.start()
+    eventually(lambda: "SUCCESS" in widget.job_line.value, what="batch transfer SUCCESS")
+    assert widget.row_errors.value == ""
+    assert len([p for p in site.out.rglob("*") if p.is_file() and "BT01" in str(p)]) == 6
