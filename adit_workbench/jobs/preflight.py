@@ -2,8 +2,7 @@
 second with the reason, instead of minutes later as a bare "All tasks failed".
 
 * :func:`check_nodes` (no network): a folder node's path exists (a destination's is
-  writable); a server can do what the job needs of it (find, retrieve, receive) by its
-  configured or probed capabilities.
+  writable); a probed server can do what the job needs of it (find, retrieve, receive).
 * :func:`check_studies` (one C-FIND per 50 UIDs): the studies to transfer exist on the
   source. A source that does not answer is no reason to refuse the job: it is queued
   and retried like before.
@@ -43,6 +42,10 @@ UIDS_PER_QUERY = 50
 
 def _need(spec: ServerSpec, role: str, flags: Sequence[str], what: str) -> None:
     caps = spec.capabilities
+    if caps.probed_at is None:
+        # Typed-in or default flags are a guess (the transfer layer tries the usual
+        # services anyway); only a probe's finding is grounds to refuse.
+        return
     if not any(getattr(caps, flag, False) for flag in flags):
         raise InputError(
             f"{role} {spec.name} cannot {what}: none of its capabilities "

@@ -4,6 +4,7 @@ found while running is final, not retried."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -30,11 +31,18 @@ def _jobs(database: Database) -> int:
 
 @pytest.fixture
 def jobs(harness: Harness, alice: Access, admin: Access, database: Database, tmp_path: Path):
-    """Alice may use GONE (a folder whose path does not exist) and MUTE (no C-STORE)."""
+    """Alice may use GONE (a folder whose path does not exist) and MUTE (probed: find only)."""
     with database.session() as session:
         node_store.add_folder(session, FolderSpec("GONE", tmp_path / "no" / "such"))
         node_store.add_server(
-            session, ServerSpec("MUTE", "MUTE", "127.0.0.1", 1, capabilities=Capabilities())
+            session,
+            ServerSpec(  # probed: it answers C-FIND only
+                "MUTE",
+                "MUTE",
+                "127.0.0.1",
+                1,
+                capabilities=Capabilities(probed_at=datetime.now(UTC)),
+            ),
         )
     group = alice.profile().groups[0]
     admin.admin.grant(group, "GONE", source=True, destination=True)

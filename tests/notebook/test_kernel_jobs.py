@@ -68,9 +68,11 @@ def test_a_kernel_restart_mid_job_leaves_it_running(
     )
     job_id = int(stdout(nb.cells[1]).strip())
     _until_delivering(out)
-    km.restart_kernel(now=False)  # what the Restart button does: a clean shutdown first
+    # The Restart button: a clean shutdown (the interpreter exits, atexit runs), then a
+    # new kernel process. (A fresh manager: reusing the ports hung on a loaded machine.)
+    km.shutdown_kernel(now=False)
     nb = run(
-        km,
+        kernel(),
         lab.setup_code(),
         f"job = wb.jobs[{job_id}]\njob.wait(300)\n"
         "print(job.status, job.tasks['status'].tolist(), job.tasks['attempts'].tolist())",
