@@ -92,7 +92,8 @@ class Explorer(widgets.VBox):
         self.thumbnail_button = widgets.Button(description="Thumbnail", icon="image",
                                                layout={"display": "none"})  # fmt: skip
         self.thumbnail_button.add_class("aw-thumbnail-button")
-        self.thumbnail = widgets.Image(format="png", layout={"max_width": "256px"})
+        hidden = {"max_width": "256px", "display": "none"}
+        self.thumbnail = widgets.Image(format="png", layout=hidden)
         self.thumbnail.add_class("aw-thumbnail")
         self._thumbs = Background()
         self.metadata.add_class("aw-metadata")
@@ -222,6 +223,7 @@ class Explorer(widgets.VBox):
         )
         self.metadata.value = f'{TABLE_STYLE}<table class="aw-table aw-meta">{rows}</table>'
         self.thumbnail.value = b""
+        self.thumbnail.layout.display = "none"
         offers = callable(getattr(item, "thumbnail", None))
         self.thumbnail_button.layout.display = "" if offers else "none"
 
@@ -236,6 +238,7 @@ class Explorer(widgets.VBox):
 
         def done(data: bytes) -> None:
             self.thumbnail.value = data
+            self.thumbnail.layout.display = ""
 
         self._thumbs.start(work, done, self.error.show)
 
