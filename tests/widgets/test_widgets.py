@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import pytest
@@ -16,6 +18,9 @@ NOW = datetime.now(UTC)
 
 
 def test_widgets_are_lazy_and_exported() -> None:
+    code = "import sys, adit_workbench; print('ipywidgets' in sys.modules)"
+    plain = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert plain.stdout.strip() == "False", plain.stderr
     assert {"SelectiveTransfer", "Explorer", "Jobs", "BatchQuery"} <= set(dir(aw.widgets))
 
 
