@@ -38,6 +38,20 @@ def _label(item: Any) -> str:
     return f"{item.patient_id}  {item.patient_name}  {born}"
 
 
+def _png(picture: Any) -> bytes:
+    """PNG bytes from what a thumbnail call may return: bytes, a PIL image or a reprable."""
+    if isinstance(picture, bytes | bytearray | memoryview):
+        return bytes(picture)
+    if hasattr(picture, "save"):  # PIL.Image
+        import io
+
+        buffer = io.BytesIO()
+        picture.save(buffer, format="PNG")
+        return buffer.getvalue()
+    data = picture._repr_png_()
+    return bytes(data)
+
+
 def _crumb(item: Any) -> str:
     if hasattr(item, "sop_instance_uid"):
         return f"instance {item.instance_number or ''}"
@@ -74,6 +88,14 @@ class Explorer(widgets.VBox):
         self.open_button = widgets.Button(description="Open", icon="folder-open", disabled=True)
         self.open_button.add_class("aw-open")
         self.metadata = widgets.HTML()
+        # Thumbnails only where the results offer them (``series.thumbnail()``).
+        self.thumbnail_button = widgets.Button(description="Thumbnail", icon="image",
+                                               layout={"display": "none"})  # fmt: skip
+        self.thumbnail_button.add_class("aw-thumbnail-button")
+        hidden = {"max_width": "256px", "display": "none"}
+        self.thumbnail = widgets.Image(format="png", layout=hidden)
+        self.thumbnail.add_class("aw-thumbnail")
+        self._thumbs = Background()
         self.metadata.add_class("aw-metadata")
         self.error = ErrorLine()
         self.destination = node_picker(wb, "destination", "To")
@@ -91,6 +113,7 @@ class Explorer(widgets.VBox):
         self.node.observe(lambda _c: self.open_node(), names="value")
         self.listing.observe(self._chosen, names="value")
         self.open_button.on_click(lambda _b: self.open_selected())
+        self.thumbnail_button.on_click(lambda _b: self.show_thumbnail())
         self.transfer_button.on_click(lambda _b: self.transfer_selected())
         self.children = (
             widgets.HTML("<h3>DICOM explorer</h3>"),
@@ -99,8 +122,10 @@ class Explorer(widgets.VBox):
             self.crumbs,
             self.status,
             self.error,
-            widgets.HBox([self.listing, self.metadata]),
-            widgets.HBox([self.open_button, self.destination, self.transfer_button]),
+            widgets.HBox([self.listing, self.metadata, self.thumbnail]),
+            widgets.HBox(
+                [self.open_button, self.thumbnail_button, self.destination, self.transfer_button]
+            ),
             widgets.HBox([self.progress, self.job_line]),
         )
         if self.node.value:
@@ -197,6 +222,25 @@ class Explorer(widgets.VBox):
             for k, v in item.row().items()
         )
         self.metadata.value = f'{TABLE_STYLE}<table class="aw-table aw-meta">{rows}</table>'
+        self.thumbnail.value = b""
+        self.thumbnail.layout.display = "none"
+        offers = callable(getattr(item, "thumbnail", None))
+        self.thumbnail_button.layout.display = "" if offers else "none"
+
+    def show_thumbnail(self) -> None:
+        """Fetch the chosen item's thumbnail in the background (PNG bytes or an image)."""
+        item = self.selected
+        if item is None or not callable(getattr(item, "thumbnail", None)):
+            return
+
+        def work(stop: threading.Event) -> bytes:
+            return _png(item.thumbnail())
+
+        def done(data: bytes) -> None:
+            self.thumbnail.value = data
+            self.thumbnail.layout.display = ""
+
+        self._thumbs.start(work, done, self.error.show)
 
     def _busy(self, busy: bool) -> None:
         self.listing.disabled = busy
@@ -228,4 +272,5 @@ class Explorer(widgets.VBox):
         """Stop background work and close the widget."""
         self._loader.stop()
         self._transfer.stop()
+        self._thumbs.stop()
         super().close()

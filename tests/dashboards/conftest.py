@@ -27,9 +27,11 @@ CHROMIUM_ARGS = [
     "--disable-dev-shm-usage",
 ]
 #: Where the tests write their screenshots (one per dashboard is copied to docs/screenshots).
-SHOTS = Path(os.environ.get("ADIT_WB_SCREENSHOT_DIR", "")) if os.environ.get(
-    "ADIT_WB_SCREENSHOT_DIR"
-) else None
+SHOTS = (
+    Path(os.environ.get("ADIT_WB_SCREENSHOT_DIR", ""))
+    if os.environ.get("ADIT_WB_SCREENSHOT_DIR")
+    else None
+)
 
 
 @dataclass

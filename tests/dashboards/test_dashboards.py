@@ -138,3 +138,18 @@ def test_admin_grant_changes_what_a_researcher_sees(
         assert page.locator(".aw-urgent").count() == 1
     finally:
         site.wb.access.admin.remove_permission("researchers", "urgent")
+
+
+def test_batch_transfer_dashboard_refuses_a_bad_file(
+    page: Any, voila: Voila, tmp_path: Path, shot: Shot
+) -> None:
+    bad = tmp_path / "studies.csv"
+    bad.write_text("PatientID,StudyInstanceUID,Pseudonym\nSYN0001,not a uid,P1\n")
+    _open(page, voila, "batch_transfer", "aw-batch-transfer-app")
+    with page.expect_file_chooser() as chooser:
+        page.locator(".aw-upload").click()
+    chooser.value.set_files(str(bad))
+    page.locator("button.aw-start").click()
+    page.locator(".aw-row-errors tbody tr").first.wait_for()
+    assert "nothing was queued" in page.locator(".aw-error").inner_text()
+    shot(page, "batch_transfer")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import pytest
@@ -16,6 +18,9 @@ NOW = datetime.now(UTC)
 
 
 def test_widgets_are_lazy_and_exported() -> None:
+    code = "import sys, adit_workbench; print('ipywidgets' in sys.modules)"
+    plain = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert plain.stdout.strip() == "False", plain.stderr
     assert {"SelectiveTransfer", "Explorer", "Jobs", "BatchQuery"} <= set(dir(aw.widgets))
 
 
@@ -83,6 +88,8 @@ def test_explorer_drills_down_and_back(site: Site) -> None:
     assert len(widget.crumbs.children) == 3
     widget.listing.value = 0
     assert "SeriesInstanceUID" in widget.metadata.value
+    offers = callable(getattr(widget.selected, "thumbnail", None))
+    assert (widget.thumbnail_button.layout.display != "none") == offers
     widget.back_to(0)
     assert widget.level == "patients"
     assert len(widget.crumbs.children) == 1
@@ -256,3 +263,12 @@ def test_batch_transfer_refuses_bad_rows_then_transfers(site: Site) -> None:
     eventually(lambda: "SUCCESS" in widget.job_line.value, what="batch transfer SUCCESS")
     assert widget.row_errors.value == ""
     assert len([p for p in site.out.rglob("*") if p.is_file() and "BT01" in str(p)]) == 6
+
+
+def test_thumbnail_png_from_bytes_or_image() -> None:
+    from PIL import Image
+
+    from adit_workbench.widgets.explorer import _png
+
+    png = _png(Image.new("L", (4, 4), 128))
+    assert png.startswith(b"\x89PNG") and _png(png) == png
