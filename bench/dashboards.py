@@ -178,7 +178,10 @@ def kernel_seconds(site: Site, notebook: Path) -> float:
     )  # fmt: skip
     env = {**os.environ, **site.env}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return _timed(lambda: subprocess.run([sys.executable, "-c", code], env=env, check=True))
+    command = [sys.executable, "-c", code]
+    return _timed(
+        lambda: subprocess.run(command, env=env, check=True, timeout=300, stdout=subprocess.DEVNULL)
+    )
 
 
 def _ms(values: list[float]) -> str:
