@@ -171,7 +171,10 @@ def outcome_of(result: Any) -> TaskOutcome:
     delivered = getattr(result, "delivered", None)
     expected = getattr(result, "expected", None)
     if not message and isinstance(delivered, int):
-        message = f"{delivered} of {expected} instance(s) delivered."
+        message = f"{delivered} of {expected} instance(s) delivered"
+        skipped = getattr(result, "skipped", 0)
+        # A re-run into the same folder delivers nothing: say why, not just "0 of N".
+        message += f", {skipped} already there." if isinstance(skipped, int) and skipped else "."
     if status is TaskStatus.SUCCESS and not message:
         message = "Transfer task completed successfully."
     # The accounting line: what this attempt delivered and what an earlier one had.
