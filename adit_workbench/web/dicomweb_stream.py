@@ -2,9 +2,12 @@
 
 :func:`iter_instances` yields the Part-10 bytes of a study, series or instance from any
 node, undecoded: WADO-RS, C-GET or C-MOVE to the receiver (chosen as a transfer chooses,
-by :func:`~adit_workbench.transfer.fetch.choose_fetch`), or a folder. One instance is in
-memory at a time, and the consumer's pace is the server's (a C-GET is read off the socket
-as the next part is asked for), so a 2,000-instance study costs what a 20-instance one does.
+by :func:`~adit_workbench.transfer.fetch.choose_fetch`), or a folder; :func:`iter_study`
+fetches a study's series side by side. One instance (a few, across streams) is in memory
+at a time, and the consumer's pace is the server's (a C-GET is read off the socket as the
+next part is asked for): a 2,000-instance study costs the service what a 20-instance one
+does (bench/dicomweb: 158.0 vs 157.9 MB peak RSS). :func:`relay_wado` passes a DICOMweb
+node's answer through unparsed when nothing is to be changed.
 
 :func:`pseudonymize_bytes` runs the same engine as a transfer's workers (the encoded
 pseudonymizer, pydicom plus splicing where it cannot scan), so a pseudonymized WADO answer

@@ -179,6 +179,11 @@ def test_qido_answers_what_the_pacs_holds(
         str(ds.SOPInstanceUID) for ds in originals
     }
     assert web.search_for_studies(search_filters={"PatientID": "NOBODY"}) == []
+    # series and instance searches across studies
+    every_series = {str(ds.SeriesInstanceUID) for ds in originals}
+    assert uids(web.search_for_series(), SERIES_TAG) == every_series
+    assert uids(web.search_for_instances(), SOP_TAG) == {str(ds.SOPInstanceUID) for ds in originals}
+    assert len(web.search_for_studies(limit=1, offset=1)) == 0
 
 
 @pytest.mark.parametrize(
@@ -396,9 +401,17 @@ def test_invisible_node_answers_like_an_unknown_one(
 ) -> None:
     s = requests.Session()
     s.headers["Authorization"] = f"Token {users['vic']}"
-    for path in ("/studies", "/wadors/studies/1.2.3", "/studies/1.2.3/metadata"):
-        hidden = s.get(f"{service.url}dicom-web/ORTHANC1{path}", timeout=30)
-        unknown = s.get(f"{service.url}dicom-web/NOSUCHNODE{path}", timeout=30)
+    stow = {"Content-Type": 'multipart/related; type="application/dicom"; boundary=XyZ'}
+    routes = [
+        ("GET", "/studies"),
+        ("GET", "/wadors/studies/1.2.3"),
+        ("GET", "/studies/1.2.3/metadata"),
+        ("POST", "/stowrs/studies"),
+    ]
+    for method, path in routes:
+        extra = {"data": b"--XyZ--\r\n", "headers": stow} if method == "POST" else {}
+        hidden = s.request(method, f"{service.url}dicom-web/ORTHANC1{path}", timeout=30, **extra)
+        unknown = s.request(method, f"{service.url}dicom-web/NOSUCHNODE{path}", timeout=30, **extra)
         assert hidden.status_code == unknown.status_code == 404
         assert hidden.content == unknown.content
         assert hidden.headers["content-type"] == unknown.headers["content-type"]
