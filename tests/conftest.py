@@ -26,6 +26,11 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         monkeypatch.delenv(var, raising=False)
     get_settings.cache_clear()
     yield path
+    if (path / "worker").exists():  # a job started the local worker: it goes with the test
+        from adit_workbench.jobs.local import stop_worker
+
+        get_settings.cache_clear()
+        stop_worker(get_settings(), timeout=10)
     get_settings.cache_clear()
 
 

@@ -177,6 +177,9 @@ class LocalWorker:
         idle_since = time.monotonic()
         try:
             while not self._stop.wait(defaults.LOCAL_HEARTBEAT_INTERVAL):
+                if not self.root.exists():  # its data directory was removed
+                    log.warning("%s is gone: the local worker exits", self.root)
+                    break
                 self._beat()
                 with self._lock:
                     busy = bool(self._taken)
