@@ -16,8 +16,8 @@ in the same run:
 * explorer click → rendered list: "Open" on a patient until the studies are counted,
   and on a study until the series are (aim: ≤ 0.5 s);
 * thumbnail: ``series.thumbnail()`` through the facade, the call a dashboard's kernel
-  makes (aim: ≤ 0.3 s); and in the browser too when the explorer shows thumbnails
-  (a ``button.aw-thumbnail`` and an ``.aw-thumbnail img``).
+  makes (aim: ≤ 0.3 s); and in the browser too, click until the picture is shown, when
+  the explorer offers thumbnails (``button.aw-thumbnail-button``, ``img.aw-thumbnail``).
 
 Nothing here is asserted: the figures are printed as a table.
 """
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -119,6 +120,11 @@ def first_render(browser: Any, base: str, name: str) -> float:
         context.close()
 
 
+def _counted(level: str) -> re.Pattern[str]:
+    """The explorer's count once a level is listed ("3 studies"), not "loading studies…"."""
+    return re.compile(rf"^\s*\d+ {level}\s*$")
+
+
 def explorer_clicks(browser: Any, base: str, rounds: int) -> dict[str, list[float]]:
     """Seconds from a click on "Open" until the next level's list is counted."""
     context = browser.new_context(viewport={"width": 1300, "height": 700})
@@ -129,12 +135,12 @@ def explorer_clicks(browser: Any, base: str, rounds: int) -> dict[str, list[floa
     try:
         page.goto(f"{base}/explorer.ipynb")
         count = page.locator(".aw-count")
-        page.locator(".aw-count", has_text="patients").wait_for()
+        page.locator(".aw-count", has_text=_counted("patients")).wait_for()
         listing = page.locator(".aw-listing select")
         opener = page.locator("button.aw-open")
         for _ in range(rounds):
             page.locator("button.aw-crumb").first.click()  # back to the node's patients
-            page.locator(".aw-count", has_text="patients").wait_for()
+            page.locator(".aw-count", has_text=_counted("patients")).wait_for()
             for label, level in (("patient → studies", "studies"), ("study → series", "series")):
                 listing.select_option(index=0)
                 page.wait_for_function(
@@ -143,16 +149,17 @@ def explorer_clicks(browser: Any, base: str, rounds: int) -> dict[str, list[floa
 
                 def open_level(level: str = level) -> None:
                     opener.click()
-                    page.locator(".aw-count", has_text=level).wait_for()
+                    page.locator(".aw-count", has_text=_counted(level)).wait_for()
 
                 times[label].append(_timed(open_level))
-            thumb_button = page.locator("button.aw-thumbnail")
-            if thumb_button.count():
-                listing.select_option(index=0)
+            thumb_button = page.locator("button.aw-thumbnail-button")
+            if thumb_button.count():  # the explorer offers thumbnails of series
+                listing.select_option(index=0)  # a series: its thumbnail is hidden until asked
+                thumb_button.wait_for(state="visible")
 
                 def show_thumbnail(thumb_button: Any = thumb_button) -> None:
                     thumb_button.click()
-                    page.locator(".aw-thumbnail img").first.wait_for(state="visible")
+                    page.locator("img.aw-thumbnail").wait_for(state="visible")
 
                 thumbs.append(_timed(show_thumbnail))
         assert "series" in count.inner_text()  # the walk really reached the series
