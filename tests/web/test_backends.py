@@ -19,7 +19,7 @@ from pydicom import Dataset
 from adit_workbench.dicom.query import ResultsTruncated
 from adit_workbench.dicom.results import Results, Series, Study
 from adit_workbench.errors import InputError, NodeAccessDenied, PermissionDenied
-from adit_workbench.jobs import BatchFileError, JobFailed, JobStatus
+from adit_workbench.jobs import BatchFileError, JobStatus
 from adit_workbench.remote import RemoteNode
 
 
@@ -113,12 +113,12 @@ def test_batch_file_errors_all_reported(wb: Any, tmp_path: Path) -> None:
     assert len(wb.jobs.list()) == before
 
 
-def test_failed_job_raises_job_failed(wb: Any) -> None:
-    job = wb.transfer(["1.2.3.4.5.6.7"], source="SANDBOX", to="OUT", pseudonym="X")
-    with pytest.raises(JobFailed):
-        job.wait(60, progress=False)
-    assert job.status is JobStatus.FAILURE
-    job.delete()
+def test_unknown_study_refused_at_submit(wb: Any) -> None:
+    """The jobs layer checks the source before queueing: same class, nothing queued."""
+    before = len(wb.jobs.list())
+    with pytest.raises(InputError, match=r"no study 1\.2\.3\.4\.5\.6\.7"):
+        wb.transfer(["1.2.3.4.5.6.7"], source="SANDBOX", to="OUT", pseudonym="X")
+    assert len(wb.jobs.list()) == before
 
 
 def test_permission_errors_are_the_same_class(wb_for: Callable[[str], Any]) -> None:

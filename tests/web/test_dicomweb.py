@@ -345,6 +345,7 @@ def _routes(study: str) -> list[tuple[str, str]]:
         ("GET", "/studies"),
         ("GET", "/qidors/studies"),
         ("GET", f"/studies/{study}/series"),
+        ("GET", f"/qidors/studies/{study}/instances"),
         ("GET", f"/wadors/studies/{study}"),
         ("GET", f"/studies/{study}/metadata"),
         ("POST", "/stowrs/studies"),
@@ -354,15 +355,15 @@ def _routes(study: str) -> list[tuple[str, str]]:
 @pytest.mark.parametrize(
     ("who", "expected"),
     [
-        # user: (qido, qido, qido, wado, metadata, stow) on ORTHANC1
-        (None, (401,) * 6),
-        ("expired", (401,) * 6),
-        ("revoked", (401,) * 6),
-        ("vic", (404,) * 6),  # no access to the node: as if it did not exist
-        ("dst", (403, 403, 403, 403, 403, 200)),
-        ("pia", (200, 200, 200, 403, 403, 403)),  # no unpseudonymized retrieve
-        ("dora", (200, 200, 200, 200, 200, 200)),
-        ("boss", (200, 200, 200, 200, 200, 200)),
+        # user: (qido ×4, wado, metadata, stow) on ORTHANC1
+        (None, (401,) * 7),
+        ("expired", (401,) * 7),
+        ("revoked", (401,) * 7),
+        ("vic", (404,) * 7),  # no access to the node: as if it did not exist
+        ("dst", (403, 403, 403, 403, 403, 403, 200)),
+        ("pia", (200, 200, 200, 200, 403, 403, 403)),  # no unpseudonymized retrieve
+        ("dora", (200,) * 7),
+        ("boss", (200,) * 7),
     ],
 )
 def test_permission_matrix(
