@@ -20,6 +20,7 @@ from typing import IO, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..cells import neutralize
 from ..store.access import AuditEvent
 
 __all__ = ["CSV_COLUMNS", "AuditRecord", "Outcome", "read_events", "record", "write_csv"]
@@ -115,9 +116,9 @@ def write_csv(records: Iterable[AuditRecord], target: str | Path | IO[str]) -> i
             [
                 rec.id,
                 rec.at.isoformat(),
-                rec.user,
-                rec.action,
-                rec.node or "",
+                neutralize(rec.user),
+                neutralize(rec.action),
+                neutralize(rec.node or ""),
                 rec.outcome.value,
                 json.dumps(rec.details, sort_keys=True, ensure_ascii=False),
             ]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from ..access import Permission
+from ..cells import neutralize
 from ..errors import InputError, PermissionDenied
 from ..store.jobs import BatchQueryResult, Job, MassTransferVolume, Task
 
@@ -70,16 +71,6 @@ MASS_COLUMNS = (
     "status",
 )
 MASS_IDENTIFYING = ("patient_id", "accession_number", "study_instance_uid", "series_instance_uid")
-
-
-#: First characters a spreadsheet reads as the start of a formula (OWASP "CSV injection").
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralize(cell: str) -> str:
-    """A CSV cell a spreadsheet shows as text: one starting like a formula gets a ``'``
-    in front (``=HYPERLINK(…)`` from a crafted StudyDescription is then inert)."""
-    return "'" + cell if cell.startswith(_FORMULA_START) else cell
 
 
 def write_table(frame: pd.DataFrame, path: str | Path, *, sheet: str = "results") -> Path:

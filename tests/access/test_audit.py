@@ -86,3 +86,17 @@ def test_odd_detail_values_are_stored_as_text(admin: Access) -> None:
     admin.audit("query", details={"date": dt.date(2020, 1, 2), "uids": ("1.2.3",)})
     [row] = admin.admin.audit_events(action="query")
     assert row.details == {"date": "2020-01-02", "uids": ["1.2.3"]}
+
+
+def test_csv_export_neutralizes_formula_cells(admin: Access, database: Database) -> None:
+    """A user or node name that starts like a formula is text in the export."""
+    from adit_workbench.access.audit import record
+
+    with database.session() as session:
+        record(session, '=HYPERLINK("http://x")', "query", node="@SUM(A1)")
+    buffer = io.StringIO()
+    admin.admin.export_audit(buffer)
+    rows = list(csv.DictReader(io.StringIO(buffer.getvalue())))
+    [crafted] = [r for r in rows if "HYPERLINK" in r["user"]]
+    assert crafted["user"] == '\'=HYPERLINK("http://x")'
+    assert crafted["node"] == "'@SUM(A1)"
