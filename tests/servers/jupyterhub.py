@@ -17,6 +17,7 @@ Fixtures:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -111,7 +112,7 @@ class Hub:
         if kernel is None:
             kernel = self._request("POST", f"/user/{user}/api/kernels", {"name": "python3"})["id"]
         ws = self.url.replace("http://", "ws://") + f"/user/{user}/api/kernels/{kernel}/channels"
-        return asyncio.run(_execute(ws, self.token, code)), kernel
+        return _run_coroutine(_execute(ws, self.token, code)), kernel
 
     def _request(self, method: str, path: str, body: Any = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
@@ -255,3 +256,14 @@ def start_jupyterhub(configurable_http_proxy: str, tmp_path: Path) -> Iterator[C
     yield start
     for hub in hubs:
         hub.stop()
+
+
+def _run_coroutine(coroutine: Any) -> Any:
+    """``asyncio.run`` that also works while this thread runs a loop (Playwright's sync
+    API keeps one running in the main thread for as long as its session fixture lives)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()

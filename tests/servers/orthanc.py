@@ -34,6 +34,7 @@ import pytest
 import requests
 from pydicom import Dataset, dcmwrite
 from pydicom.filebase import DicomBytesIO
+from urllib3.util.retry import Retry
 
 from tests.servers._util import free_port, require, wait_until
 
@@ -71,6 +72,15 @@ class OrthancServer:
         self.overrides = dict(overrides or {})
         self.proc: subprocess.Popen[bytes] | None = None
         self._http = requests.Session()
+        # Orthanc closes an idle keep-alive connection after a second; a request sent on it
+        # at that moment ends in RemoteDisconnected. The helpers' calls are all safe to
+        # repeat (GET, DELETE, and uploads Orthanc stores once), so retry them.
+        self._http.mount(
+            "http://",
+            requests.adapters.HTTPAdapter(
+                max_retries=Retry(total=3, backoff_factor=0.1, allowed_methods=None)
+            ),
+        )
         users = self.overrides.get("RegisteredUsers") or {}
         if self.overrides.get("AuthenticationEnabled") and users:
             # The helpers (clear, upload, statistics) log in as the first user.
