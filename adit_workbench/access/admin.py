@@ -62,13 +62,13 @@ class AccessAdmin:
     def groups(self) -> list[GroupInfo]:
         """Every group, sorted by name."""
         self._access.require(Permission.ADMIN, action="access.show")
-        with self._database.session() as session:
+        with self._database.session(write=True) as session:
             return [_group_info(g) for g in session.scalars(select(Group).order_by(Group.name))]
 
     def group(self, name: str) -> GroupInfo:
         """One group (raises NotFound)."""
         self._access.require(Permission.ADMIN, action="access.show")
-        with self._database.session() as session:
+        with self._database.session(write=True) as session:
             return _group_info(_get_group(session, name))
 
     def grant(
@@ -81,7 +81,7 @@ class AccessAdmin:
         if not source and not destination:
             source = destination = True
         self._access.require(Permission.ADMIN, action="access.grant", node=node)
-        with self._database.session() as session:
+        with self._database.session(write=True) as session:
             node_row = session.scalars(select(Node).where(Node.name == node)).one_or_none()
             if node_row is None:
                 raise NotFound(f"no node named {node!r}")
@@ -106,7 +106,7 @@ class AccessAdmin:
     def revoke(self, group: str, node: str, role: NodeRole | str | None = None) -> GroupInfo:
         """Take ``role`` (default: every role) on ``node`` away from ``group``."""
         self._access.require(Permission.ADMIN, action="access.revoke", node=node)
-        with self._database.session() as session:
+        with self._database.session(write=True) as session:
             group_row = _get_group(session, group)
             entry = next((a for a in group_row.node_access if a.node.name == node), None)
             if entry is None:
@@ -125,7 +125,7 @@ class AccessAdmin:
         """Give ``group`` a permission (creating the group if needed)."""
         perm = parse_permission(permission)
         self._access.require(Permission.ADMIN, action="access.perm.add")
-        with self._database.session() as session:
+        with self._database.session(write=True) as session:
             group_row = _get_group(session, group, create=True)
             if perm.value not in {p.permission for p in group_row.permissions}:
                 group_row.permissions.append(GroupPermission(permission=perm.value))
@@ -137,7 +137,7 @@ class AccessAdmin:
         """Take a permission away from ``group``."""
         perm = parse_permission(permission)
         self._access.require(Permission.ADMIN, action="access.perm.remove")
-        with self._database.session() as session:
+        with self._database.session(write=True) as session:
             group_row = _get_group(session, group)
             for entry in list(group_row.permissions):
                 if entry.permission == perm.value:
@@ -149,7 +149,7 @@ class AccessAdmin:
     def set_members(self, group: str, users: list[str]) -> GroupInfo:
         """Make ``users`` (local users; hub users' groups come from the hub) the members."""
         self._access.require(Permission.ADMIN, action="access.members")
-        with self._database.session() as session:
+        with self._database.session(write=True) as session:
             group_row = _get_group(session, group, create=True)
             rows = list(session.scalars(select(User).where(User.name.in_(users))))
             missing = sorted(set(users) - {u.name for u in rows})
@@ -164,7 +164,7 @@ class AccessAdmin:
     def users(self) -> list[UserInfo]:
         """Every user who ever connected, sorted by name."""
         self._access.require(Permission.ADMIN, action="users.list")
-        with self._database.session() as session:
+        with self._database.session(write=True) as session:
             return [
                 UserInfo(
                     name=u.name,
@@ -186,13 +186,13 @@ class AccessAdmin:
     ) -> list[AuditRecord]:
         """Audit rows, oldest first, optionally filtered."""
         self._access.require(Permission.ADMIN, action="audit.read")
-        with self._database.session() as session:
+        with self._database.session(write=True) as session:
             return read_events(session, user=user, action=action, since=since, limit=limit)
 
     def export_audit(self, target: str | Path | IO[str], *, since: datetime | None = None) -> int:
         """Write the audit log (from ``since``) as CSV; returns the number of rows."""
         self._access.require(Permission.ADMIN, action="audit.export")
-        with self._database.session() as session:
+        with self._database.session(write=True) as session:
             events = read_events(session, since=since)
             self._record(session, "audit.export", rows=len(events))
         return write_csv(events, target)
@@ -200,7 +200,7 @@ class AccessAdmin:
     def set_maintenance(self, on: bool, *, message: str | None = None) -> SiteStatus:
         """Turn maintenance mode on or off; ``message`` replaces the announcement if given."""
         self._access.require(Permission.ADMIN, action="site.maintenance")
-        with self._database.session() as session:
+        with self._database.session(write=True) as session:
             current = read_site_status(session)
             announcement = current.announcement if message is None else message
             status = write_site_status(
@@ -212,7 +212,7 @@ class AccessAdmin:
     def set_announcement(self, message: str) -> SiteStatus:
         """Set (or clear with ``""``) the announcement shown to every user."""
         self._access.require(Permission.ADMIN, action="site.announcement")
-        with self._database.session() as session:
+        with self._database.session(write=True) as session:
             current = read_site_status(session)
             status = write_site_status(
                 session,

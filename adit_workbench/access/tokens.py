@@ -124,7 +124,7 @@ class TokenManager:
             prefix = TOKEN_MARK + secrets.token_hex(4)
             token = f"{prefix}_{secrets.token_urlsafe(32)}"
             try:
-                with self._database.session() as session:
+                with self._database.session(write=True) as session:
                     user = find_user(session, self._access.user)
                     if user is None:
                         raise NotFound(f"user {self._access.user!r} is not known")
@@ -162,7 +162,7 @@ class TokenManager:
     def revoke(self, token_id: int) -> TokenInfo:
         """Revoke a token of this user (admins: of anyone). Revoking twice is harmless."""
         admin = self._access.is_admin
-        with self._database.session() as session:
+        with self._database.session(write=True) as session:
             found = session.execute(
                 select(ApiToken, User.name).join(User).where(ApiToken.id == token_id)
             ).one_or_none()

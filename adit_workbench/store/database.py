@@ -117,13 +117,21 @@ class Database:
         self.dispose()
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
+    def session(self, *, write: bool = False) -> Iterator[Session]:
         """A session in one transaction: committed on success, rolled back on error.
+
+        ``write=True`` is for a transaction that reads and then writes: on SQLite it takes
+        the write lock first (``BEGIN IMMEDIATE``, waiting up to the busy timeout), since a
+        read transaction that another connection wrote behind cannot be upgraded and fails
+        at once with "database is locked", whatever the busy timeout.
 
         Database errors come out as :class:`~adit_workbench.errors.StoreError`; the
         package's own errors (e.g. an ``InputError`` raised inside) pass through unchanged.
         """
-        session = self._sessions()
+        if write and self.is_sqlite:
+            session = self._sessions(bind=self._engine.execution_options(sqlite_begin="IMMEDIATE"))
+        else:
+            session = self._sessions()
         try:
             yield session
             session.commit()
