@@ -15,14 +15,12 @@ worker's idle exit, so that a task submitted while the worker exits is never str
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -31,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import update
 
 from ..errors import ConfigurationError
+from ..locks import folder_lock
 from ..store.jobs import Task
 from ..store.models import utcnow
 from . import defaults
@@ -136,18 +135,6 @@ def log_tail(root: Path, chars: int = 1500) -> str:
         return ""
 
 
-@contextlib.contextmanager
-def locked(root: Path) -> Iterator[None]:
-    """Serialise start, stop and idle exit between processes."""
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with open(root / ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def worker_status(settings: Settings) -> WorkerStatus:
     """The local worker's state as of now."""
     root = worker_dir(settings)
@@ -181,7 +168,7 @@ def start_worker(settings: Settings) -> WorkerStatus:
     """
     root = worker_dir(settings)
     wanted = _display_url(settings)
-    with locked(root):
+    with folder_lock(root):
         current = worker_status(settings)
         if current.running:
             if current.database and current.database != wanted:
@@ -222,7 +209,7 @@ def stop_worker(settings: Settings, *, timeout: float = STOP_TIMEOUT) -> bool:
     root = worker_dir(settings)
     if not root.exists():
         return False
-    with locked(root):
+    with folder_lock(root):
         pid = _read_pid(root)
         running = pid is not None and pid_alive(pid)
         if pid is not None and running:

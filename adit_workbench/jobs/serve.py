@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import or_, select, update
 
+from ..locks import folder_lock
 from ..store.jobs import Job, Task
 from ..store.models import utcnow
 from . import defaults
-from .local import hold_until, locked, read_state, write_state
+from .local import hold_until, read_state, write_state
 from .runner import begin_shutdown, run_task
 from .status import JobStatus, TaskStatus, priority
 from .sweeper import Sweeper, sweep
@@ -147,7 +148,7 @@ class LocalWorker:
 
     def _idle_exit(self) -> bool:
         """Exit if there is no work, holding the start lock so nothing is stranded."""
-        with locked(self.root):
+        with folder_lock(self.root):
             if self._has_work():
                 return False
             pid_file = self.root / "worker.pid"

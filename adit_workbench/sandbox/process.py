@@ -10,7 +10,6 @@ survive one.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import signal
@@ -18,13 +17,14 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..config import Settings
 from ..errors import InputError, NodeError
+from ..locks import folder_lock
 from .archive import INDEX_NAME
 
 __all__ = [
@@ -170,18 +170,6 @@ def _port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-@contextlib.contextmanager
-def _locked(root: Path) -> Iterator[None]:
-    """Serialise start/stop between processes (two notebooks pressing start at once)."""
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with open(root / ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def status(settings: Settings) -> SandboxStatus | None:
     """The sandbox's state, or None if it was never started in this data dir."""
     root = _dir(settings)
@@ -231,7 +219,7 @@ def start_background(
             message carries the tail of ``sandbox.log``.
     """
     root = _dir(settings)
-    with _locked(root):
+    with folder_lock(root):
         current = status(settings)
         if current is not None and current.running:
             if peers is not None:
@@ -326,7 +314,7 @@ def _terminate(pid: int) -> None:
 def stop_background(settings: Settings) -> bool:
     """Stop the background sandbox; returns False if it was not running."""
     root = _dir(settings)
-    with _locked(root):
+    with folder_lock(root):
         pid = _read_pid(root)
         running = pid is not None and _alive(pid)
         if pid is not None and running:
@@ -357,5 +345,5 @@ def set_peers(settings: Settings, peers: Mapping[str, tuple[str, int]]) -> None:
     Takes effect at the next C-MOVE of a running sandbox, and survives restarts.
     """
     root = _dir(settings)
-    with _locked(root):
+    with folder_lock(root):
         _store_peers(root, settings, peers)
