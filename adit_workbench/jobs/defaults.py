@@ -14,6 +14,10 @@ STALE_AFTER = 60.0
 SWEEP_INTERVAL = 30.0
 #: Attempts before a task whose workers keep dying (or keep failing retriably) fails.
 MAX_ATTEMPTS = 3
+#: Seconds before RQ runs a queue entry again when it failed outside the task (the
+#: database was locked or unreachable while claiming): without these the entry is gone
+#: and the task stays PENDING with nothing queued to run it.
+QUEUE_RETRY_INTERVALS: tuple[int, ...] = (10, 60, 300)
 #: RQ job timeout of one task in seconds (transfers; mass-transfer partitions are longer).
 TASK_TIMEOUT = 20 * 60
 MASS_TRANSFER_TASK_TIMEOUT = 24 * 60 * 60

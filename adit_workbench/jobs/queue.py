@@ -50,6 +50,14 @@ class QueueBackend(Protocol):
         ...
 
 
+def _retry() -> Any:
+    """RQ's retry of an entry whose run raised (claiming it failed, not the task)."""
+    from rq import Retry
+
+    intervals = list(defaults.QUEUE_RETRY_INTERVALS)
+    return Retry(max=len(intervals), interval=intervals) if intervals else None
+
+
 class RQBackend:
     """RQ queues on Redis; ``adit-workbench worker`` processes (any number, any host) run them.
 
@@ -99,6 +107,7 @@ class RQBackend:
             "result_ttl": 3600,
             "failure_ttl": 7 * 24 * 3600,
             "description": f"task {task_id}",
+            "retry": _retry(),
         }
         func = "adit_workbench.jobs.worker.process_task"
         if delay > 0:
@@ -119,6 +128,7 @@ class RQBackend:
                 result_ttl=3600,
                 failure_ttl=7 * 24 * 3600,
                 description=f"task {task_id}",
+                retry=_retry(),
                 job_id=f"{self.prefix}-task-{task_id}-{uuid.uuid4().hex[:8]}",
             )
             for task_id in task_ids

@@ -130,6 +130,11 @@ class Sweeper:
         self.interval = interval
         self.stale_after = stale_after
         self._stop = threading.Event()
+        #: Held while a sweep has the database open. A process that forks must hold it
+        #: too: a child forked while SQLite holds a lock here inherits SQLite's in-process
+        #: record of that lock, not the lock, and every write it tries is "database is
+        #: locked" until the child ends.
+        self.lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="wb-sweeper", daemon=True)
 
     def start(self) -> Sweeper:
@@ -145,6 +150,7 @@ class Sweeper:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                sweep(self.database, self.backend, stale_after=self.stale_after)
+                with self.lock:
+                    sweep(self.database, self.backend, stale_after=self.stale_after)
             except Exception:  # keep sweeping; the next round may succeed
                 log.warning("sweep failed", exc_info=True)

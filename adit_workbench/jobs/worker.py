@@ -16,13 +16,16 @@ failed with the reason (:func:`refusal`).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import pickle
 import re
+import threading
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from ..errors import WorkbenchError
 from . import defaults
 from .queue import RQBackend, queue_names
 
@@ -108,6 +111,13 @@ def _worker_class(simple: bool) -> Any:
     base: Any = SimpleWorker if simple else Worker
 
     class TaskWorker(base):
+        #: Held around each fork (see :attr:`.sweeper.Sweeper.lock`).
+        fork_guard: threading.Lock | None = None
+
+        def fork_work_horse(self, job: Any, queue: Any) -> None:
+            with self.fork_guard or contextlib.nullcontext():
+                super().fork_work_horse(job, queue)
+
         def execute_job(self, job: Any, queue: Any) -> None:
             reason = refusal(job)
             if reason is None:
@@ -173,8 +183,12 @@ def run_worker(
     worker = _worker_class(simple)(
         queues, connection=backend.connection, name=name, serializer=serializer
     )
-    sweep(database, backend, stale_after=stale_after)
+    try:
+        sweep(database, backend, stale_after=stale_after)
+    except WorkbenchError:  # the database is busy or down: the sweeper tries again
+        log.warning("first sweep failed", exc_info=True)
     sweeper = Sweeper(database, backend, interval=sweep_interval, stale_after=stale_after)
+    worker.fork_guard = sweeper.lock
     sweeper.start()
     try:
         return bool(worker.work(burst=burst, with_scheduler=True, logging_level="WARNING"))

@@ -8,6 +8,7 @@ import contextlib
 import itertools
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -16,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rq import Queue
+from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
 from adit_workbench.access import Access
 from adit_workbench.config import Settings
 from adit_workbench.dicom.spec import Capabilities, ServerSpec
-from adit_workbench.jobs import JobManager, JobStatus
+from adit_workbench.jobs import JobManager, JobStatus, defaults
 from adit_workbench.jobs.kinds import selective_transfer
 from adit_workbench.jobs.queue import RQBackend, queue_names
 from adit_workbench.sandbox.pacs import SandboxPacs
@@ -37,6 +40,9 @@ WORKER = """
 import sys
 from adit_workbench.jobs import defaults
 defaults.HEARTBEAT_INTERVAL = 0.3
+if len(sys.argv) > 4:
+    from adit_workbench.store import database
+    database.SQLITE_BUSY_TIMEOUT_MS = int(sys.argv[4])
 from adit_workbench.jobs.worker import run_worker
 run_worker(sys.argv[1], prefix=sys.argv[2], burst=sys.argv[3] == "burst",
            sweep_interval=0.5, stale_after=4.0)
@@ -67,9 +73,11 @@ def rq_env(
     backend.close()
 
 
-def _start(env: dict[str, str], redis_url: str, prefix: str, mode: str) -> subprocess.Popen[bytes]:
+def _start(
+    env: dict[str, str], redis_url: str, prefix: str, mode: str, *extra: str
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-c", WORKER, redis_url, prefix, mode],
+        [sys.executable, "-c", WORKER, redis_url, prefix, mode, *extra],
         env=env,
         start_new_session=True,  # its own process group: SIGKILL reaches the work-horse too
         stdout=subprocess.DEVNULL,
@@ -118,8 +126,6 @@ def test_three_workers_never_run_a_task_twice(
     tasks = _tasks(database, job.id)
     assert [t.attempts for t in tasks] == [1] * 6
     assert len(_dicom_files(tmp_path / "out")) == 36
-    from rq import Queue
-
     assert all(len(Queue(n, connection=backend.connection)) == 0 for n in queue_names(prefix))
 
 
@@ -190,6 +196,10 @@ def test_sigkilled_worker_is_recovered_and_each_instance_delivered_once(
     second = _start(env, redis_url, prefix, "serve")
     try:
         job.wait(90, progress=False)
+    except TimeoutError as exc:
+        _kill(second, signal.SIGTERM)
+        log = second.stderr.read().decode() if second.stderr else ""
+        raise AssertionError(f"{exc}\n{_tasks(database, job.id)[0].log}\n{log[-3000:]}") from exc
     finally:
         _kill(second, signal.SIGTERM)
     [task] = _tasks(database, job.id)
@@ -247,3 +257,49 @@ def test_cancel_reaches_a_worker_on_another_process(
     finally:
         _kill(worker, signal.SIGTERM)
     assert len(_dicom_files(out)) == 160
+
+
+def test_a_queue_entry_that_meets_a_locked_database_runs_when_it_is_free(
+    rq_env: tuple[dict[str, str], str, RQBackend],
+    database: Database,
+    job_settings: Settings,
+    alice: Access,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Claiming fails while another process holds SQLite's write lock: the entry must
+    come back (RQ's retry), not vanish and leave the task PENDING with nothing queued."""
+    if not database.is_sqlite:
+        pytest.skip("the fault is SQLite's write lock")
+    env, prefix, backend = rq_env
+    monkeypatch.setattr(defaults, "QUEUE_RETRY_INTERVALS", (1,))
+    from adit_workbench.dicom.node import open_node
+    from adit_workbench.dicom.query import find_studies
+
+    with database.session() as session:
+        node = open_node(node_store.get_node(session, "SANDBOX"), job_settings)
+    study = next(iter(find_studies(node)))
+    node.close()
+    job = selective_transfer(
+        JobManager(database, alice, job_settings, backend),
+        [study], source="SANDBOX", destination="OUT", pseudonym="L",
+    )  # fmt: skip
+    blocker = sqlite3.connect(str(database.engine.url.database), isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    worker = _start(env, env["ADIT_WB_REDIS_URL"], prefix, "serve", "200")
+    try:
+        scheduled = [
+            ScheduledJobRegistry(queue=Queue(name, connection=backend.connection))
+            for name in queue_names(prefix)
+        ]
+        deadline = time.monotonic() + 60
+        while not any(registry.count for registry in scheduled):
+            assert time.monotonic() < deadline, "the entry was not scheduled again"
+            assert worker.poll() is None, worker.stderr.read() if worker.stderr else ""
+            time.sleep(0.1)
+        assert _tasks(database, job.id)[0].status == "PENDING"
+        blocker.execute("ROLLBACK")
+        assert job.wait(60, progress=False).status is JobStatus.SUCCESS
+    finally:
+        blocker.close()
+        _kill(worker, signal.SIGTERM)
+    assert [t.attempts for t in _tasks(database, job.id)] == [1]
