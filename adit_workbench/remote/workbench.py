@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from ..dicom.spec import Capabilities, FolderSpec, ServerSpec
 from ..errors import InputError
+from ..jobs.frames import frame_as_batch, frame_study_refs, is_frame
 from .client import ServiceClient
 from .jobs import RemoteJobHandle, RemoteJobManager
 from .node import RemoteNode, spec_from
@@ -28,10 +29,17 @@ __all__ = ["RemoteWorkbench"]
 
 
 def _study_refs(studies: Any) -> list[Any]:
-    """Query results, UIDs, dicts or (patient, study[, series]) tuples as JSON references."""
+    """Query results, UIDs, dicts, (patient, study[, series]) tuples or a DataFrame as JSON
+    references."""
+    if is_frame(studies):  # iterating a frame yields its column names, never rows
+        refs: list[Any] = []
+        for patient, study, series in frame_study_refs(studies):
+            ref = {"patient_id": patient, "study_uid": study}
+            refs.append({**ref, "series_uid": series} if series else ref)
+        return refs
     if isinstance(studies, str | Mapping) or hasattr(studies, "study_uid"):
         studies = [studies]
-    refs: list[Any] = []
+    refs = []
     for item in studies:
         if hasattr(item, "study_uid"):
             ref = {"study_uid": item.study_uid, "patient_id": getattr(item, "patient_id", "")}
@@ -72,7 +80,10 @@ def _json_options(options: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _file(file: Any, name: str | None) -> tuple[str, bytes]:
+def _file(file: Any, name: str | None, kind: str) -> tuple[str, bytes]:
+    if is_frame(file):  # sent as the CSV the embedded workbench would parse
+        data, frame_name = frame_as_batch(file, kind.removeprefix("batch_"))
+        return name or frame_name, data
     if isinstance(file, bytes | bytearray):
         return name or "batch.csv", bytes(file)
     if isinstance(file, str | Path):
@@ -86,7 +97,9 @@ def _file(file: Any, name: str | None) -> tuple[str, bytes]:
         data = stream.read()
         fallback = Path(getattr(file, "name", "batch.csv")).name
         return name or fallback, data if isinstance(data, bytes) else str(data).encode()
-    raise InputError(f"a batch file is a path, bytes or a binary file, not {type(file).__name__}")
+    raise InputError(
+        f"a batch file is a path, bytes, a binary file or a DataFrame, not {type(file).__name__}"
+    )
 
 
 class RemoteWorkbench:
@@ -200,7 +213,7 @@ class RemoteWorkbench:
         return self._created(self._client.post("api/jobs/transfer", body))
 
     def _upload(self, kind: str, file: Any, params: dict[str, Any]) -> RemoteJobHandle:
-        name, data = _file(file, params.pop("name", None))
+        name, data = _file(file, params.pop("name", None), kind)
         files = {"file": (name, data, "application/octet-stream")}
         form = {"params": json.dumps(_json_options(params))}
         return self._created(self._client.post(f"api/jobs/{kind}", files=files, data=form))
