@@ -53,6 +53,12 @@ class WorkbenchAPI(Protocol):
         """The user this workbench acts for."""
         ...
 
+    @property
+    def access(self) -> Any:
+        """What the user may do: ``has()``, ``visible_nodes(role)``, ``site_status()``,
+        ``profile()`` (for showing; every operation is checked where it runs)."""
+        ...
+
     def node_specs(self) -> list[NodeSpec]:
         """The nodes the user may use."""
         ...

@@ -17,6 +17,7 @@ from urllib.parse import quote
 from ..dicom.spec import Capabilities, FolderSpec, ServerSpec
 from ..errors import InputError
 from ..jobs.frames import frame_as_batch, frame_study_refs, is_frame
+from .access import RemoteAccess
 from .client import ServiceClient
 from .jobs import RemoteJobHandle, RemoteJobManager
 from .node import RemoteNode, spec_from
@@ -119,6 +120,11 @@ class RemoteWorkbench:
     def _me(self) -> dict[str, Any]:
         data: dict[str, Any] = self._client.get("api/me")
         return data
+
+    @cached_property
+    def access(self) -> RemoteAccess:
+        """What the service says this user may do (for showing; the service checks)."""
+        return RemoteAccess(self._client)
 
     @property
     def user(self) -> str:
