@@ -268,7 +268,8 @@ class RemoteWorkbench:
 
         items = iter_folder(files) if isinstance(files, str | Path) else files
         limits = self._client.get("api/uploads")
-        budget = int(limits["max_request_bytes"]) - 64_000  # room for the form's framing
+        cap = int(limits["max_request_bytes"])
+        budget = cap - min(64_000, max(2_000, cap // 10))  # room for the form's framing
         params = json.dumps({
             "destination": destination, "pseudonym": pseudonym,
             "trial_protocol_id": trial_protocol_id, "trial_protocol_name": trial_protocol_name,

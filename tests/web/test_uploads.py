@@ -217,6 +217,34 @@ def test_rest_refusals(service: Running, people: People, uploader: str) -> None:
     assert anonymous.status_code == 401
 
 
+@pytest.fixture
+def small_cap(monkeypatch: pytest.MonkeyPatch) -> int:
+    """A service body cap of 60 kB (set before the service reads its settings)."""
+    monkeypatch.setenv("ADIT_WB_MAX_REQUEST_MB", "0.06")
+    return 60_000
+
+
+def test_remote_upload_splits_under_the_body_cap(
+    small_cap: int, service: Running, people: People, uploader: str, tmp_path: Path
+) -> None:
+    from adit_workbench.remote import RemoteWorkbench
+
+    originals = _originals()
+    folder = _folder(tmp_path, originals)
+    big = iter_datasets(patients=1, series=1, instances=1, rows=256, cols=256, pid_prefix="BIG")
+    next(big).save_as(folder / "series1" / "big.dcm", enforce_file_format=True)
+    assert (folder / "series1" / "big.dcm").stat().st_size > small_cap
+    with RemoteWorkbench(service.url, people.token(uploader)) as wb:
+        result = wb.upload(folder, destination="UPL", pseudonym=PSEUDONYM)
+    assert result.stored == 6
+    refused = dict(result.refused)
+    assert set(refused) == {"broken/cut.dcm", "notes.txt", "series1/big.dcm"}
+    assert refused["series1/big.dcm"].startswith("not sent:")
+    rows = people.admin.admin.audit_events(user=uploader, action="upload")
+    assert len(rows) >= 2  # one operation per request, each below the cap
+    assert sum(int(r.details["stored"]) for r in rows) == 6
+
+
 def test_cli_upload(
     uploader: str, people: People, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
