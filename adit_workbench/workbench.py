@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .deid.pseudonymizer import Pseudonymizer
     from .dicom.node import Node
     from .jobs import JobHandle, JobManager
+    from .jobs.upload import UploadResult
     from .remote import RemoteWorkbench
     from .sandbox.process import SandboxStatus
 
@@ -108,6 +109,21 @@ class WorkbenchAPI(Protocol):
         self, *, source: str, to: str, start: Any, end: Any, filters: Any, **options: Any
     ) -> Any:
         """Queue a mass transfer; returns its job handle."""
+        ...
+
+    def upload(
+        self,
+        files: Any,
+        *,
+        destination: str,
+        pseudonym: str | None = None,
+        trial_protocol_id: str | None = None,
+        trial_protocol_name: str | None = None,
+        project_name: str | None = None,
+        deid_options: Any = (),
+        via: str | None = None,
+    ) -> Any:
+        """Pseudonymize local files and store them to a node; returns an UploadResult."""
         ...
 
     def close(self) -> None:
@@ -387,6 +403,37 @@ class Workbench:
             **options,
         )  # fmt: skip
 
+    def upload(
+        self,
+        files: Any,
+        *,
+        destination: str,
+        pseudonym: str | None = None,
+        trial_protocol_id: str | None = None,
+        trial_protocol_name: str | None = None,
+        project_name: str | None = None,
+        deid_options: Any = (),
+        via: str | None = None,
+    ) -> UploadResult:
+        """Pseudonymize local DICOM files and store them to node ``destination``.
+
+        ``files`` is a folder (every file below it) or an iterable of ``(name, bytes or
+        path)``. The pseudonymization is a transfer job's for the same project and
+        pseudonym (same UIDs, dates, pseudonym). Malformed and non-DICOM files are
+        refused by name and the rest go through; the result counts both::
+
+            wb.upload("scans/", destination="RESEARCH", pseudonym="SUBJ-01")
+        """
+        from .jobs.upload import iter_folder, upload_files
+
+        items = iter_folder(files) if isinstance(files, str | Path) else files
+        return upload_files(
+            self.access, self.database, self.settings, items,
+            destination=destination, pseudonym=pseudonym,
+            trial_protocol_id=trial_protocol_id, trial_protocol_name=trial_protocol_name,
+            project_name=project_name, deid_options=_option_names(deid_options), via=via,
+        )  # fmt: skip
+
     # -- de-identification --------------------------------------------------------------
     def pseudonymizer(
         self,
@@ -449,6 +496,19 @@ class Workbench:
 
 if TYPE_CHECKING:  # mypy checks that the local workbench has the whole shared API
     _IMPLEMENTS: type[WorkbenchAPI] = Workbench
+
+
+def _option_names(options: Any) -> list[str]:
+    """De-identification options as names (strings, or Option flags, maybe combined)."""
+    if isinstance(options, str):
+        return [options]
+    names: list[str] = []
+    for option in options or ():
+        if isinstance(option, str):
+            names.append(option)
+        else:
+            names.extend(str(m.name) for m in option if m.name)
+    return names
 
 
 def _source_of(studies: Any) -> str:

@@ -24,6 +24,7 @@ from .node import RemoteNode, spec_from
 
 if TYPE_CHECKING:
     from ..config import Settings
+    from ..jobs.upload import UploadResult
     from ..workbench import WorkbenchAPI
 
 __all__ = ["RemoteWorkbench"]
@@ -101,6 +102,24 @@ def _file(file: Any, name: str | None, kind: str) -> tuple[str, bytes]:
     raise InputError(
         f"a batch file is a path, bytes, a binary file or a DataFrame, not {type(file).__name__}"
     )
+
+
+def _upload_bytes(source: Any, budget: int) -> bytes:
+    """The bytes of one upload item (regular files only, below the service's cap)."""
+    from ..dicom.part10 import Malformed, read_regular
+
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source)
+    else:
+        try:
+            data = read_regular(source, max_bytes=budget)
+        except Malformed as exc:
+            raise InputError(f"not sent: {exc}") from None
+        except OSError as exc:
+            raise InputError(f"unreadable: {exc.strerror or type(exc).__name__}") from None
+    if len(data) > budget:
+        raise InputError(f"not sent: larger than the service's request cap ({budget} bytes)")
+    return data
 
 
 class RemoteWorkbench:
@@ -243,6 +262,63 @@ class RemoteWorkbench:
         body = {"source": source, "to": to, "start": str(start), "end": str(end),
                 "filters": filters, **_json_options(options)}  # fmt: skip
         return self._created(self._client.post("api/jobs/mass_transfer", body))
+
+    # -- upload -----------------------------------------------------------------------
+    def upload(
+        self,
+        files: Any,
+        *,
+        destination: str,
+        pseudonym: str | None = None,
+        trial_protocol_id: str | None = None,
+        trial_protocol_name: str | None = None,
+        project_name: str | None = None,
+        deid_options: Any = (),
+        via: str | None = None,
+    ) -> UploadResult:
+        """Send local DICOM files to the service, which pseudonymizes them and stores them
+        to ``destination`` (see ``Workbench.upload``).
+
+        The files go in requests below the service's body cap, one file read at a time;
+        a file larger than the cap is refused by name without being sent.
+        """
+        from ..jobs.upload import UploadResult, iter_folder
+        from ..workbench import _option_names
+
+        items = iter_folder(files) if isinstance(files, str | Path) else files
+        limits = self._client.get("api/uploads")
+        cap = int(limits["max_request_bytes"])
+        budget = cap - min(64_000, max(2_000, cap // 10))  # room for the form's framing
+        params = json.dumps({
+            "destination": destination, "pseudonym": pseudonym,
+            "trial_protocol_id": trial_protocol_id, "trial_protocol_name": trial_protocol_name,
+            "project_name": project_name, "deid_options": _option_names(deid_options),
+            "via": via,
+        })  # fmt: skip
+        total = UploadResult(destination)
+        batch: list[tuple[str, tuple[str, bytes, str]]] = []
+        size = 0
+
+        def send() -> None:
+            nonlocal size
+            if batch:
+                answer = self._client.post("api/uploads", files=batch, data={"params": params})
+                total.merge(UploadResult.from_dict(answer))
+                batch.clear()
+                size = 0
+
+        for name, source in items:
+            try:
+                data = _upload_bytes(source, budget)
+            except InputError as exc:
+                total.refused.append((name, str(exc)))
+                continue
+            if size + len(data) + 512 > budget or len(batch) >= int(limits["max_files"]):
+                send()
+            batch.append(("files", (name, data, "application/dicom")))
+            size += len(data) + 512
+        send()
+        return total
 
 
 if TYPE_CHECKING:  # mypy checks that the remote workbench has the whole shared API

@@ -44,7 +44,12 @@ Send = Callable[[Message], Awaitable[None]]
 _AUTH_ATTEMPTS = 6
 
 #: Routes that take a multipart upload; every other body must be JSON.
-MULTIPART_ROUTES = ("/api/jobs/batch_query", "/api/jobs/batch_transfer", "/api/deid/explain")
+MULTIPART_ROUTES = (
+    "/api/jobs/batch_query",
+    "/api/jobs/batch_transfer",
+    "/api/deid/explain",
+    "/api/uploads",
+)
 
 
 @dataclass(frozen=True)
@@ -198,7 +203,7 @@ def create_app(
     ``hub_auth`` a :class:`jupyterhub.services.auth.HubAuth` to accept hub tokens.
     """
     from ..store import open_database
-    from . import admin, deid, jobs, nodes
+    from . import admin, deid, jobs, nodes, uploads
 
     prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
     db = database if database is not None else open_database(settings)
@@ -224,6 +229,7 @@ def create_app(
     api.include_router(jobs.router)
     api.include_router(admin.router)
     api.include_router(deid.router)
+    api.include_router(uploads.router)
     app.include_router(api)
     app.include_router(import_module(".dicomweb", __package__).router, prefix=prefix)
     if hub_auth is not None:

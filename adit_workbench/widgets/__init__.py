@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .jobs import Jobs
     from .mass import MassTransfer
     from .selective import SelectiveTransfer
+    from .upload import Upload
 
 __all__ = [
     "Admin",
@@ -28,6 +29,7 @@ __all__ = [
     "Jobs",
     "MassTransfer",
     "SelectiveTransfer",
+    "Upload",
 ]
 
 _WHERE = {
@@ -38,6 +40,7 @@ _WHERE = {
     "Jobs": ".jobs",
     "MassTransfer": ".mass",
     "SelectiveTransfer": ".selective",
+    "Upload": ".upload",
 }
 
 
