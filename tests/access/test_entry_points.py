@@ -38,6 +38,7 @@ ENTRY_POINTS: dict[str, Call] = {
     "node_specs": Call(check="open"),  # filtered to the user's nodes, tested below
     "node_spec": Call(("ARCHIVE",), check="node"),
     "node": Call(("ARCHIVE",), check="node"),
+    "upload": Call(("/tmp",), {"destination": "RESEARCH"}, "upload"),
     "echo": Call(("ARCHIVE",), check="node"),
     "add_server": Call(("NEW",), {"ae_title": "NEW", "host": "127.0.0.1", "port": 104}),
     "add_folder": Call(("NEWDIR", "/tmp/newdir")),
