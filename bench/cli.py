@@ -14,8 +14,14 @@ and noisy: compare ratios, not seconds; the CPU time (user + system of the child
 suffers less from other processes than the wall time. The aim (issue 17): ``--help`` and
 ``nodes list`` within 0.4 s on these machines.
 
-``nodes list`` opens the database through the facade (settings, SQLAlchemy, Alembic's
-revision check, the access layer): its floor is those imports, not the command line.
+``nodes list`` opens the database through the facade (settings, SQLAlchemy, the
+access layer): its floor is those imports, not the command line.
+
+``--transfer`` also times ``adit-workbench transfer`` of a small synthetic study (20
+instances of 64×64) from one folder node to another, the detached local worker already
+running (the warm-up starts it; the bench stops it at the end). That time is the fixed
+cost of a transfer: start, sign-in, the submit-time checks, queueing, the worker's
+pick-up, and waiting for the outcome; moving 200 kB is a small part of it.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 COMMANDS: list[list[str]] = [
     ["--help"],
@@ -54,6 +61,7 @@ def _time(argv: list[str], env: dict[str, str], runs: int) -> tuple[float, float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=7, help="runs per command (median)")
+    parser.add_argument("--transfer", action="store_true", help="also time a small transfer")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-cli-") as data:
         env = {**os.environ, "ADIT_WB_DATA_DIR": data}
@@ -70,10 +78,53 @@ def main() -> None:
         for command in COMMANDS:
             took, cpu = _time([*cli, *command], env, args.runs)
             label = "adit-workbench " + " ".join(command)
-            print(
-                f"{label:<28} {took:7.3f}s {took / bare:5.1f}x "
-                f"{cpu:7.3f}s {cpu / max(bare_cpu, 1e-3):5.1f}x"
-            )
+            _row(label, took, cpu, bare, bare_cpu)
+        if args.transfer:
+            _bench_transfer(cli, env, Path(data), args.runs, bare, bare_cpu)
+
+
+def _row(label: str, took: float, cpu: float, bare: float, bare_cpu: float) -> None:
+    print(
+        f"{label:<28} {took:7.3f}s {took / bare:5.1f}x "
+        f"{cpu:7.3f}s {cpu / max(bare_cpu, 1e-3):5.1f}x"
+    )
+
+
+def _bench_transfer(
+    cli: list[str], env: dict[str, str], data: Path, runs: int, bare: float, bare_cpu: float
+) -> None:
+    """Time ``transfer`` folder → folder of one small study (see the module docstring)."""
+    from adit_workbench.sandbox.synthetic import generate
+
+    source, target = data / "src", data / "out"
+    target.mkdir()
+    first = generate(source, patients=1, studies=1, series=2, instances=10)[0]
+    study = first.parent.parent.name
+    run = [*cli, "nodes"]
+    subprocess.run(
+        [*run, "add-folder", "SRC", str(source)], env=env, check=True, capture_output=True
+    )
+    subprocess.run(
+        [*run, "add-folder", "OUT", str(target)], env=env, check=True, capture_output=True
+    )
+    argv = [*cli, "transfer", "--from", "SRC", "--to", "OUT", "--study", study, "--pseudonym"]
+    try:
+        subprocess.run([*argv, "WARMUP"], env=env, check=True, capture_output=True)
+        # A new pseudonym each run: every run moves the 20 instances.
+        walls, cpus = [], []
+        for i in range(runs):
+            took, cpu = _time([*argv, f"RUN{i}"], env, 1)
+            walls.append(took)
+            cpus.append(cpu)
+        _row(
+            "adit-workbench transfer (20)",
+            statistics.median(walls),
+            statistics.median(cpus),
+            bare,
+            bare_cpu,
+        )
+    finally:
+        subprocess.run([*cli, "worker", "stop"], env=env, capture_output=True)
 
 
 if __name__ == "__main__":

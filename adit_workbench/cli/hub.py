@@ -26,14 +26,12 @@ import contextlib
 import json
 import os
 import pwd
-import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -311,6 +309,8 @@ def _start_jupyterhub(
     log = state / "logs" / "jupyterhub.log"
     proc = _spawn([str(venv_bin / "jupyterhub"), "-f", str(config)], log, cwd=folder, env=env)
 
+    import urllib.request  # only here: it costs a tenth of a second of every CLI start
+
     def ready() -> bool:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/hub/api", timeout=2) as response:
             return bool(response.status == 200)
@@ -347,6 +347,8 @@ def start_cmd(state_dir: Path | None, port: int, service_port: int, workers: int
     state.mkdir(parents=True, exist_ok=True)
     os.chmod(state, 0o711 if os.geteuid() == 0 else 0o700)  # postgres must traverse it
     (state / "logs").mkdir(mode=0o700, exist_ok=True)
+    import secrets
+
     creds_file = state / "credentials.json"
     creds = _read_json(creds_file) or {
         name: secrets.token_hex(16) for name in ("owner", "service", "redis", "login")

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import click
 
-from ..config import get_settings
 from ..errors import ConfigurationError
 from . import app
 
@@ -73,6 +72,8 @@ def lab(port: int, no_browser: bool, workspace: Path | None, dry_run: bool) -> i
         raise ConfigurationError(
             "JupyterLab is not installed: pip install 'adit-workbench[jupyter]'"
         )
+    from ..config import get_settings
+
     settings = get_settings()
     workspace = (workspace or settings.data_dir / "lab").expanduser().resolve()
     workspace.mkdir(parents=True, exist_ok=True)

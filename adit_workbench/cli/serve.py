@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 
 import click
 
-from ..config import get_settings
 from . import app
 
 
@@ -55,6 +54,7 @@ def serve(host: str | None, port: int | None, prefix: str | None, log_level: str
     """Run the workbench service (REST API under /api/, OpenAPI at /openapi.json)."""
     import uvicorn
 
+    from ..config import get_settings
     from ..web.app import create_app
 
     hub = hub_service_environment()

@@ -120,7 +120,9 @@ def transfer_cmd(
     if not wait:
         click.echo(f"job {job.id}: queued (adit-workbench jobs show {job.id})", err=True)
         return 0
-    job.wait(progress=True, raise_on_failure=False)
+    # A short poll: a small study is done within a second, and a script calling this
+    # in a loop waits for the outcome, not for the next half-second tick (a cheap read).
+    job.wait(poll=0.1, progress=True, raise_on_failure=False)
     click.echo(f"job {job.id}: {job.status}: {job.message}", err=True)
     tasks = job.tasks
     for message in tasks["message"] if not tasks.empty else ():

@@ -89,7 +89,9 @@ def project_pseudonymizer(
             raise InputError(
                 f"unknown profile {profile!r}: use {' or '.join(PROFILES)}, or a Profile"
             )
-    name = (project or DEFAULT_PROJECT).strip()
-    if not name:
+    name = project or DEFAULT_PROJECT
+    if not name.strip():
         raise InputError("project name must not be empty")
+    # The name as given (not stripped): jobs always keyed on it so, and a project's
+    # existing pseudonyms must not change.
     return Pseudonymizer(project_key(settings.master_secret(), name), chosen)

@@ -35,6 +35,8 @@ from pydicom.dataelem import RawDataElement, convert_raw_data_element
 from pydicom.filereader import read_dataset
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, STANDARD_VR
 
+from . import pixel_size
+
 __all__ = [
     "MAX_DEPTH",
     "Buffer",
@@ -261,7 +263,47 @@ class Part10:
             raise Unsupported("transfer syntax left to pydicom")
         implicit = syntax == _IMPLICIT
         elements = scan(buf, pos, end, implicit)
-        return cls(data, implicit, meta, elements, {e[0]: e for e in elements})
+        scanned = cls(data, implicit, meta, elements, {e[0]: e for e in elements})
+        scanned._check_pixels(syntax)
+        return scanned
+
+    def _check_pixels(self, syntax: str) -> None:
+        """:class:`Malformed` if the Pixel Data is not the size the image attributes say
+        (native syntaxes) or not a proper item sequence (encapsulated ones)."""
+        element = self.by_tag.get(_PIXEL_DATA)
+        if element is None:
+            return
+        _tag, _vr, pos, start, stop = element
+        buf = memoryview(self.data)
+        length = header(buf, pos, stop, self.implicit)[3]
+        problem = pixel_size.pixel_problem(
+            syntax,
+            length,
+            self._image_attributes,
+            lambda: pixel_size.fragments_problem(buf[start:stop], delimited=True),
+        )
+        if problem:
+            raise Malformed(problem)
+
+    def _image_attributes(self) -> pixel_size.ImageAttributes:
+        def number(spec: tuple[str, int], text: bool = False) -> int | str | None:
+            element = self.by_tag.get(spec[1])
+            if element is None:
+                return None
+            value = bytes(self.data[element[3] : element[4]])
+            if text:  # NumberOfFrames (IS)
+                digits = value.decode("ascii", "replace").strip(" \0")
+                return 1 if not digits else int(digits) if digits.isdigit() else "not a number"
+            return _H.unpack_from(value)[0] if len(value) >= 2 else "empty"
+
+        return (
+            number(pixel_size.ROWS),
+            number(pixel_size.COLUMNS),
+            number(pixel_size.SAMPLES),
+            number(pixel_size.BITS),
+            number(pixel_size.FRAMES, text=True),
+            value_text(self.raw(pixel_size.PHOTOMETRIC), self.implicit, b"").upper(),
+        )
 
     def raw(self, tag: int) -> bytes:
         """The encoded element (header and value), or b"" when absent."""
@@ -396,3 +438,44 @@ def check_elements(ds: Any) -> None:
             and len(element.value) < element.length
         ):
             raise Malformed(f"element {_tag_text(int(element.tag))} is cut short")
+    _check_decoded_pixels(ds)
+
+
+def _check_decoded_pixels(ds: Any) -> None:
+    """:func:`Part10._check_pixels` for a dataset pydicom read (big endian, deflated …)."""
+    element = ds.get_item(_PIXEL_DATA) if _PIXEL_DATA in ds else None
+    meta = getattr(ds, "file_meta", None)
+    syntax = str(meta.get("TransferSyntaxUID", "") or "") if meta is not None else ""
+    if element is None or element.value is None or not syntax:
+        return  # read without its pixels, or of unknown syntax: nothing to hold it to
+    value = element.value
+    if isinstance(element, RawDataElement):
+        undefined = element.length == _UNDEFINED
+    else:
+        undefined = bool(getattr(element, "is_undefined_length", False))
+
+    def attributes() -> pixel_size.ImageAttributes:
+        found: list[int | str | None] = []
+        for name, _tag in (
+            pixel_size.ROWS,
+            pixel_size.COLUMNS,
+            pixel_size.SAMPLES,
+            pixel_size.BITS,
+            pixel_size.FRAMES,
+        ):
+            try:
+                raw = ds.get(name)
+                found.append(None if raw is None or raw == "" else int(raw))
+            except (TypeError, ValueError, OverflowError):
+                found.append("not a number")
+        photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
+        return (found[0], found[1], found[2], found[3], found[4], photometric)
+
+    problem = pixel_size.pixel_problem(
+        syntax,
+        _UNDEFINED if undefined else len(value),
+        attributes,
+        lambda: pixel_size.fragments_problem(value, delimited=False),
+    )
+    if problem:
+        raise Malformed(problem)

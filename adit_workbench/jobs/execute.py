@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import delete
 
 from ..config import Settings
-from ..deid import Option, Profile, Pseudonymizer, project_key
+from ..deid import Pseudonymizer, project_pseudonymizer
 from ..dicom.node import Node, open_node
 from ..errors import InputError
 from ..store import nodes as node_store
@@ -63,21 +63,16 @@ def build_pseudonymizer(
     """
     if not job.get("pseudonymize", True):
         return None
-    options = Option.BASIC
-    for name in job.get("deid_options") or []:
-        options |= Option.parse(name)
-    profile = Profile(
-        options=options,
+    # One recipe for "the project's pseudonymizer": a notebook's wb.pseudonymizer(),
+    # the CLI and every job build it here, so they cannot drift apart.
+    return project_pseudonymizer(
+        settings,
+        project=job.get("project_name") or None,
         pseudonym=pseudonym or None,
+        options=job.get("deid_options") or (),
         trial_id=job.get("trial_protocol_id") or None,
         trial_name=job.get("trial_protocol_name") or None,
-        date_shift_days=settings.date_shift_days,
-        pseudonym_prefix=settings.pseudonym_prefix,
-        pseudonym_length=settings.pseudonym_length,
-        burned_in_policy=settings.burned_in_policy,
     )
-    key = project_key(settings.master_secret(), job.get("project_name") or "default")
-    return Pseudonymizer(key, profile)
 
 
 def _progress_callback(ctx: TaskContext, base: int = 0) -> Callable[..., None]:

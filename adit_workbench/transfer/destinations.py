@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from pydicom import Dataset, dcmread
 
-from ..dicom.paths import within
+from ..dicom.paths import component, within
 from ..errors import InputError, NodeError, PermissionDenied, TransferError
 from .defaults import ARCHIVE_NAME, STAGING_PREFIX
 from .layout import InstanceInfo, Placement, relative_path, sanitize
@@ -120,21 +120,55 @@ def _sop_of(path: Path) -> str:
         return ""
 
 
+def _held_elsewhere(destination: Path, own: Path, patient: str) -> set[str]:
+    """SOP Instance UIDs delivered for ``patient`` by other jobs into ``destination``:
+    ``<destination>/<job folder>/<patient folder>/…`` (one look per job folder)."""
+    folder = component(patient, "UnknownPatient")
+    found: set[str] = set()
+    try:
+        jobs = [e for e in os.scandir(destination) if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return found
+    for entry in jobs:
+        if entry.name.startswith((".", STAGING_PREFIX)) or Path(entry.path) == own:
+            continue
+        found |= _dcm_stems(Path(entry.path, folder))
+    return found
+
+
 # -- folder ---------------------------------------------------------------------------------
 @dataclass
 class FolderDestination:
-    """A folder in ADIT's layout (see :mod:`.layout`); ``folder_name`` is the job folder."""
+    """A folder in ADIT's layout (see :mod:`.layout`); ``folder_name`` is the job folder.
+
+    ``patient``: the PatientID the instances will carry, when known before the transfer
+    (a job's pseudonym). Then an instance counts as already there when another job
+    folder of this destination holds it (the same delivered SOP Instance UID) below
+    that patient's folder: the same study sent twice with the same pseudonym is one
+    copy, not two. Pseudonymized UIDs depend on the project's key, not the pseudonym,
+    so the patient folder is part of the identity: the same study sent under another
+    pseudonym is delivered again, as it must be.
+    """
 
     path: Path
     folder_name: str | None = None
+    patient: str | None = None
 
     def open(self, study_modalities: Iterable[str], settings: Any) -> _FolderSink:
         """The sink for one transfer."""
-        return _FolderSink(job_root(Path(self.path), self.folder_name), set(study_modalities))
+        root = job_root(Path(self.path), self.folder_name)
+        shared = Path(self.path) if self.patient and root != Path(self.path) else None
+        return _FolderSink(root, set(study_modalities), shared, self.patient)
 
 
 class _FolderSink:
-    def __init__(self, root: Path, modalities: set[str]) -> None:
+    def __init__(
+        self,
+        root: Path,
+        modalities: set[str],
+        shared: Path | None = None,
+        patient: str | None = None,
+    ) -> None:
         self.root = root
         self.modalities = modalities
         self.where = str(root)
@@ -142,9 +176,13 @@ class _FolderSink:
         self.failed: dict[str, str] = {}
         self._made: set[Path] = set()
         self.placement: Placement | None = Placement(str(root), tuple(sorted(modalities)))
+        self._shared, self._patient = shared, patient
 
     def existing(self) -> set[str]:
-        return _dcm_stems(self.root)
+        held = _dcm_stems(self.root)
+        if self._shared is not None and self._patient:
+            held |= _held_elsewhere(self._shared, self.root, self._patient)
+        return held
 
     def put(self, info: InstanceInfo) -> int:
         target = self.root / relative_path(info, self.modalities)

@@ -8,6 +8,7 @@ finish the destination, and judge the outcome against the plan.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -174,6 +175,10 @@ def transfer_study(
     target = resolve_destination(
         destination, folder_name=folder_name, archive_password=archive_password, nifti=nifti
     )
+    pseudonym = pseudonymizer.profile.pseudonym if pseudonymizer is not None else None
+    if type(target) is FolderDestination and pseudonym and target.patient is None:
+        # Known before anything is fetched: other jobs' copies count (see the class).
+        target = dataclasses.replace(target, patient=pseudonym)
     if exclude_modalities is not None:
         exclude = frozenset(m.upper() for m in exclude_modalities)
     else:

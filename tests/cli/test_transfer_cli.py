@@ -126,12 +126,19 @@ def test_cli_and_batch_job_give_byte_identical_files(
     assert code == 0, err
     batch = tmp_path / "batch.csv"
     batch.write_text(f"PatientID,StudyInstanceUID,Pseudonym\n{patient_id},{study_uid},SUBJ-7\n")
-    code = main(["batch-transfer", str(batch), "--from", "SANDBOX", "--to", "OUT",
+    # Into another folder node: in OUT the batch job would find the CLI's copy of the
+    # same study and pseudonym and deliver nothing (idempotence across jobs).
+    second = tmp_path / "second"
+    second.mkdir()
+    with database.session() as session:
+        node_store.add_folder(session, FolderSpec("SECOND", second))
+    admin.admin.grant("team", "SECOND", destination=True)
+    code = main(["batch-transfer", str(batch), "--from", "SANDBOX", "--to", "SECOND",
                  "--trial-id", "T7", "--wait"])  # fmt: skip
     batch_out, err = capsys.readouterr()
     assert code == 0, err
     by_cli = _files(out / "cli")
-    [batch_folder] = [p for p in out.iterdir() if p.name.startswith("adit_batch_transfer_")]
+    [batch_folder] = [p for p in second.iterdir() if p.name.startswith("adit_batch_transfer_")]
     by_batch = _files(batch_folder)
     assert by_cli and by_cli.keys() == by_batch.keys()
     assert all(by_cli[k] == by_batch[k] for k in by_cli), "the same study differs by entry point"

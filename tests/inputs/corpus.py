@@ -19,7 +19,13 @@ from pathlib import Path
 
 from pydicom import Dataset, dcmwrite
 from pydicom.dataset import FileMetaDataset
-from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.encaps import encapsulate
+from pydicom.uid import (
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+)
 
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 STUDY = "1.2.826.0.1.3680043.8.498.1"
@@ -235,7 +241,125 @@ def _cases() -> list[Case]:
         ds = dataset(uid, study=uid if n % 3 == 0 else STUDY, patient_id=uid)
         out.append(Case(f"hostile_{n:02d}.dcm", encode(ds), "ok"))
     out.append(Case("hostile_implicit.dcm", encode(dataset("../imp"), implicit=True), "ok"))
-    return out
+    return out + _pixel_cases()
+
+
+def _pixels(n: int, *, pixels: int = 64, **attrs: object) -> Dataset:
+    """A sound instance (UID ending in ``n``) with ``pixels`` bytes and ``attrs`` set."""
+    ds = dataset(f"1.2.826.0.1.3680043.8.498.1.2.{n}", pixels=pixels)
+    for keyword, value in attrs.items():
+        if value is None:
+            delattr(ds, keyword)
+        else:
+            setattr(ds, keyword, value)
+    return ds
+
+
+def _encapsulated(n: int, fragments: bytes | None = None) -> bytes:
+    """A JPEG baseline instance whose Pixel Data items are ``fragments`` (raw item bytes:
+    offset table, fragments, delimiter), or one proper fragment."""
+    ds = _pixels(n)
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = encapsulate([b"\xff\xd8" + bytes(60) + b"\xff\xd9"])
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    data = encode(ds)
+    if fragments is None:
+        return data
+    at = data.rfind(b"\xe0\x7f\x10\x00OB\x00\x00\xff\xff\xff\xff") + 12
+    return data[:at] + fragments
+
+
+_ITEM = b"\xfe\xff\x00\xe0"
+_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+
+
+def _item(value: bytes) -> bytes:
+    return _ITEM + struct.pack("<I", len(value)) + value
+
+
+def _native_undefined() -> bytes:
+    """Explicit VR little endian whose Pixel Data has an undefined length (items)."""
+    data = encode(_pixels(20))
+    at = data.rfind(b"\xe0\x7f\x10\x00OB")
+    head = b"\xe0\x7f\x10\x00OB\x00\x00\xff\xff\xff\xff"
+    return data[:at] + head + _item(b"") + _item(bytes(64)) + _DELIMITER
+
+
+def _pixel_cases() -> list[Case]:
+    """Pixel Data whose size the image attributes contradict, and encapsulated pixel
+    data whose items are broken; beside them the sound cases that look alike."""
+    pixel = "(7FE0,0010)"
+    return [
+        Case("pixels_short.dcm", encode(_pixels(1, pixels=60)), "refused", reason=pixel),
+        Case("pixels_long.dcm", encode(_pixels(2, pixels=80)), "refused", reason=pixel),
+        Case("pixels_empty.dcm", encode(_pixels(3, pixels=0)), "refused", reason=pixel),
+        Case("pixels_frames.dcm", encode(_pixels(4, NumberOfFrames=2)), "refused", reason=pixel),
+        Case(
+            "pixels_16bit.dcm",
+            encode(_pixels(5, BitsAllocated=16, BitsStored=16, HighBit=15)),
+            "refused",
+            reason=pixel,
+        ),
+        Case("pixels_rgb.dcm", encode(_pixels(6, SamplesPerPixel=3)), "refused", reason=pixel),
+        Case(
+            "pixels_implicit_short.dcm",
+            encode(_pixels(7, pixels=62), implicit=True),
+            "refused",
+            reason=pixel,
+        ),
+        Case(
+            "pixels_big_endian_short.dcm",
+            encode(_pixels(8, pixels=62), big=True),
+            "refused",
+            reason=pixel,
+            pydicom_path=True,
+        ),
+        Case(
+            "pixels_bad_frames.dcm",
+            encode(_pixels(9, NumberOfFrames=1)).replace(b"IS\x02\x001 ", b"IS\x02\x001A"),
+            "refused",
+            reason="(0028,0008)",
+        ),
+        Case("pixels_no_rows.dcm", encode(_pixels(10, Rows=None)), "refused", reason="(0028,0010)"),
+        Case(
+            "pixels_12bit.dcm",
+            encode(_pixels(11, BitsAllocated=12, BitsStored=12, HighBit=11)),
+            "refused",
+            reason="(0028,0100)",
+        ),
+        Case("pixels_native_undefined.dcm", _native_undefined(), "refused", reason=pixel),
+        Case(
+            "encapsulated_no_fragment.dcm",
+            _encapsulated(12, _item(b"") + _DELIMITER),
+            "refused",
+            reason=pixel,
+        ),
+        Case(
+            "encapsulated_odd_offsets.dcm",
+            _encapsulated(13, _item(b"abc") + _item(bytes(8)) + _DELIMITER),
+            "refused",
+            reason=pixel,
+        ),
+        Case(
+            "encapsulated_not_items.dcm",
+            _encapsulated(14, _item(b"") + b"\x10\x00\x10\x00" + bytes(4) + _DELIMITER),
+            "refused",
+            reason=pixel,
+        ),
+        Case(
+            "encapsulated_defined.dcm",
+            _encapsulated(15, _item(b"") + _item(bytes(8)) + _DELIMITER).replace(
+                b"OB\x00\x00\xff\xff\xff\xff", b"OB\x00\x00" + struct.pack("<I", 24)
+            ),
+            "refused",
+            reason=pixel,
+        ),
+        Case("pixels_odd_padded.dcm", encode(_pixels(16, pixels=9, Rows=3, Columns=3)), "ok"),
+        Case("pixels_1bit.dcm", encode(_pixels(17, pixels=8, BitsAllocated=1)), "ok"),
+        Case("pixels_frames_ok.dcm", encode(_pixels(18, pixels=128, NumberOfFrames=2)), "ok"),
+        Case("encapsulated.dcm", _encapsulated(19), "ok"),
+    ]
 
 
 def write(folder: Path, selected: list[Case] | None = None) -> list[Case]:

@@ -21,7 +21,11 @@ def test_cstore_of_the_corpus(tmp_path: Path) -> None:
     with SandboxPacs(root, ae_title="SANDBOX") as server:
         ae = AE(ae_title="HOSTILE")
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
-        syntaxes = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2"]
+        syntaxes = [
+            "1.2.840.10008.1.2.1",
+            "1.2.840.10008.1.2",
+            "1.2.840.10008.1.2.2",
+        ]
         ae.add_requested_context(CT_IMAGE, syntaxes)
         assoc = ae.associate("127.0.0.1", server.port, ae_title="SANDBOX")
         assert assoc.is_established
@@ -40,11 +44,11 @@ def test_cstore_of_the_corpus(tmp_path: Path) -> None:
         counts = server.count()
     sound = [c.name for c in sendable if c.expect == "ok"]
     # A UID holding a backslash cannot even be encoded by pynetdicom (-1), nor a big
-    # endian file sent without that syntax accepted: never sent.
+    # endian or a JPEG file sent without that syntax accepted: never sent.
     assert all(statuses[n] in (0, -1) for n in sound), statuses
-    assert sum(1 for n in sound if statuses[n] == 0) >= len(sound) - 3, {
-        n: statuses[n] for n in sound
-    }
+    assert sum(1 for n in sound if statuses[n] == 0) >= len(sound) - 4, sorted(
+        n for n in sound if statuses[n]
+    )
     # Damaged files: pynetdicom sends some of them re-encoded (it reads a cut file as
     # pydicom does, silently): those arrive structurally whole. Whatever arrived damaged
     # was refused, and nothing damaged was archived.
