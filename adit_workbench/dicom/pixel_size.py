@@ -5,8 +5,10 @@ BitsAllocated/8 × NumberOfFrames reads without a word in pydicom and breaks who
 decodes it later (a viewer, a converter, a volume in a notebook), far from the file
 that caused it. So the Part-10 scanner (:mod:`.part10`) refuses it, naming the field.
 
-Native (uncompressed) transfer syntaxes: the length must match exactly (plus the one
-padding byte an odd count needs). Encapsulated (compressed) ones: the value must be a
+Native (uncompressed) transfer syntaxes: the value must hold at least what the
+attributes say. Shorter is refused (frames cut off); longer is let through, as dcmtk and
+pydicom read it: the pixels are all there, and senders do pad (pydicom's own
+``MR_small_padded.dcm``). Encapsulated (compressed) ones: the value must be a
 sequence of items: a Basic Offset Table (a multiple of 4 bytes) and at least one
 fragment, each within the data. The functions return the problem as text, or None: the
 caller raises its own error (:class:`~.part10.Malformed`), with the file's name.
@@ -107,7 +109,7 @@ def pixel_problem(
     if bits != 1 and (bits == 0 or bits % 8):
         return f"{_field(BITS)} is {bits}: uncompressed pixels need 1 or a multiple of 8"
     expected = expected_length(rows, columns, samples, bits, frames, photometric)
-    if length == expected or (expected % 2 and length == expected + 1):
+    if length >= expected:
         return None
     return (
         f"{_PIXEL} holds {length} bytes, but Rows × Columns × SamplesPerPixel × "

@@ -52,12 +52,16 @@ UNSUPPORTED = {
     "SC_rgb_jpeg.dcm": "a VR that is not one",
 }
 #: pydicom's bundled files that are cut short: refused by the scanner, naming the tag.
-MALFORMED = {"MR_truncated.dcm": "(7FE0,0010)", "rtplan_truncated.dcm": "(300A,00B0)"}
+MALFORMED = {
+    "MR_truncated.dcm": "(7FE0,0010)",
+    "rtplan_truncated.dcm": "(300A,00B0)",
+    "badVR.dcm": "(0028,0008)",  # NumberOfFrames "1A"
+    "nested_priv_SQ.dcm": "(0028,0010)",  # Pixel Data without Rows
+}
 #: Bundled files without a SOP Instance UID: the engine declines them.
 DECLINED = {
     "UN_sequence.dcm",
     "empty_charset_LEI.dcm",
-    "nested_priv_SQ.dcm",
     "no_meta_group_length.dcm",
     "priv_SQ.dcm",
 }
