@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from .client import ServiceUnavailable
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ..deid.leaks import LeakReport
     from .client import ServiceClient
 
 __all__ = ["RemoteJobHandle", "RemoteJobManager", "RemoteJobResults"]
@@ -212,6 +214,21 @@ class RemoteJobHandle:
     def export(self, path: str | Path) -> Path:
         """Write :attr:`results` to ``path`` (.csv or .xlsx)."""
         return self.results.export(path)
+
+    def leak_scan(self, *, ignore: Iterable[str] | None = None) -> LeakReport:
+        """Scan what this finished transfer delivered for identifying values of the
+        originals; the service runs the scan where the files are (see
+        :meth:`adit_workbench.jobs.JobHandle.leak_scan`) and sends the masked report."""
+        from ..deid.leaks import Leak, LeakReport
+
+        params = {"ignore": list(ignore)} if ignore is not None else None
+        data = self._client.get(f"api/jobs/{self.id}/leak-scan", params=params)
+        return LeakReport(
+            leaks=[Leak(**leak) for leak in data["leaks"]],
+            files_scanned=int(data["files_scanned"]),
+            values_collected=int(data["values_collected"]),
+            unreadable=[str(u) for u in data["unreadable"]],
+        )
 
     def _act(self, action: str, archive_password: str | None = None) -> Any:
         body = {"archive_password": archive_password} if archive_password else None

@@ -152,6 +152,7 @@ MATRIX: list[Row] = [
     Row("GET", "/api/jobs/{job_id}/progress", (403, 403, 200, 200), setup=_job),
     Row("GET", "/api/jobs/{job_id}/tasks", (403, 403, 200, 200), setup=_job),
     Row("GET", "/api/jobs/{job_id}/results", (403, 403, 200, 200), setup=_job),
+    Row("GET", "/api/jobs/{job_id}/leak-scan", (403, 403, 400, 400), setup=_job),
     Row("POST", "/api/jobs/{job_id}/{action}", (403, 403, 400, 400), setup=_job),
     Row("POST", "/api/jobs/tasks/{task_id}/reset", (403, 403, 200, 200), setup=_task),
     Row("POST", "/api/deid/explain", (403, 200, 200, 200),
