@@ -28,7 +28,12 @@ __all__ = ["RemoteWorkbench"]
 
 
 def _study_refs(studies: Any) -> list[Any]:
-    """Query results, UIDs, dicts or (patient, study[, series]) tuples as JSON references."""
+    """Query results, UIDs, dicts, (patient, study[, series]) tuples or a DataFrame with
+    a StudyInstanceUID column as JSON references."""
+    from ..jobs.frames import frame_study_refs, is_frame
+
+    if is_frame(studies):  # iterating a frame would give its column names
+        studies = frame_study_refs(studies)
     if isinstance(studies, str | Mapping) or hasattr(studies, "study_uid"):
         studies = [studies]
     refs: list[Any] = []
@@ -72,7 +77,12 @@ def _json_options(options: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _file(file: Any, name: str | None) -> tuple[str, bytes]:
+def _file(file: Any, name: str | None, kind: str = "") -> tuple[str, bytes]:
+    from ..jobs.frames import frame_as_batch, is_frame
+
+    if is_frame(file):  # a (filtered) Results.df: sent as the batch file it stands for
+        data, label = frame_as_batch(file, "query" if kind == "batch_query" else "transfer")
+        return name or label, data
     if isinstance(file, bytes | bytearray):
         return name or "batch.csv", bytes(file)
     if isinstance(file, str | Path):
@@ -200,7 +210,7 @@ class RemoteWorkbench:
         return self._created(self._client.post("api/jobs/transfer", body))
 
     def _upload(self, kind: str, file: Any, params: dict[str, Any]) -> RemoteJobHandle:
-        name, data = _file(file, params.pop("name", None))
+        name, data = _file(file, params.pop("name", None), kind)
         files = {"file": (name, data, "application/octet-stream")}
         form = {"params": json.dumps(_json_options(params))}
         return self._created(self._client.post(f"api/jobs/{kind}", files=files, data=form))

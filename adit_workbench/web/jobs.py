@@ -51,6 +51,10 @@ def _progress(handle: JobHandle) -> dict[str, Any]:
         "counts": p.counts,
         "items_done": p.items_done,
         "items_total": p.items_total,
+        "bytes_done": p.bytes_done,
+        "bytes_total": p.bytes_total,
+        "retries": p.retries,
+        "failures": p.failures,
     }
 
 
