@@ -121,6 +121,17 @@ class RemoteNode:
     def __repr__(self) -> str:
         return f"<RemoteNode {self.name} ({self.info.get('kind')}) via {self._client.base_url}>"
 
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        caps = self.capabilities
+        flags = [k for k, v in caps.as_flags().items() if v] if caps is not None else []
+        return (
+            f"<div><b>{escape(self.name)}</b> <span style='color:#555'>"
+            f"{escape(str(self.info.get('kind', '')))} via {escape(self._client.base_url)}; "
+            f"supports {escape(', '.join(flags) or 'folder operations')}</span></div>"
+        )
+
     def __enter__(self) -> RemoteNode:
         return self
 
