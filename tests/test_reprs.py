@@ -32,6 +32,9 @@ from adit_workbench.dicom.results import Instance, Patient, Results, Series, Stu
 from adit_workbench.dicom.spec import Capabilities, FolderSpec, ServerSpec
 from adit_workbench.dicom.storage import StoreResult
 from adit_workbench.jobs.export import BatchQueryResults
+from adit_workbench.remote import RemoteJobHandle, RemoteJobManager, RemoteNode
+from adit_workbench.remote import results as remote_results
+from adit_workbench.remote.client import ServiceClient
 from adit_workbench.sandbox.synthetic import generate, iter_datasets
 from adit_workbench.store import Database
 from adit_workbench.store.jobs import BatchQueryResult, Job, Task
@@ -179,13 +182,29 @@ def test_guarded_node_and_batch_query_results(settings: Settings, tmp_path: Path
 
 PUBLIC_TYPES: list[type] = [Patient, Study, Series, Instance, Results, FolderReport, LeakReport,
                             Capabilities, ServerSpec, FolderSpec, GuardedNode,
-                            BatchQueryResults, Volume, Preview, Profile, StoreResult]  # fmt: skip
+                            BatchQueryResults, Volume, Preview, Profile, StoreResult,
+                            remote_results.Patient, remote_results.Study, remote_results.Series,
+                            remote_results.Instance, RemoteNode, RemoteJobHandle,
+                            RemoteJobManager]  # fmt: skip
 
 
 @pytest.mark.parametrize("cls", PUBLIC_TYPES, ids=lambda c: c.__name__)
 def test_every_public_type_has_both_reprs(cls: type) -> None:
     has: Callable[[str], bool] = lambda name: any(name in vars(k) for k in cls.__mro__[:-1])  # noqa: E731
     assert has("__repr__") and has("_repr_html_")
+
+
+def test_results_of_the_service_show_as_the_local_ones(instance: Dataset) -> None:
+    node = RemoteNode(ServiceClient("http://127.0.0.1:9/", "t"), {"name": "PACS", "kind": "server",
+                      "ae_title": "PACS", "host": "h", "port": 104})  # fmt: skip
+    for level, local in ((Level.STUDY, Study), (Level.SERIES, Series), (Level.INSTANCE, Instance)):
+        item = remote_results.REMOTE_TYPES[level].from_dataset(instance, node)
+        mine = local.from_dataset(instance)
+        assert isinstance(item, local)
+        text, page = check_screen(item)
+        assert text.startswith(f"{local.__name__} on PACS")
+        assert page.replace(" on PACS", "") == check_screen(mine)[1]
+    assert "PACS" in check_screen(node)[1] and "via http://127.0.0.1:9/" in repr(node)
 
 
 def test_volume_and_pictures(instance: Dataset) -> None:

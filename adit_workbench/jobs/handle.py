@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydicom import Dataset
 from sqlalchemy import func, select
 
 from ..errors import TransferError, WorkbenchError
@@ -23,6 +26,7 @@ from .status import FINAL_JOB_STATUSES, JobKind, JobStatus
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ..deid.leaks import LeakReport
     from .service import JobManager
 
 __all__ = ["JobFailed", "JobHandle", "NoRunner", "Progress"]
@@ -322,6 +326,89 @@ class JobHandle:
         """Write :attr:`results` to ``path`` (.csv or .xlsx)."""
         return Path(self.results.export(path))
 
+    def leak_scan(self, *, ignore: Iterable[str] | None = None) -> LeakReport:
+        """Look for every identifying value of the originals in what this job delivered.
+
+        For a finished, pseudonymized transfer to a folder: the originals of each study
+        (or series) a task delivered are fetched again from the source, streamed, through
+        this user's node (the source role is checked and the fetch audited) and the
+        scanner (:func:`~adit_workbench.deid.scan_leaks`) searches every file and folder
+        name below the job's folder. Values are masked in the report. ``ignore`` names
+        leak kinds the job kept on purpose; by default ``date`` when the job retained
+        full dates, ``uid`` when it retained UIDs, ``device`` when it kept device identity.
+        """
+        from ..access.guarded import GuardedNode
+        from ..access.permissions import NodeRole
+        from ..deid.leaks import scan_leaks
+        from ..dicom.node import open_node
+        from ..dicom.spec import FolderSpec
+        from ..errors import InputError
+        from ..store import nodes as node_store
+        from .execute import job_folder_name
+
+        job = self._row()
+        kind = JobKind(job.kind)
+        if not kind.is_transfer:
+            raise InputError(f"job {self.id} is a {kind.value}: only transfers deliver files")
+        if JobStatus(job.status) not in FINAL_JOB_STATUSES:
+            raise InputError(f"job {self.id} is {job.status}: wait() for it before a leak scan")
+        if not job.pseudonymize:
+            raise InputError(f"job {self.id} delivered the originals unpseudonymized")
+        if job.has_archive_password:
+            raise InputError(f"job {self.id} delivered an encrypted archive: nothing to scan")
+        access = self._manager.access
+        access.require_node(str(job.destination), NodeRole.DESTINATION, action="job.leak_scan")
+        with self._manager.database.session() as session:
+            destination = node_store.get_node(session, str(job.destination))
+        if not isinstance(destination, FolderSpec):
+            raise InputError(f"job {self.id} delivered to a server: only folders can be scanned")
+        row = {"created": job.created, "kind": job.kind, "id": job.id, "owner": job.owner}
+        name = str((job.params or {}).get("folder_name") or job_folder_name(row))
+        folder = destination.path / name
+        outputs = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+        if not outputs:
+            raise InputError(f"job {self.id}: no delivered files in its folder {name!r}")
+        done = [t for t in self._task_rows() if t.status in ("SUCCESS", "WARNING")]
+        nodes: dict[str, GuardedNode] = {}
+
+        def originals() -> Iterator[Any]:
+            for task in done:
+                source = str(task.source or job.source)
+                if source not in nodes:
+                    with self._manager.database.session() as session:
+                        spec = node_store.get_node(session, source)
+                    live = open_node(spec, self._manager.settings)
+                    nodes[source] = GuardedNode(live, access, self._manager.settings)
+                wanted: list[str | None] = [*task.series_uids] or [None]
+                for series in wanted:
+                    query = Dataset()
+                    query.StudyInstanceUID = task.study_uid
+                    if series:
+                        query.SeriesInstanceUID = series
+                    yield from nodes[source].retrieve("SERIES" if series else "STUDY", query)
+
+        try:
+            report = scan_leaks(
+                originals(),
+                outputs,
+                ignore=_kept_on_purpose(job.deid_options) if ignore is None else ignore,
+                output_root=folder,
+            )
+        finally:
+            for node in nodes.values():
+                node.close()
+        # Paths below the destination, as the user knows them (the service's own
+        # directory layout is not the client's business).
+        base = str(destination.path).rstrip("/") + "/"
+        report.leaks = [replace(x, file=x.file.removeprefix(base)) for x in report.leaks]
+        report.unreadable = [u.removeprefix(base) for u in report.unreadable]
+        return report
+
+    def _task_rows(self) -> list[Task]:
+        with self._manager.database.session() as session:
+            rows = session.scalars(select(Task).where(Task.job_id == self.id).order_by(Task.id))
+            return list(rows)
+
     # -- actions -----------------------------------------------------------------------
     def cancel(self) -> None:
         """Cancel: waiting tasks now, running ones at their next instance."""
@@ -349,6 +436,23 @@ class JobHandle:
 
 
 _FAILED = (JobStatus.FAILURE, JobStatus.CANCELED)
+
+
+def _kept_on_purpose(options: Iterable[str] | None) -> list[str]:
+    """Leak kinds a job's de-identification options keep (the scanner must not count)."""
+    from ..deid.profile import Option
+
+    kept = Option(0)
+    for name in options or []:
+        kept |= Option.parse(name)
+    kinds = []
+    if kept & (Option.RETAIN_LONG_FULL_DATES | Option.RETAIN_LONG_MODIFIED_DATES):
+        kinds.append("date")
+    if kept & Option.RETAIN_UIDS:
+        kinds.append("uid")
+    if kept & Option.RETAIN_DEVICE_IDENTITY:
+        kinds.append("device")
+    return kinds
 
 
 class _Watchdog:

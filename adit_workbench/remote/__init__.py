@@ -8,13 +8,14 @@ local :class:`~adit_workbench.workbench.Workbench`, while holding only a URL and
 
 from __future__ import annotations
 
-from .client import ServiceClient, ServiceUnavailable
+from .client import KeyHeldByService, ServiceClient, ServiceUnavailable
 from .discover import service_address
 from .jobs import RemoteJobHandle, RemoteJobManager, RemoteJobResults
 from .node import RemoteNode, RemoteResultStream
 from .workbench import RemoteWorkbench
 
 __all__ = [
+    "KeyHeldByService",
     "RemoteJobHandle",
     "RemoteJobManager",
     "RemoteJobResults",

@@ -26,7 +26,13 @@ from ..errors import (
     WorkbenchError,
 )
 
-__all__ = ["RECONNECT_SECONDS", "ServiceClient", "ServiceUnavailable", "raise_error"]
+__all__ = [
+    "RECONNECT_SECONDS",
+    "KeyHeldByService",
+    "ServiceClient",
+    "ServiceUnavailable",
+    "raise_error",
+]
 
 #: How long reads keep retrying while the service cannot be reached (it may be restarting).
 RECONNECT_SECONDS = 30.0
@@ -49,6 +55,11 @@ def _classes() -> dict[str, type[WorkbenchError]]:
     }
     found.update(BatchFileError=BatchFileError, JobFailed=JobFailed)
     return found
+
+
+class KeyHeldByService(PermissionDenied):
+    """Asked for something that needs the site's secret, which only the service holds
+    (e.g. a local pseudonymizer in a kernel of the service)."""
 
 
 _BY_STATUS: dict[int, type[WorkbenchError]] = {

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..jobs.handle import JobFailed, Progress
+from ..jobs.progress import ProgressBar
 from ..jobs.status import FINAL_JOB_STATUSES, JobKind, JobStatus
 from .client import ServiceUnavailable
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ..deid.leaks import LeakReport
     from .client import ServiceClient
 
 __all__ = ["RemoteJobHandle", "RemoteJobManager", "RemoteJobResults"]
@@ -34,6 +37,10 @@ def _progress(data: dict[str, Any]) -> Progress:
         {str(k): int(v) for k, v in data["counts"].items()},
         int(data["items_done"]),
         data.get("items_total"),
+        bytes_done=int(data.get("bytes_done") or 0),
+        bytes_total=data.get("bytes_total"),
+        retries=[str(m) for m in data.get("retries") or []],
+        failures=[str(m) for m in data.get("failures") or []],
     )
 
 
@@ -158,14 +165,21 @@ class RemoteJobHandle:
         poll: float = 0.5,
         progress: bool = True,
         raise_on_failure: bool = True,
+        cancel_on_interrupt: bool = False,
     ) -> RemoteJobHandle:
         """Block until the job is final; returns the handle (for chaining).
+
+        The job runs in the service's workers, not here: Ctrl-C (a kernel interrupt)
+        stops waiting and says how to cancel; with ``cancel_on_interrupt`` it cancels the
+        job too. The bar and its final line are the local workbench's.
 
         Raises :class:`~adit_workbench.jobs.JobFailed` when it ends FAILURE or CANCELED
         (unless ``raise_on_failure`` is False), :class:`TimeoutError` after ``timeout``.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        bar = _Bar(self.id) if progress else None
+        bar = ProgressBar(self.id, use_tqdm=True) if progress else None
+        last: Progress | None = None
+        data: dict[str, Any] = {}
         try:
             while True:
                 try:
@@ -177,7 +191,7 @@ class RemoteJobHandle:
                         raise
                     time.sleep(max(poll, 1.0))
                     continue
-                p = _progress(data)
+                last = p = _progress(data)
                 if bar is not None:
                     bar.update(p)
                 if p.status in FINAL_JOB_STATUSES:
@@ -185,17 +199,38 @@ class RemoteJobHandle:
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError(f"job {self.id} is still {p.status} after {timeout} s")
                 time.sleep(poll)
-        finally:
+        except KeyboardInterrupt:
+            if cancel_on_interrupt:
+                self.cancel()
+                reason = "interrupted: the job was canceled"
+                note = f"job {self.id} canceled (its running tasks stop at their next instance)."
+            else:
+                reason = "interrupted: the job goes on in the background"
+                note = (
+                    f"job {self.id} goes on in the background. Stop it with "
+                    f"wb.jobs[{self.id}].cancel(); see it with wb.jobs[{self.id}].wait()."
+                )
             if bar is not None:
-                bar.close()
-        if raise_on_failure and p.status in (JobStatus.FAILURE, JobStatus.CANCELED):
-            reasons = self._reasons()
+                bar.close(last, reason)
+                bar = None
+            sys.stderr.write(note + "\n")
+            sys.stderr.flush()
+            raise
+        except BaseException:
+            if bar is not None:
+                bar.close(last, "stopped waiting")
+                bar = None
+            raise
+        status = last.status
+        failed = status in (JobStatus.FAILURE, JobStatus.CANCELED)
+        reasons = self._reasons() if failed else []
+        if bar is not None:
+            bar.close(last, reasons[0] if reasons else "")
+        if raise_on_failure and failed:
+            verb = "failed" if status is JobStatus.FAILURE else "was canceled"
             text = "; ".join(reasons) or str(data.get("message", ""))
             raise JobFailed(
-                f"job {self.id} ended {p.status}: {text}",
-                job_id=self.id,
-                status=JobStatus(p.status),
-                reasons=reasons,
+                f"job {self.id} {verb}: {text}", job_id=self.id, status=status, reasons=reasons
             )
         return self
 
@@ -212,6 +247,21 @@ class RemoteJobHandle:
     def export(self, path: str | Path) -> Path:
         """Write :attr:`results` to ``path`` (.csv or .xlsx)."""
         return self.results.export(path)
+
+    def leak_scan(self, *, ignore: Iterable[str] | None = None) -> LeakReport:
+        """Scan what this finished transfer delivered for identifying values of the
+        originals; the service runs the scan where the files are (see
+        :meth:`adit_workbench.jobs.JobHandle.leak_scan`) and sends the masked report."""
+        from ..deid.leaks import Leak, LeakReport
+
+        params = {"ignore": list(ignore)} if ignore is not None else None
+        data = self._client.get(f"api/jobs/{self.id}/leak-scan", params=params)
+        return LeakReport(
+            leaks=[Leak(**leak) for leak in data["leaks"]],
+            files_scanned=int(data["files_scanned"]),
+            values_collected=int(data["values_collected"]),
+            unreadable=[str(u) for u in data["unreadable"]],
+        )
 
     def _act(self, action: str, archive_password: str | None = None) -> Any:
         body = {"archive_password": archive_password} if archive_password else None
@@ -254,6 +304,53 @@ class RemoteJobManager:
         return RemoteJobHandle(self._client, int(job_id))
 
     __getitem__ = get
+
+    #: Jobs shown by the notebook repr (``wb.jobs``); the rest through :meth:`list`.
+    REPR_JOBS = 20
+
+    def _table(self) -> tuple[list[dict[str, Any]], bool]:
+        rows = self._client.get("api/jobs", params={"limit": self.REPR_JOBS + 1})
+        shown = []
+        for row in rows[: self.REPR_JOBS]:
+            p = _progress(row["progress"]) if "progress" in row else None
+            done, total = p.done_total if p is not None else (0, 0)
+            unit = p.unit if p is not None else "tasks"
+            shown.append({**row, "progress": f"{done}/{total} {unit}"})
+        return shown, len(rows) > self.REPR_JOBS
+
+    def __repr__(self) -> str:
+        rows, more = self._table()
+        head = f"<RemoteJobManager: {len(rows)}{'+' if more else ''} job(s)>"
+        lines = [head] + [
+            f"  {r['id']:>5}  {r['kind']:<18} {r['status']:<11} {r['progress']:<20} "
+            f"{str(r.get('created', ''))[:16]}  {str(r.get('message', ''))[:60]}"
+            for r in rows
+        ]
+        if more:
+            lines.append("  … wb.jobs.list() or wb.jobs.df() for all")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        rows, more = self._table()
+        if not rows:
+            return "<i>No jobs yet.</i>"
+        colours = {"SUCCESS": "green", "WARNING": "darkorange", "FAILURE": "red"}
+        cols = ("id", "kind", "status", "progress", "source", "destination", "created")
+        head = "".join(f"<th>{c}</th>" for c in (*cols, "message"))
+        body = []
+        for r in rows:
+            cells = []
+            for c in cols:
+                text = escape(str(r.get(c) or ""))[: 19 if c == "created" else 200]
+                if c == "status":
+                    text = f"<span style='color:{colours.get(r[c], 'inherit')}'>{text}</span>"
+                cells.append(f"<td>{text}</td>")
+            cells.append(f"<td>{escape(str(r.get('message') or ''))[:120]}</td>")
+            body.append("<tr>" + "".join(cells) + "</tr>")
+        note = "<p><i>… wb.jobs.list() or wb.jobs.df() for all</i></p>" if more else ""
+        return f"<table><tr>{head}</tr>{''.join(body)}</table>{note}"
 
     def list(
         self, *, status: str | JobStatus | None = None, all_users: bool = False, limit: int = 100
@@ -307,33 +404,3 @@ class RemoteJobManager:
         """Run one finished task again."""
         body = {"archive_password": archive_password} if archive_password else None
         self._client.post(f"api/jobs/tasks/{int(task_id)}/reset", body)
-
-
-class _Bar:
-    """tqdm's bar (the notebook widget in Jupyter) when available, else one text line."""
-
-    def __init__(self, job_id: int) -> None:
-        self._job_id = job_id
-        self._tqdm: Any = None
-        self._last = ""
-        try:
-            from tqdm.auto import tqdm
-
-            self._tqdm = tqdm(total=0, desc=f"job {job_id}", unit="task")
-        except ImportError:
-            pass
-
-    def update(self, p: Progress) -> None:
-        if self._tqdm is not None:
-            self._tqdm.total = p.total
-            self._tqdm.n = p.finished
-            self._tqdm.set_postfix_str(p.status.value, refresh=True)
-            return
-        line = f"job {self._job_id}: {p}"
-        if line != self._last:
-            sys.stderr.write(line + "\n")
-            self._last = line
-
-    def close(self) -> None:
-        if self._tqdm is not None:
-            self._tqdm.close()

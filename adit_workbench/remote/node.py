@@ -19,9 +19,11 @@ from urllib.parse import quote
 from pydicom import Dataset
 
 from ..dicom.filters import Level
-from ..dicom.results import RESULT_TYPES, Instance, Patient, Results, Series, Study, _Result
+from ..dicom.results import Instance, Patient, Results, Series, Study, _Result
 from ..dicom.spec import Capabilities, ServerSpec
 from ..errors import InputError, WorkbenchError
+from .results import REMOTE_TYPES
+from .stream import retrieve_stream
 
 if TYPE_CHECKING:
     from .client import ServiceClient
@@ -79,7 +81,7 @@ class RemoteResultStream(Iterator[Any]):
         self._node = node
         self._lines = lines
         self._via = via
-        self._make = RESULT_TYPES[level].from_dataset  # type: ignore[attr-defined]
+        self._make = REMOTE_TYPES[level].from_dataset
 
     def __next__(self) -> Any:
         for line in self._lines:
@@ -119,6 +121,17 @@ class RemoteNode:
     def __repr__(self) -> str:
         return f"<RemoteNode {self.name} ({self.info.get('kind')}) via {self._client.base_url}>"
 
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        caps = self.capabilities
+        flags = [k for k, v in caps.as_flags().items() if v] if caps is not None else []
+        return (
+            f"<div><b>{escape(self.name)}</b> <span style='color:#555'>"
+            f"{escape(str(self.info.get('kind', '')))} via {escape(self._client.base_url)}; "
+            f"supports {escape(', '.join(flags) or 'folder operations')}</span></div>"
+        )
+
     def __enter__(self) -> RemoteNode:
         return self
 
@@ -151,7 +164,7 @@ class RemoteNode:
         body = {"level": _LEVEL_NAMES[level], "filters": encode_filters(filters),
                 "limit": limit, "via": str(via)}  # fmt: skip
         answer = self._client.post(f"{self._path}/query", body, retry=True)
-        make = RESULT_TYPES[level].from_dataset  # type: ignore[attr-defined]
+        make = REMOTE_TYPES[level].from_dataset
         items: list[_Result] = [
             make(Dataset.from_json(i["identifier"]), self, str(via)) for i in answer["items"]
         ]
@@ -250,3 +263,27 @@ class RemoteNode:
             if line.get("end"):
                 return
             yield Dataset.from_json(line["identifier"])
+
+    # -- instances --------------------------------------------------------------------
+    def retrieve(
+        self,
+        level: Any,
+        query: Dataset,
+        *,
+        root: Any = None,
+        via: str | None = None,
+        pseudonym: str | None = None,
+        project: str | None = None,
+    ) -> Iterator[Dataset]:
+        """Stream the instances of the study, series or instance in ``query`` from the
+        service, pseudonymized there when ``pseudonym`` or ``project`` is given (see
+        :mod:`adit_workbench.web.instances`); ``series.datasets()`` is the easier way in.
+
+        The request is sent now, so a refusal (no source role, originals without the
+        permission, an unknown study) raises here; the instances are read as they are
+        iterated, one in memory at a time.
+        """
+        return retrieve_stream(
+            self._client, self.name, self._path, query, via=via, pseudonym=pseudonym,
+            project=project,
+        )  # fmt: skip

@@ -18,7 +18,7 @@ from ..dicom.spec import Capabilities, FolderSpec, ServerSpec
 from ..errors import InputError
 from ..jobs.frames import frame_as_batch, frame_study_refs, is_frame
 from .access import RemoteAccess
-from .client import ServiceClient
+from .client import KeyHeldByService, ServiceClient
 from .jobs import RemoteJobHandle, RemoteJobManager
 from .node import RemoteNode, spec_from
 
@@ -319,6 +319,26 @@ class RemoteWorkbench:
             size += len(data) + 512
         send()
         return total
+
+    # -- de-identification ------------------------------------------------------------
+    def pseudonymizer(self, **options: Any) -> Any:
+        """Not available in a kernel of the service: raises :class:`KeyHeldByService`.
+
+        A local pseudonymizer holds the project's key, derived from the site's secret,
+        and the point of the service is that kernels never hold that secret. Pseudonymize
+        through the service instead, where the same key and profile are applied:
+
+        * ``series.datasets(project="LUNG-01")`` (or ``pseudonym="P1"``): instances
+          streamed into the notebook, pseudonymized by the service;
+        * ``wb.transfer(studies, to=…, pseudonym=…, project_name=…)``: a job;
+        * DICOMweb WADO-RS with ``?pseudonym=…&project=…``.
+        """
+        raise KeyHeldByService(
+            "wb.pseudonymizer() needs the site's secret, which only the workbench service "
+            "holds: pseudonymize through the service instead, with "
+            "series.datasets(project=..., pseudonym=...), a transfer job "
+            "(wb.transfer(..., pseudonym=...)) or DICOMweb (?pseudonym=...&project=...)"
+        )
 
 
 if TYPE_CHECKING:  # mypy checks that the remote workbench has the whole shared API

@@ -203,7 +203,7 @@ def create_app(
     ``hub_auth`` a :class:`jupyterhub.services.auth.HubAuth` to accept hub tokens.
     """
     from ..store import open_database
-    from . import admin, deid, jobs, nodes, uploads
+    from . import admin, deid, instances, jobs, nodes, uploads
 
     prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
     db = database if database is not None else open_database(settings)
@@ -230,6 +230,7 @@ def create_app(
     api.include_router(admin.router)
     api.include_router(deid.router)
     api.include_router(uploads.router)
+    api.include_router(instances.router)
     app.include_router(api)
     app.include_router(import_module(".dicomweb", __package__).router, prefix=prefix)
     if hub_auth is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import tempfile
+from dataclasses import asdict
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
@@ -50,6 +51,10 @@ def _progress(handle: JobHandle) -> dict[str, Any]:
         "counts": p.counts,
         "items_done": p.items_done,
         "items_total": p.items_total,
+        "bytes_done": p.bytes_done,
+        "bytes_total": p.bytes_total,
+        "retries": p.retries,
+        "failures": p.failures,
     }
 
 
@@ -170,6 +175,26 @@ def job_tasks(job_id: JobId, who: Caller = Depends(caller)) -> list[dict[str, An
     """One record per task (no patient data)."""
     frame = who.wb.jobs.get(job_id).tasks
     return [{str(k): _clean(v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+@router.get("/{job_id}/leak-scan")
+def job_leak_scan(
+    job_id: JobId,
+    ignore: Annotated[list[str] | None, Query(max_length=12)] = None,
+    who: Caller = Depends(caller),
+) -> dict[str, Any]:
+    """Scan a finished pseudonymized transfer's delivered files for identifying values of
+    the originals (owner or staff; run here, where the files and the source are). The
+    answer is the scanner's report: file paths below the destination, values masked."""
+    report = who.wb.jobs.get(job_id).leak_scan(ignore=ignore)
+    return {
+        "clean": report.clean,
+        "summary": report.summary(),
+        "files_scanned": report.files_scanned,
+        "values_collected": report.values_collected,
+        "leaks": [asdict(leak) for leak in report.leaks],
+        "unreadable": list(report.unreadable),
+    }
 
 
 def _clean(value: Any) -> Any:

@@ -1,12 +1,21 @@
 """Real notebook kernels (ipykernel through jupyter_client and nbclient) on a temporary
 data directory with the sandbox PACS: what a researcher's notebook does, killed,
-restarted and interrupted the way a researcher's notebook is."""
+restarted and interrupted the way a researcher's notebook is.
+
+Every test runs twice (``lab`` is parametrized): on the embedded workbench, where the
+kernel holds the data directory, and on the workbench service (``adit-workbench serve``
+as its own process on a free port), where the kernel holds only the service URL and an
+API token, so ``aw.connect()`` returns the remote workbench. The cells are the same.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +23,7 @@ from typing import Any
 
 import nbformat
 import pytest
+import requests
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
@@ -33,6 +43,8 @@ class Lab:
     data_dir: Path
     env: dict[str, str]
     tmp: Path
+    #: ``embedded`` or ``service`` (the kernel is a client of the workbench service).
+    backend: str = "embedded"
 
     def folder(self, name: str) -> Path:
         path = self.tmp / name.lower()
@@ -45,19 +57,27 @@ class Lab:
             f"if {name!r} not in names: wb.add_folder({name!r}, {str(self.folder(name))!r})"
             for name in folders
         )
+        # On the service the sandbox is the service's (started with it): a kernel of the
+        # service cannot start processes on the service's machine.
+        sandbox = "wb.start_sandbox()\n" if self.backend == "embedded" else ""
         return (
             "import adit_workbench as aw\n"
             "wb = aw.connect()\n"
-            "wb.start_sandbox()\n"
+            f"assert type(wb).__name__ == {self.workbench_class!r}, wb\n"
+            f"{sandbox}"
             "names = {s.name for s in wb.node_specs()}\n"
             f"{adds}\n"
             "hits = wb.node('SANDBOX').find_studies(patient_id='BIG*')\n"
             "assert len(hits) == 1, hits\n"
         )
 
+    @property
+    def workbench_class(self) -> str:
+        return "Workbench" if self.backend == "embedded" else "RemoteWorkbench"
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+
+@pytest.fixture(scope="module", params=["embedded", "service"])
+def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """One data dir per module; the sandbox archive pre-seeded with a big study."""
     tmp = tmp_path_factory.mktemp("lab")
     data_dir = tmp / "data"
@@ -80,14 +100,66 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         ADIT_WB_SANDBOX_PATIENTS="2",
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")])),
     )
-    yield Lab(data_dir, env, tmp)
-    _stop_everything(env)
+    if request.param == "embedded":
+        yield Lab(data_dir, env, tmp)
+        _stop_everything(env)
+        return
+    server, url, token = start_service(env, tmp)
+    kernel_env = {k: v for k, v in env.items() if not k.startswith("ADIT_WB_")}
+    kernel_env.update(ADIT_WB_SERVICE_URL=url, ADIT_WB_API_TOKEN=token)
+    try:
+        yield Lab(data_dir, kernel_env, tmp, backend="service")
+    finally:
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(10)
+        _stop_everything(env)
+
+
+def _cli(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "adit_workbench", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, f"adit-workbench {' '.join(args)}: {done.stderr[-2000:]}"
+    return done.stdout
+
+
+def start_service(env: dict[str, str], tmp: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+    """The sandbox, an API token of the data directory's (admin) user, and
+    ``adit-workbench serve`` on a free port; returns the process, its URL and the token."""
+    _cli(env, "sandbox", "start")
+    token = _cli(env, "tokens", "create", "--expires", "1").strip().splitlines()[0]
+    port = free_port()
+    log = (tmp / "service.log").open("wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "adit_workbench", "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 60
+    while True:
+        assert server.poll() is None, (tmp / "service.log").read_text()[-2000:]
+        try:
+            if requests.get(url + "api/health", timeout=2).ok:
+                return server, url, token
+        except requests.ConnectionError:
+            pass
+        assert time.monotonic() < deadline, "the workbench service did not start"
+        time.sleep(0.2)
 
 
 def _stop_everything(env: dict[str, str]) -> None:
-    import subprocess
-    import sys
-
     for args in (["worker", "stop"], ["sandbox", "stop"]):
         subprocess.run(
             [sys.executable, "-m", "adit_workbench", *args],

@@ -94,6 +94,20 @@ def _body_folder(ctx: Context) -> dict[str, Any]:
     return {"name": f"NEW{next(_names)}", "kind": "folder", "path": str(ctx.tmp)}
 
 
+def _sandbox_uids(ctx: Context) -> dict[str, Any]:
+    from adit_workbench.config import get_settings
+    from adit_workbench.workbench import Workbench
+
+    wb = Workbench(get_settings(), ctx.people.database, ctx.people.admin)
+    try:
+        series = wb.node("SANDBOX").find_studies(patient_id="SYN0001")[0].series()[0]
+        sop = series.instances()[0].sop_instance_uid
+    finally:
+        wb.close()
+    return {"node": "SANDBOX", "study": series.study_uid, "series": series.series_uid,
+            "sop": sop}  # fmt: skip
+
+
 OK4 = (200, 200, 200, 200)
 ADMIN_ONLY = (403, 403, 403, 200)
 SANDBOX = {"name": "SANDBOX"}
@@ -120,6 +134,11 @@ MATRIX: list[Row] = [
         json={"filters": {"patient_id": "SYN0001"}}),
     Row("POST", "/api/nodes/{name}/find", (200, 404, 200, 200), fill=SANDBOX,
         json={"level": "STUDY", "identifier": {}}),
+    Row("GET", "/api/nodes/{node}/studies/{study}", (200, 404, 200, 200), setup=_sandbox_uids),
+    Row("GET", "/api/nodes/{node}/studies/{study}/series/{series}", (200, 404, 200, 200),
+        setup=_sandbox_uids),
+    Row("GET", "/api/nodes/{node}/studies/{study}/series/{series}/instances/{sop}",
+        (200, 404, 200, 200), setup=_sandbox_uids),
     Row("GET", "/api/jobs", OK4),
     Row("POST", "/api/jobs/transfer", (403, 403, 201, 201),
         json={"source": "SANDBOX", "to": "OUT", "studies": ["1.2.3.4"], "pseudonym": "M"}),
@@ -137,6 +156,7 @@ MATRIX: list[Row] = [
     Row("GET", "/api/jobs/{job_id}/progress", (403, 403, 200, 200), setup=_job),
     Row("GET", "/api/jobs/{job_id}/tasks", (403, 403, 200, 200), setup=_job),
     Row("GET", "/api/jobs/{job_id}/results", (403, 403, 200, 200), setup=_job),
+    Row("GET", "/api/jobs/{job_id}/leak-scan", (403, 403, 400, 400), setup=_job),
     Row("POST", "/api/jobs/{job_id}/{action}", (403, 403, 400, 400), setup=_job),
     Row("POST", "/api/jobs/tasks/{task_id}/reset", (403, 403, 200, 200), setup=_task),
     Row("POST", "/api/deid/explain", (403, 200, 200, 200),
