@@ -237,11 +237,14 @@ def _user_notebook(base: Path, study: str, via: str, out: Path) -> int:
 def _user_cli(base: Path, study: str, via: str, out: Path) -> int:
     """``adit-workbench transfer`` as a fresh process (its start included)."""
     out.mkdir(parents=True)
-    subprocess.run(
+    answer = subprocess.run(
         [sys.executable, "-m", "adit_workbench", "transfer", "--from", "PACS", "--to", "OUT",
          "--study", study, "--pseudonym", "BENCH-01", "--via", via],
-        check=True, env={**os.environ, **_user_env(base)}, stdout=subprocess.DEVNULL,
+        env={**os.environ, **_user_env(base)}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+    if answer.returncode:  # its progress bars go to stderr: shown only when it failed
+        raise RuntimeError(f"adit-workbench transfer failed: {answer.stderr[-2000:]}")
     return _count(out)
 
 

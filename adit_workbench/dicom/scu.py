@@ -47,7 +47,7 @@ from .association import GET_STORAGE_SOP_CLASSES
 if TYPE_CHECKING:
     from .dimse import DimseNode
 
-__all__ = ["move", "receive"]
+__all__ = ["MAX_STORAGE_CLASSES", "move", "receive"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,9 @@ CANCEL_GRACE = 0.5
 #: Our ARTIM: how long we wait for the peer to close after an abort or a release.
 _ARTIM = 0.4
 _MAX_CONTEXTS = 128
+#: Storage classes one C-GET association can propose (the Q/R model takes a context);
+#: a study with more is fetched over several (:mod:`.cget_split`).
+MAX_STORAGE_CLASSES = _MAX_CONTEXTS - 1
 
 Proposal = tuple[tuple[int, str, list[str]], ...]
 
@@ -99,7 +102,7 @@ def _request(
     contexts = [(1, model, [ul.EXPLICIT, ul.IMPLICIT])]
     stored: tuple[str, ...] = ()
     if storage:
-        stored = tuple(dict.fromkeys(classes or GET_STORAGE_SOP_CLASSES))[: _MAX_CONTEXTS - 1]
+        stored = tuple(dict.fromkeys(classes or GET_STORAGE_SOP_CLASSES))[:MAX_STORAGE_CLASSES]
         contexts += _storage_contexts(stored, 3)
     roles = [(uid, False, True) for uid in stored]  # we take the SCP role: they C-STORE to us
     pdu = pdus.request_pdu(called, calling, contexts, fsm.MAX_PDU, roles)
