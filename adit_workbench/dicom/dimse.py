@@ -388,8 +388,10 @@ class DimseNode(NodeBase):
         *,
         root: QueryRoot | str | None = None,
         cancel: threading.Event | None = None,
+        message_id: int = 1,
     ) -> RetrieveResult:
-        """C-MOVE to the AE title ``destination`` (which the server must know).
+        """C-MOVE to the AE title ``destination`` (which the server must know);
+        ``message_id`` names it in the C-STOREs the server sends (see :mod:`.receiver`).
 
         Runs on an association of its own (:mod:`.scu`), counted within
         ``max_associations``: a pending response per instance moved cost pynetdicom
@@ -399,7 +401,9 @@ class DimseNode(NodeBase):
         chosen = default_root(level, root)
         identifier = _identifier(level, query)
         with self.pool.slot("C-MOVE"):
-            final = scu.move(self, identifier, _MOVE[chosen], chosen.value, destination, cancel)
+            final = scu.move(
+                self, identifier, _MOVE[chosen], chosen.value, destination, cancel, message_id
+            )
         raise_for_status(self.name, "C-MOVE", final, f"destination {destination}")
         return RetrieveResult.from_status(final)
 

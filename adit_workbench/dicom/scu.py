@@ -164,7 +164,12 @@ def _open(
 
 
 def _request_message(
-    field: int, model: str, identifier: Dataset, syntax: str, *extra: tuple[int, bytes]
+    field: int,
+    model: str,
+    identifier: Dataset,
+    syntax: str,
+    *extra: tuple[int, bytes],
+    message_id: int = _MESSAGE_ID,
 ) -> tuple[bytes, bytes]:
     """A C-GET-RQ or C-MOVE-RQ: its command set, and its identifier encoded in ``syntax``."""
     encoded = encode(identifier, syntax == ul.IMPLICIT, True)
@@ -173,7 +178,7 @@ def _request_message(
     command = ul.command(
         (ul.SOP_CLASS, model.encode("ascii")),
         (ul.FIELD, ul.us(field)),
-        (ul.MESSAGE_ID, ul.us(_MESSAGE_ID)),
+        (ul.MESSAGE_ID, ul.us(message_id)),
         *extra,
         (ul.PRIORITY, ul.us(0)),
         (ul.DATASET_TYPE, ul.us(0x0001)),
@@ -211,11 +216,11 @@ def _final(command: bytes, operation: str) -> Dataset:
     return final
 
 
-def _cancel_request(model: str) -> bytes:
+def _cancel_request(model: str, message_id: int = _MESSAGE_ID) -> bytes:
     return ul.command(
         (ul.SOP_CLASS, model.encode("ascii")),
         (ul.FIELD, ul.us(ul.C_CANCEL_RQ)),
-        (ul.RESPONDING_TO, ul.us(_MESSAGE_ID)),
+        (ul.RESPONDING_TO, ul.us(message_id)),
         (ul.DATASET_TYPE, ul.us(ul.NO_DATASET)),
     )
 
@@ -309,8 +314,12 @@ def move(
     root: str,
     destination: str,
     cancel: threading.Event | None = None,
+    message_id: int = _MESSAGE_ID,
 ) -> Dataset:
     """C-MOVE ``identifier`` under ``model`` to the AE title ``destination``.
+
+    ``message_id``: the C-MOVE-RQ's Message ID, which the server repeats as Move
+    Originator Message ID in each C-STORE it sends (the receiver routes by it).
 
     Returns the final C-MOVE-RSP command as a Dataset, for the caller to judge. Setting
     ``cancel`` sends a C-CANCEL; a peer that does not end the move within
@@ -324,7 +333,7 @@ def move(
             return
         if not cancelled:
             cancelled.append(time.monotonic())
-            machine.send_message(context, _cancel_request(model))
+            machine.send_message(context, _cancel_request(model, message_id))
         elif time.monotonic() - cancelled[0] > CANCEL_GRACE:
             raise ul.Closed("the C-MOVE was cancelled and the peer did not stop")
 
@@ -332,7 +341,10 @@ def move(
         target = (ul.MOVE_DESTINATION, pdus.ae_field(destination))
         syntax = machine.contexts[context][1]
         machine.send_message(
-            context, *_request_message(ul.C_MOVE_RQ, model, identifier, syntax, target)
+            context,
+            *_request_message(
+                ul.C_MOVE_RQ, model, identifier, syntax, target, message_id=message_id
+            ),
         )
         timeout = node.settings.dimse_timeout
         while (message := machine.next_message(timeout, idle)) is not None:

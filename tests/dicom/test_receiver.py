@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -164,6 +165,48 @@ def test_cmove_through_an_in_process_receiver(
         for ds in archive_datasets()
         if ds.StudyInstanceUID == study.StudyInstanceUID
     }
+
+
+def test_two_moves_of_one_study_at_once_each_get_all_of_it(
+    node_settings: Settings, loaded_orthanc: OrthancServer
+) -> None:
+    study = archive_datasets()[0]
+    expected = {
+        str(ds.SOPInstanceUID)
+        for ds in archive_datasets()
+        if ds.StudyInstanceUID == study.StudyInstanceUID
+    }
+    query = Dataset()
+    query.StudyInstanceUID = str(study.StudyInstanceUID)
+    got: dict[int, list[str]] = {}
+    errors: list[BaseException] = []
+    both_started = threading.Barrier(2)
+
+    def one_move(n: int, spool: Path) -> None:
+        node = DimseNode(server_spec(loaded_orthanc), node_settings)
+        try:
+            both_started.wait(10)
+            got[n] = []
+            for path in iter_cmove(node, QueryLevel.STUDY, query, spool=spool):
+                got[n].append(path.stem)
+                path.unlink()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            node.close()
+
+    with shared_receiver(node_settings) as spool:
+        threads = [threading.Thread(target=one_move, args=(n, spool)) for n in (1, 2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    assert not errors, errors
+    # Each move got every instance of the study once: none lost to the other, none twice.
+    assert sorted(got[1]) == sorted(expected) == sorted(got[2])
+    leftover = [p for p in study_spool(spool, node_settings.ae_title, query.StudyInstanceUID)
+                .rglob("*.dcm")]  # fmt: skip
+    assert leftover == []
 
 
 @pytest.fixture
