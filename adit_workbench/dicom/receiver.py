@@ -331,9 +331,13 @@ _shared_lock = threading.Lock()
 def _after_fork_in_child() -> None:
     """A forked child (a transfer worker) must not hold the receiver's sockets: if the
     parent died, the port would stay bound with nobody accepting, and every C-MOVE to it
-    would fail until the orphan exits."""
-    global _shared_lock
+    would fail until the orphan exits. Its C-MOVE Message IDs start elsewhere than the
+    parent's: a receiver in the parent must not take the child's move for its own."""
+    global _shared_lock, _expected_lock, _move_ids
     _shared_lock = threading.Lock()  # the parent may have held it while forking
+    _expected_lock = threading.Lock()
+    _move_ids = itertools.count(int.from_bytes(os.urandom(2), "big"))
+    _moves.clear()
     for receiver, _ in _shared.values():
         if receiver._server is not None:
             receiver._server.forget()
