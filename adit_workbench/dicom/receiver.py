@@ -19,8 +19,9 @@ it expects; it *claims* matching files by renaming them into a private folder
   spool folder (NFS): run ``python -m adit_workbench.dicom.receiver`` once per site and
   point every worker's data dir (or ``spool``) at the shared folder;
 * two transfers of different studies never see each other's files; two concurrent
-  transfers of the *same* study split its files between them, and each one's
-  verification then re-moves what it lacks (correct, if wasteful);
+  transfers of the *same* study each get all of it when the receiver runs in their
+  process (below); with a receiver elsewhere they split its files between them, and
+  each one's verification then re-moves what it lacks (correct, if wasteful);
 * instances that arrive after their transfer gave up stay spooled; a re-run claims
   them without moving them again, and :func:`expire_spool` deletes those left longer
   than ``spool_max_age_hours`` (when a receiver starts, and hourly while it runs).
