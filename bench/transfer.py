@@ -13,6 +13,8 @@ copies the study into a fresh folder:
 * the workbench by C-MOVE through its receiver, pseudonymized, ADIT folder layout;
 * dcmtk ``movescu`` -> ``storescp`` (both ``TCP_NODELAY=1``; the bench Orthanc knows the
   storescp as a modality), not pseudonymized: the C-MOVE anchor;
+* (context) the network layer's C-MOVE alone (``iter_cmove`` through the receiver, no
+  instance listing, no pseudonymization), to tell its speed from the pipeline's;
 * the path a user takes, next to the internal function above: ``wb.transfer(...)`` +
   ``job.wait()`` on an embedded workbench (job, task, audit, the local worker), and the
   ``adit-workbench transfer`` command as a fresh process (start included), both by
@@ -192,6 +194,25 @@ def _movescu(server: OrthancServer, study: str, out: Path) -> int:
     return len(list(out.iterdir()))
 
 
+def _cmove_only(server: OrthancServer, base: Path, study: str, out: Path) -> int:
+    """The network layer alone: one study-level C-MOVE through the workbench's receiver
+    (iter_cmove), each claimed file moved to ``out``: no listing, no pseudonymization."""
+    from pydicom import Dataset
+
+    from adit_workbench.dicom.dimse import DimseNode
+    from adit_workbench.dicom.receiver import shared_receiver
+    from adit_workbench.dicom.retrieve import iter_cmove
+
+    out.mkdir(parents=True)
+    settings = _settings(base)
+    query = Dataset()
+    query.StudyInstanceUID = study
+    with DimseNode(_spec(server), settings) as node, shared_receiver(settings) as spool:
+        for path in iter_cmove(node, "STUDY", query, spool=spool):
+            os.replace(path, out / path.name)
+    return len(list(out.iterdir()))
+
+
 def _user_env(base: Path) -> dict[str, str]:
     """The environment of the user-path contenders: an embedded workbench of its own."""
     return {
@@ -269,6 +290,10 @@ def _speed(
         (
             "(context) workbench C-GET, plain copy",
             lambda o: _workbench(server, base, study, "cget", o, pseudonymize=False),
+        ),
+        (
+            "(context) workbench C-MOVE, network only",
+            lambda o: _cmove_only(server, base, study, o),
         ),
         (
             "(context) workbench WADO-RS, plain copy",
