@@ -10,10 +10,20 @@ copies the study into a fresh folder:
 * the workbench by C-GET, pseudonymized (ADIT profile), ADIT folder layout;
 * the workbench by WADO-RS, pseudonymized, ADIT folder layout;
 * dcmtk ``getscu`` (``TCP_NODELAY=1``), not pseudonymized;
+* the workbench by C-MOVE through its receiver, pseudonymized, ADIT folder layout;
+* dcmtk ``movescu`` -> ``storescp`` (both ``TCP_NODELAY=1``; the bench Orthanc knows the
+  storescp as a modality), not pseudonymized: the C-MOVE anchor;
+* (context) the network layer's C-MOVE alone (``iter_cmove`` through the receiver, no
+  instance listing, no pseudonymization), to tell its speed from the pipeline's;
+* the path a user takes, next to the internal function above: ``wb.transfer(...)`` +
+  ``job.wait()`` on an embedded workbench (job, task, audit, the local worker), and the
+  ``adit-workbench transfer`` command as a fresh process (start included), both by
+  ``--user-via`` (default C-MOVE), pseudonymized;
 * ADIT's way: one pynetdicom C-GET association whose handler anonymizes each instance
   with dicognito and writes it, in turn.
 
-Prints instances/s and the ratios to getscu (aim: >= 1.0x). ``--series 1`` shows the
+Prints instances/s and the ratios to getscu and to movescu (aims: C-GET and WADO-RS
+>= 1.0x getscu, C-MOVE >= 1.0x movescu). ``--series 1`` shows the
 one-series case: WADO-RS then fetches in one stream (a request per instance would cost
 the PACS more than a second stream gains), so one worker does the work. Then the memory part: a
 child process runs a workbench C-GET transfer of a ``--memory-large`` instance study
@@ -44,7 +54,7 @@ from adit_workbench.dicom.server import DicomServer
 from adit_workbench.dicom.spec import Capabilities, ServerSpec
 from adit_workbench.sandbox.synthetic import iter_datasets
 from adit_workbench.transfer import FolderDestination, transfer_study
-from tests.servers._util import free_port
+from tests.servers._util import free_port, port_open
 from tests.servers.orthanc import OrthancServer
 
 SECRET = b"bench-transfer-secret-0123456789"
@@ -79,6 +89,9 @@ def _spec(server: OrthancServer) -> ServerSpec:
 #: The workbench's receiver port in this run (the bench Orthanc knows it as a C-MOVE
 #: destination).
 RECEIVER_PORT = free_port()
+#: dcmtk storescp's port and AE title (the C-MOVE anchor's destination).
+STORESCP_PORT = free_port()
+STORESCP_AE = "STORESCP"
 
 
 def _settings(base: Path) -> Settings:
@@ -155,18 +168,132 @@ def _adit_way(server: OrthancServer, study: str, out: Path) -> int:
     return written[0]
 
 
-def _speed(server: OrthancServer, base: Path, study: str, n: int, repeat: int) -> None:
+def _movescu(server: OrthancServer, study: str, out: Path) -> int:
+    """dcmtk movescu asking the bench Orthanc to move the study to a dcmtk storescp."""
+    out.mkdir(parents=True)
+    env = {**os.environ, "TCP_NODELAY": "1"}
+    scp = subprocess.Popen(
+        ["storescp", "-aet", STORESCP_AE, "-od", str(out), str(STORESCP_PORT)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while not port_open(STORESCP_PORT):
+            if time.monotonic() > deadline or scp.poll() is not None:
+                raise RuntimeError("storescp did not start")
+            time.sleep(0.01)
+        subprocess.run(
+            ["movescu", "-S", "-aet", "MOVESCU", "-aec", server.ae_title, "-aem", STORESCP_AE,
+             server.host, str(server.dicom_port), "-k", "QueryRetrieveLevel=STUDY",
+             "-k", f"StudyInstanceUID={study}"],
+            check=True, env=env,
+        )  # fmt: skip
+    finally:
+        scp.terminate()
+        scp.wait(10)
+    return len(list(out.iterdir()))
+
+
+def _cmove_only(server: OrthancServer, base: Path, study: str, out: Path) -> int:
+    """The network layer alone: one study-level C-MOVE through the workbench's receiver
+    (iter_cmove), each claimed file moved to ``out``: no listing, no pseudonymization."""
+    from pydicom import Dataset
+
+    from adit_workbench.dicom.dimse import DimseNode
+    from adit_workbench.dicom.receiver import shared_receiver
+    from adit_workbench.dicom.retrieve import iter_cmove
+
+    out.mkdir(parents=True)
+    settings = _settings(base)
+    query = Dataset()
+    query.StudyInstanceUID = study
+    with DimseNode(_spec(server), settings) as node, shared_receiver(settings) as spool:
+        for path in iter_cmove(node, "STUDY", query, spool=spool):
+            os.replace(path, out / path.name)
+    return len(list(out.iterdir()))
+
+
+def _user_env(base: Path) -> dict[str, str]:
+    """The environment of the user-path contenders: an embedded workbench of its own."""
+    return {
+        "ADIT_WB_DATA_DIR": str(base / "user"),
+        "ADIT_WB_AE_TITLE": "BENCH",
+        "ADIT_WB_RECEIVER_PORT": str(RECEIVER_PORT),
+    }
+
+
+def _user_setup(server: OrthancServer, base: Path) -> None:
+    """Register the bench Orthanc and the output folder in the user workbench (once)."""
+    from adit_workbench.workbench import connect_local
+
+    os.environ.update(_user_env(base))
+    with connect_local(Settings()) as wb:
+        spec = _spec(server)
+        wb.add_server(
+            "PACS", ae_title=spec.ae_title, host=spec.host, port=spec.port,
+            dicomweb_url=spec.dicomweb_root_url, capabilities=CAPS, max_associations=3,
+        )  # fmt: skip
+        wb.add_folder("OUT", base / "out")
+
+
+def _count(out: Path) -> int:
+    return sum(1 for _ in out.rglob("*.dcm"))
+
+
+def _user_notebook(base: Path, study: str, via: str, out: Path) -> int:
+    """``wb.transfer(...)`` + ``job.wait()``, as a notebook does."""
+    out.mkdir(parents=True)  # a registered folder exists; the bench empties it per run
+    from adit_workbench.workbench import connect_local
+
+    os.environ.update(_user_env(base))
+    with connect_local(Settings()) as wb:
+        job = wb.transfer(
+            [("", study)], source="PACS", to="OUT", pseudonym="BENCH-01",
+            params={"via": via},
+        )  # fmt: skip
+        job.wait(progress=False)
+    return _count(out)
+
+
+def _user_cli(base: Path, study: str, via: str, out: Path) -> int:
+    """``adit-workbench transfer`` as a fresh process (its start included)."""
+    out.mkdir(parents=True)
+    answer = subprocess.run(
+        [sys.executable, "-m", "adit_workbench", "transfer", "--from", "PACS", "--to", "OUT",
+         "--study", study, "--pseudonym", "BENCH-01", "--via", via],
+        env={**os.environ, **_user_env(base)}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    if answer.returncode:  # its progress bars go to stderr: shown only when it failed
+        raise RuntimeError(f"adit-workbench transfer failed: {answer.stderr[-2000:]}")
+    return _count(out)
+
+
+def _speed(
+    server: OrthancServer, base: Path, study: str, n: int, repeat: int, user_via: str
+) -> None:
+    via_label = {"cget": "C-GET", "cmove": "C-MOVE", "wado": "WADO-RS"}[user_via]
     contenders: list[tuple[str, Callable[[Path], int]]] = [
         ("workbench C-GET + pseudonymize", lambda o: _workbench(server, base, study, "cget", o)),
         ("workbench WADO-RS + pseudonymize", lambda o: _workbench(server, base, study, "wado", o)),
         ("dcmtk getscu (no pseudonymization)", lambda o: _getscu(server, study, o)),
+        ("workbench C-MOVE + pseudonymize", lambda o: _workbench(server, base, study, "cmove", o)),
+        ("dcmtk movescu->storescp (no pseud.)", lambda o: _movescu(server, study, o)),
+        (
+            f"user: wb.transfer+wait, {via_label}",
+            lambda o: _user_notebook(base, study, user_via, o),
+        ),
+        (
+            f"user: adit-workbench transfer, {via_label}",
+            lambda o: _user_cli(base, study, user_via, o),
+        ),
         (
             "(context) workbench C-GET, plain copy",
             lambda o: _workbench(server, base, study, "cget", o, pseudonymize=False),
         ),
         (
-            "(context) workbench C-MOVE + pseudonymize",
-            lambda o: _workbench(server, base, study, "cmove", o),
+            "(context) workbench C-MOVE, network only",
+            lambda o: _cmove_only(server, base, study, o),
         ),
         (
             "(context) workbench WADO-RS, plain copy",
@@ -174,6 +301,7 @@ def _speed(server: OrthancServer, base: Path, study: str, n: int, repeat: int) -
         ),
         ("ADIT way: pynetdicom C-GET + dicognito", lambda o: _adit_way(server, study, o)),
     ]
+    _user_setup(server, base)
     best: dict[str, float] = {}
     for round_ in range(repeat):
         for label, run in contenders:
@@ -187,12 +315,15 @@ def _speed(server: OrthancServer, base: Path, study: str, n: int, repeat: int) -
             assert got == n, f"{label}: {got} of {n} instances"
             rate = n / elapsed
             best[label] = max(best.get(label, 0.0), rate)
-            print(f"[{round_ + 1}] {label:<40} {elapsed:6.2f} s {rate:7.1f} inst/s", flush=True)
+            print(f"[{round_ + 1}] {label:<42} {elapsed:6.2f} s {rate:7.1f} inst/s", flush=True)
         shutil.rmtree(base / "out", ignore_errors=True)
     getscu = best["dcmtk getscu (no pseudonymization)"]
-    print(f"best of {repeat}:")
+    movescu = best["dcmtk movescu->storescp (no pseud.)"]
+    internal = best[f"workbench {via_label} + pseudonymize"]
+    print(f"best of {repeat} (internal: workbench {via_label} + pseudonymize):")
     for label, rate in best.items():
-        print(f"  {label:<40} {rate:7.1f} inst/s  {rate / getscu:5.2f}x getscu")
+        print(f"  {label:<42} {rate:7.1f} inst/s  {rate / getscu:5.2f}x getscu  "
+              f"{rate / movescu:5.2f}x movescu  {rate / internal:5.2f}x internal")  # fmt: skip
 
 
 def _reap_workers() -> None:
@@ -268,6 +399,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--memory-large", type=int, default=2000)
     parser.add_argument("--memory-via", default="cget", choices=["cget", "wado", "cmove"])
     parser.add_argument("--memory-size", type=int, default=64, help="image rows and columns")
+    parser.add_argument(
+        "--user-via", default="cmove", choices=["cget", "wado", "cmove"],
+        help="how the user-path contenders (wb.transfer, adit-workbench transfer) fetch",
+    )  # fmt: skip
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
@@ -278,7 +413,12 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-transfer-") as tmp:
         base = Path(tmp)
         server = OrthancServer(
-            "BENCH_PACS", base, modalities={"workbench": ("BENCH", RECEIVER_PORT)}
+            "BENCH_PACS",
+            base,
+            modalities={
+                "workbench": ("BENCH", RECEIVER_PORT),
+                "storescp": (STORESCP_AE, STORESCP_PORT),
+            },
         ).start()
         try:
             if not args.skip_speed:
@@ -289,7 +429,7 @@ def main(argv: list[str] | None = None) -> None:
                 mb = int(server.statistics()["TotalDiskSizeMB"])
                 print(f"loaded {n} instances ({mb} MB) in {time.perf_counter() - start:.1f} s; "
                       f"{os.cpu_count()} CPUs")  # fmt: skip
-                _speed(server, base, study, n, args.repeat)
+                _speed(server, base, study, n, args.repeat, args.user_via)
             if not args.skip_memory:
                 _memory(server, base, args.memory_small, args.memory_large, args.memory_via,
                         args.memory_size)  # fmt: skip

@@ -30,6 +30,7 @@ from .association import (
     PooledAssociation,
     lost_association_error,
 )
+from .cget_split import plan_groups, receive_groups
 from .node import NodeBase, QueryLevel, QueryRoot, default_root
 from .retrieve import iter_cget
 from .spec import Capabilities, ServerSpec
@@ -331,10 +332,16 @@ class DimseNode(NodeBase):
         chosen = default_root(level, root)
         identifier = _identifier(level, query)
         classes = tuple(sop_classes) if sop_classes is not None else self.sop_classes(query)
+        # More classes than one association proposes: several, planned before the slot
+        # (the listing's C-FIND needs an association of its own).
+        split = len(classes) > scu.MAX_STORAGE_CLASSES and plan_groups(self, query)
         with self.pool.slot("C-GET"):
-            final = yield from scu.receive(
-                self, identifier, _GET[chosen], chosen.value, classes or None
-            )
+            if split:
+                final = yield from receive_groups(self, split, _GET[chosen], chosen.value)
+            else:
+                final = yield from scu.receive(
+                    self, identifier, _GET[chosen], chosen.value, classes or None
+                )
         raise_for_status(self.name, "C-GET", final)
         return RetrieveResult.from_status(final)
 
@@ -381,8 +388,10 @@ class DimseNode(NodeBase):
         *,
         root: QueryRoot | str | None = None,
         cancel: threading.Event | None = None,
+        message_id: int = 1,
     ) -> RetrieveResult:
-        """C-MOVE to the AE title ``destination`` (which the server must know).
+        """C-MOVE to the AE title ``destination`` (which the server must know);
+        ``message_id`` names it in the C-STOREs the server sends (see :mod:`.receiver`).
 
         Runs on an association of its own (:mod:`.scu`), counted within
         ``max_associations``: a pending response per instance moved cost pynetdicom
@@ -392,7 +401,9 @@ class DimseNode(NodeBase):
         chosen = default_root(level, root)
         identifier = _identifier(level, query)
         with self.pool.slot("C-MOVE"):
-            final = scu.move(self, identifier, _MOVE[chosen], chosen.value, destination, cancel)
+            final = scu.move(
+                self, identifier, _MOVE[chosen], chosen.value, destination, cancel, message_id
+            )
         raise_for_status(self.name, "C-MOVE", final, f"destination {destination}")
         return RetrieveResult.from_status(final)
 

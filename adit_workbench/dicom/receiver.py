@@ -19,15 +19,21 @@ it expects; it *claims* matching files by renaming them into a private folder
   spool folder (NFS): run ``python -m adit_workbench.dicom.receiver`` once per site and
   point every worker's data dir (or ``spool``) at the shared folder;
 * two transfers of different studies never see each other's files; two concurrent
-  transfers of the *same* study split its files between them, and each one's
-  verification then re-moves what it lacks (correct, if wasteful);
+  transfers of the *same* study each get all of it when the receiver runs in their
+  process (below); with a receiver elsewhere they split its files between them, and
+  each one's verification then re-moves what it lacks (correct, if wasteful);
 * instances that arrive after their transfer gave up stay spooled; a re-run claims
   them without moving them again, and :func:`expire_spool` deletes those left longer
   than ``spool_max_age_hours`` (when a receiver starts, and hourly while it runs).
 
-The move originator (AE title, message ID) that a C-MOVE SCP puts in each sub-operation
-is logged for diagnosis; it is not the routing key because message IDs are only unique
-per association, and a scaled-out site has many.
+Two C-MOVEs of the *same* study running at once in one process would find their
+instances in one folder. So each C-MOVE of this process gets a Message ID no other
+running one has (:func:`expect_move`), which the PACS repeats as Move Originator
+Message ID in every C-STORE it sends for it; a receiver in this process puts those
+instances in the move's own subfolder (:func:`move_spool`), and each transfer gets
+every instance it asked for. Instances naming no move running here (another tool's, a
+move that gave up, a receiver in another process: message IDs are unique only within
+a process) go to the study folder as before.
 """
 
 from __future__ import annotations
@@ -58,9 +64,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Receiver",
+    "expect_move",
     "expect_peer",
     "expected_peer",
     "expire_spool",
+    "move_spool",
     "shared_receiver",
     "spool_dir",
     "study_spool",
@@ -122,6 +130,36 @@ def expect_peer(ae_title: str, host: str) -> Iterator[None]:
                 _expected[key] -= 1
                 if not _expected[key]:
                     del _expected[key]
+
+
+# -- which C-MOVEs run here: their instances get a folder each -----------------------
+_moves: set[int] = set()
+_move_ids = itertools.count(int.from_bytes(os.urandom(2), "big"))
+
+
+def move_spool(spool: Path, ae_title: str, study_uid: str, message_id: int) -> Path:
+    """Where the receiver puts the instances of the C-MOVE with ``message_id``."""
+    return study_spool(spool, ae_title, study_uid) / f"move-{message_id}"
+
+
+@contextlib.contextmanager
+def expect_move() -> Iterator[int]:
+    """A C-MOVE Message ID (1-65535) no other running C-MOVE of this process has; while
+    the block runs, a receiver here routes that move's instances to :func:`move_spool`."""
+    with _expected_lock:
+        while (message_id := next(_move_ids) % 0xFFFF + 1) in _moves:
+            pass
+        _moves.add(message_id)
+    try:
+        yield message_id
+    finally:
+        with _expected_lock:
+            _moves.discard(message_id)
+
+
+def _running_move(message_id: int) -> bool:
+    with _expected_lock:
+        return message_id in _moves
 
 
 def expected_peer(calling_ae: str, address: str) -> bool:
@@ -239,12 +277,16 @@ class Receiver:
             return _CANNOT_UNDERSTAND
         if sop == "_invalid":
             return _CANNOT_UNDERSTAND
+        move_id = ul.number(request, _MOVE_MESSAGE_ID)
         log.debug(
             "receiver: instance for a move by %s (message %s)",
             request.get(_MOVE_ORIGINATOR, b"").decode("ascii", "replace").strip() or "?",
-            ul.number(request, _MOVE_MESSAGE_ID),
+            move_id,
         )
-        folder = study_spool(self.spool, self.ae_title, study)
+        if move_id > 0 and _running_move(move_id):
+            folder = move_spool(self.spool, self.ae_title, study, move_id)
+        else:
+            folder = study_spool(self.spool, self.ae_title, study)
         tmp = folder / f".{self._token}-{next(self._names)}.part"
         try:
             try:
@@ -290,9 +332,13 @@ _shared_lock = threading.Lock()
 def _after_fork_in_child() -> None:
     """A forked child (a transfer worker) must not hold the receiver's sockets: if the
     parent died, the port would stay bound with nobody accepting, and every C-MOVE to it
-    would fail until the orphan exits."""
-    global _shared_lock
+    would fail until the orphan exits. Its C-MOVE Message IDs start elsewhere than the
+    parent's: a receiver in the parent must not take the child's move for its own."""
+    global _shared_lock, _expected_lock, _move_ids
     _shared_lock = threading.Lock()  # the parent may have held it while forking
+    _expected_lock = threading.Lock()
+    _move_ids = itertools.count(int.from_bytes(os.urandom(2), "big"))
+    _moves.clear()
     for receiver, _ in _shared.values():
         if receiver._server is not None:
             receiver._server.forget()

@@ -225,6 +225,21 @@ def _multipart(content_type: str, response: Any) -> Iterator[bytes]:
 
 
 # -- C-MOVE through the receiver's spool -------------------------------------------------
+def _release(own: Path, folder: Path) -> None:
+    """A move is over: what is still in its folder (the consumer stopped early) goes to
+    the study folder, where a re-run claims it."""
+    try:
+        leftovers = list(own.iterdir())
+    except FileNotFoundError:
+        return
+    for path in leftovers:
+        if path.suffix == ".dcm":
+            with contextlib.suppress(OSError):
+                os.replace(path, folder / path.name)
+    with contextlib.suppress(OSError):  # a receiver's temporary file still in it
+        own.rmdir()
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -251,10 +266,12 @@ def iter_cmove(
     Each yielded path has been *claimed* (renamed into a private folder), so two
     consumers never get the same file; the caller deletes it when done. ``expected``
     (source SOP Instance UIDs) limits what is claimed, leaving other transfers' files
-    alone. Files that arrive for a consumer that stopped early stay spooled, and a
-    re-run claims them instead of moving them again.
+    alone. The move has a Message ID no other move of this process has, and a receiver
+    here spools its instances in a folder of their own: two moves of one study at once
+    each get all of it. Files that arrive for a consumer that stopped early stay
+    spooled, and a re-run claims them instead of moving them again.
     """
-    from .receiver import expect_peer, study_spool
+    from .receiver import expect_move, expect_peer, move_spool, study_spool
 
     level = QueryLevel.parse(level)
     study = _uid(query, "StudyInstanceUID")
@@ -272,7 +289,9 @@ def iter_cmove(
         try:
             # Our receiver takes C-STOREs only from a node we are moving from.
             with expect_peer(node.spec.ae_title, node.spec.host):
-                outcome["result"] = node.move(level, query, destination, root=root, cancel=stop)
+                outcome["result"] = node.move(
+                    level, query, destination, root=root, cancel=stop, message_id=message_id
+                )
         except BaseException as exc:  # re-raised in the consumer's thread
             outcome["error"] = exc
 
@@ -295,30 +314,43 @@ def iter_cmove(
                 old.rmdir()
 
     def sweep() -> Iterator[Path]:
-        with os.scandir(folder) as entries:
-            names = [e.name for e in entries if e.name.endswith(".dcm") and e.is_file()]
-        for name in names:
-            if name.startswith(".") or (wanted is not None and name[:-4] not in wanted):
-                continue
-            target = claim / name
+        # This move's folder, and the study's (left over, or from a PACS that does not
+        # name the move in its C-STOREs).
+        for source in (own, folder):
             try:
-                os.rename(folder / name, target)
-            except FileNotFoundError:  # another consumer claimed it first
+                with os.scandir(source) as entries:
+                    names = [e.name for e in entries if e.name.endswith(".dcm") and e.is_file()]
+            except FileNotFoundError:  # nothing arrived there yet
                 continue
-            yield target
+            for name in names:
+                if name.startswith(".") or (wanted is not None and name[:-4] not in wanted):
+                    continue
+                target = claim / name
+                try:
+                    os.rename(source / name, target)
+                except FileNotFoundError:  # another consumer claimed it first
+                    continue
+                yield target
 
-    worker = threading.Thread(target=run, name=f"wb-cmove-{node.name}", daemon=True)
-    worker.start()
+    moving = expect_move()  # a Message ID of its own: a folder of its own (receiver)
+    message_id = moving.__enter__()
+    own = move_spool(spool, destination, study, message_id)
     try:
-        yield from orphans()
-        yield from sweep()  # left over from an interrupted run
-        while worker.is_alive():
-            worker.join(poll)
+        worker = threading.Thread(target=run, name=f"wb-cmove-{node.name}", daemon=True)
+        worker.start()
+        try:
+            yield from orphans()
+            yield from sweep()  # left over from an interrupted run
+            while worker.is_alive():
+                worker.join(poll)
+                yield from sweep()
             yield from sweep()
-        yield from sweep()
+        finally:
+            stop.set()  # a consumer that stops early: C-CANCEL, abort within a second
+            worker.join(node.settings.dimse_timeout + node.settings.network_timeout)
     finally:
-        stop.set()  # a consumer that stops early: C-CANCEL, abort within a second
-        worker.join(node.settings.dimse_timeout + node.settings.network_timeout)
+        moving.__exit__(None, None, None)
+        _release(own, folder)
         with contextlib.suppress(OSError):  # the caller still holds claimed files
             claim.rmdir()
     if "error" in outcome:

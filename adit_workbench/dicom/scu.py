@@ -47,7 +47,7 @@ from .association import GET_STORAGE_SOP_CLASSES
 if TYPE_CHECKING:
     from .dimse import DimseNode
 
-__all__ = ["move", "receive"]
+__all__ = ["MAX_STORAGE_CLASSES", "move", "receive"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,9 @@ CANCEL_GRACE = 0.5
 #: Our ARTIM: how long we wait for the peer to close after an abort or a release.
 _ARTIM = 0.4
 _MAX_CONTEXTS = 128
+#: Storage classes one C-GET association can propose (the Q/R model takes a context);
+#: a study with more is fetched over several (:mod:`.cget_split`).
+MAX_STORAGE_CLASSES = _MAX_CONTEXTS - 1
 
 Proposal = tuple[tuple[int, str, list[str]], ...]
 
@@ -99,7 +102,7 @@ def _request(
     contexts = [(1, model, [ul.EXPLICIT, ul.IMPLICIT])]
     stored: tuple[str, ...] = ()
     if storage:
-        stored = tuple(dict.fromkeys(classes or GET_STORAGE_SOP_CLASSES))[: _MAX_CONTEXTS - 1]
+        stored = tuple(dict.fromkeys(classes or GET_STORAGE_SOP_CLASSES))[:MAX_STORAGE_CLASSES]
         contexts += _storage_contexts(stored, 3)
     roles = [(uid, False, True) for uid in stored]  # we take the SCP role: they C-STORE to us
     pdu = pdus.request_pdu(called, calling, contexts, fsm.MAX_PDU, roles)
@@ -161,7 +164,12 @@ def _open(
 
 
 def _request_message(
-    field: int, model: str, identifier: Dataset, syntax: str, *extra: tuple[int, bytes]
+    field: int,
+    model: str,
+    identifier: Dataset,
+    syntax: str,
+    *extra: tuple[int, bytes],
+    message_id: int = _MESSAGE_ID,
 ) -> tuple[bytes, bytes]:
     """A C-GET-RQ or C-MOVE-RQ: its command set, and its identifier encoded in ``syntax``."""
     encoded = encode(identifier, syntax == ul.IMPLICIT, True)
@@ -170,7 +178,7 @@ def _request_message(
     command = ul.command(
         (ul.SOP_CLASS, model.encode("ascii")),
         (ul.FIELD, ul.us(field)),
-        (ul.MESSAGE_ID, ul.us(_MESSAGE_ID)),
+        (ul.MESSAGE_ID, ul.us(message_id)),
         *extra,
         (ul.PRIORITY, ul.us(0)),
         (ul.DATASET_TYPE, ul.us(0x0001)),
@@ -208,11 +216,11 @@ def _final(command: bytes, operation: str) -> Dataset:
     return final
 
 
-def _cancel_request(model: str) -> bytes:
+def _cancel_request(model: str, message_id: int = _MESSAGE_ID) -> bytes:
     return ul.command(
         (ul.SOP_CLASS, model.encode("ascii")),
         (ul.FIELD, ul.us(ul.C_CANCEL_RQ)),
-        (ul.RESPONDING_TO, ul.us(_MESSAGE_ID)),
+        (ul.RESPONDING_TO, ul.us(message_id)),
         (ul.DATASET_TYPE, ul.us(ul.NO_DATASET)),
     )
 
@@ -306,8 +314,12 @@ def move(
     root: str,
     destination: str,
     cancel: threading.Event | None = None,
+    message_id: int = _MESSAGE_ID,
 ) -> Dataset:
     """C-MOVE ``identifier`` under ``model`` to the AE title ``destination``.
+
+    ``message_id``: the C-MOVE-RQ's Message ID, which the server repeats as Move
+    Originator Message ID in each C-STORE it sends (the receiver routes by it).
 
     Returns the final C-MOVE-RSP command as a Dataset, for the caller to judge. Setting
     ``cancel`` sends a C-CANCEL; a peer that does not end the move within
@@ -321,7 +333,7 @@ def move(
             return
         if not cancelled:
             cancelled.append(time.monotonic())
-            machine.send_message(context, _cancel_request(model))
+            machine.send_message(context, _cancel_request(model, message_id))
         elif time.monotonic() - cancelled[0] > CANCEL_GRACE:
             raise ul.Closed("the C-MOVE was cancelled and the peer did not stop")
 
@@ -329,7 +341,10 @@ def move(
         target = (ul.MOVE_DESTINATION, pdus.ae_field(destination))
         syntax = machine.contexts[context][1]
         machine.send_message(
-            context, *_request_message(ul.C_MOVE_RQ, model, identifier, syntax, target)
+            context,
+            *_request_message(
+                ul.C_MOVE_RQ, model, identifier, syntax, target, message_id=message_id
+            ),
         )
         timeout = node.settings.dimse_timeout
         while (message := machine.next_message(timeout, idle)) is not None:

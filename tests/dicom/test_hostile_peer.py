@@ -28,7 +28,9 @@ from adit_workbench.config import Settings
 from adit_workbench.dicom import pdus
 from adit_workbench.dicom import upperlayer as ul
 from adit_workbench.dicom.dimse import DimseNode
-from adit_workbench.dicom.fsm import COMMAND_CAP, MAX_PDU, NEGOTIATION_CAP, _p_data
+from adit_workbench.dicom.fsm import NEGOTIATION_CAP
+from adit_workbench.dicom.pdv import COMMAND_CAP, MAX_PDU
+from adit_workbench.dicom.pdv import p_data as _p_data
 from adit_workbench.dicom.receiver import Receiver, allow_list
 from adit_workbench.dicom.spec import ServerSpec
 from adit_workbench.errors import AssociationRejected, NodeError, NodeTimeout, NotSupported

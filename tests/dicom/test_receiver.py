@@ -4,8 +4,10 @@ also with the receiver in a separate process."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ from pydicom import Dataset
 from pynetdicom import AE, StoragePresentationContexts
 
 from adit_workbench.config import Settings
+from adit_workbench.dicom import pdus
 from adit_workbench.dicom.dimse import DimseNode
 from adit_workbench.dicom.node import QueryLevel
 from adit_workbench.dicom.receiver import (
@@ -32,6 +35,7 @@ from tests.servers._util import port_open, stop_process, wait_until
 from tests.servers.orthanc import OrthancServer
 
 ROOT = Path(__file__).resolve().parents[2]
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
 
 
 def _anyone(calling_ae: str, address: str) -> bool:
@@ -90,19 +94,50 @@ def test_refuses_an_instance_it_cannot_route(settings: Settings, tmp_path: Path)
     assert not list(tmp_path.rglob("*.dcm"))
 
 
+def _answer(port: int, calling: str, called: str, sop_class: str) -> str:
+    """What the receiver answers an A-ASSOCIATE-RQ, read off a raw socket: ``accept``
+    or ``reject RESULT SOURCE REASON``.
+
+    Not pynetdicom's ``is_rejected``: its requestor checks that the socket is still
+    connected only after the DUL thread has run, so a peer that rejects (and closes)
+    before the calling thread is scheduled again reads as an abort (is_rejected False).
+    """
+    request = pdus.request_pdu(called, calling, [(1, sop_class, [EXPLICIT_LE])], 1 << 16)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        header = b""
+        while len(header) < 6:
+            chunk = sock.recv(6 - len(header))
+            assert chunk, "the receiver closed without answering"
+            header += chunk
+        kind, length = header[0], int.from_bytes(header[2:6], "big")
+        body = b""
+        while len(body) < length:
+            chunk = sock.recv(length - len(body))
+            assert chunk, "the receiver closed mid-answer"
+            body += chunk
+    if kind == pdus.ASSOCIATE_AC:
+        return "accept"
+    assert kind == pdus.ASSOCIATE_RJ, f"PDU type 0x{kind:02X}"
+    return f"reject {body[1]} {body[2]} {body[3]}"
+
+
 def test_only_known_nodes_store_and_the_called_ae_chooses_nothing(
     settings: Settings, tmp_path: Path
 ) -> None:
     datasets = archive_datasets()[:1]
+    sop_class = str(datasets[0].SOPClassUID)
+    unknown_calling = f"reject {pdus.PERMANENT} {pdus.RJ_USER} {pdus.RJ_CALLING_UNKNOWN}"
+    unknown_called = f"reject {pdus.PERMANENT} {pdus.RJ_USER} {pdus.RJ_CALLED_UNKNOWN}"
     with Receiver(settings, spool=tmp_path, port=0) as receiver:  # default: expected peers
-        ae = AE(ae_title="SENDER")
-        ae.add_requested_context(str(datasets[0].SOPClassUID))
-        assert ae.associate("127.0.0.1", receiver.port, ae_title=receiver.ae_title).is_rejected
+        ours = receiver.ae_title
+        assert _answer(receiver.port, "SENDER", ours, sop_class) == unknown_calling
         with expect_peer("SENDER", "localhost"):
-            assert _send(receiver.port, datasets, called=receiver.ae_title) == [0]
-            other = ae.associate("127.0.0.1", receiver.port, ae_title="OTHER_AE")
-            assert other.is_rejected  # a called AE title not ours: no folder of its own
-        assert ae.associate("127.0.0.1", receiver.port, ae_title=receiver.ae_title).is_rejected
+            assert _answer(receiver.port, "SENDER", ours, sop_class) == "accept"
+            assert _send(receiver.port, datasets, called=ours) == [0]
+            # a called AE title not ours: no folder of its own
+            assert _answer(receiver.port, "SENDER", "OTHER_AE", sop_class) == unknown_called
+        assert _answer(receiver.port, "SENDER", ours, sop_class) == unknown_calling
     assert [p.relative_to(tmp_path).parts[0] for p in tmp_path.rglob("*.dcm")] == [
         receiver.ae_title
     ]
@@ -130,6 +165,48 @@ def test_cmove_through_an_in_process_receiver(
         for ds in archive_datasets()
         if ds.StudyInstanceUID == study.StudyInstanceUID
     }
+
+
+def test_two_moves_of_one_study_at_once_each_get_all_of_it(
+    node_settings: Settings, loaded_orthanc: OrthancServer
+) -> None:
+    study = archive_datasets()[0]
+    expected = {
+        str(ds.SOPInstanceUID)
+        for ds in archive_datasets()
+        if ds.StudyInstanceUID == study.StudyInstanceUID
+    }
+    query = Dataset()
+    query.StudyInstanceUID = str(study.StudyInstanceUID)
+    got: dict[int, list[str]] = {}
+    errors: list[BaseException] = []
+    both_started = threading.Barrier(2)
+
+    def one_move(n: int, spool: Path) -> None:
+        node = DimseNode(server_spec(loaded_orthanc), node_settings)
+        try:
+            both_started.wait(10)
+            got[n] = []
+            for path in iter_cmove(node, QueryLevel.STUDY, query, spool=spool):
+                got[n].append(path.stem)
+                path.unlink()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            node.close()
+
+    with shared_receiver(node_settings) as spool:
+        threads = [threading.Thread(target=one_move, args=(n, spool)) for n in (1, 2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    assert not errors, errors
+    # Each move got every instance of the study once: none lost to the other, none twice.
+    assert sorted(got[1]) == sorted(expected) == sorted(got[2])
+    leftover = [p for p in study_spool(spool, node_settings.ae_title, query.StudyInstanceUID)
+                .rglob("*.dcm")]  # fmt: skip
+    assert leftover == []
 
 
 @pytest.fixture
