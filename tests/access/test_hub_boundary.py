@@ -6,10 +6,15 @@ Two set-ups of the same config:
 * ``own-accounts``: user servers run as their own unprivileged OS accounts and the
   service as its own (the deployment ``deploy/README.md`` describes); a user's kernel
   cannot read the secret, and no file or process environment it can read holds a
-  credential. Needs root (to create the accounts) and a Python every account may run:
-  skipped with a message otherwise, failing when ``CI=true``. Accounts are removed after.
+  credential. Needs root (to create the accounts): skipped with a message otherwise,
+  failing when ``CI=true``. Accounts are removed after. The hub, the service and the
+  user servers run from a Python every account may execute (``shared_python``: the test
+  venv's own interpreter is under /root, mode 0700).
 * ``shared-account``: every process runs as the hub's account (SimpleLocalProcessSpawner,
   demos): the environment boundary alone, which runs everywhere.
+
+And the service's answer to a hub change: a user deleted at the hub, or removed from a
+group, is refused (or loses the group's node) within ``ADIT_WB_AUTH_CACHE_SECONDS``.
 """
 
 from __future__ import annotations
@@ -132,7 +137,7 @@ def accounts(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
     may run (``tests/servers/shared_python.py``; it skips without root, fails in CI).
     """
     if request.param == "own-accounts":
-        bin_dir: Path = request.getfixturevalue("shared_python")
+        bin_dir, pythonpath = request.getfixturevalue("shared_python")
     since = time.time() - 1  # what the kernel scan reads in /tmp was written after this
     base = Path(tempfile.mkdtemp(prefix="wb-hub-"))
     os.chmod(base, 0o755)
@@ -142,7 +147,7 @@ def accounts(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
             (base / "homes" / name).mkdir(parents=True)
         yield {
             "base": base, "service": me, "alice": "alice", "bob": "bob", "own": False,
-            "bin": VENV_BIN, "since": since,
+            "bin": VENV_BIN, "pythonpath": REPO, "since": since,
         }  # fmt: skip
         shutil.rmtree(base, ignore_errors=True)
         return
@@ -167,6 +172,7 @@ def accounts(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
             "bob": names["bob"],
             "own": True,
             "bin": bin_dir,
+            "pythonpath": pythonpath,
             "since": since,
         }
     finally:
@@ -223,7 +229,7 @@ def shipped_hub(
     env.update(
         settings,
         WB_TEST_HUB=json.dumps(test),
-        PYTHONPATH=str(REPO),
+        PYTHONPATH=str(accounts["pythonpath"]),
         PATH=f"{accounts['bin']}:{os.environ.get('PATH', '')}",
         JUPYTERHUB_DB_URL=f"sqlite:///{hub_dir / 'jupyterhub.sqlite'}",
         ADIT_WB_HUB_URL=f"http://127.0.0.1:{port}",

@@ -17,8 +17,11 @@ expose root's files; this builds, per test session, in a world-readable temporar
   extensions), and whose ``bin/`` scripts are the test venv's with their ``#!`` line
   pointing at ``venv/bin/python``.
 
-Fixture: ``shared_python`` (session) → the ``bin`` dir of that venv, or skips/fails with
-the reason (see :func:`unavailable`).
+When the checkout itself is private (a clone inside /root), the venv's folders and the
+project's package are hard-linked into the shared dir instead of symlinked.
+
+Fixture: ``shared_python`` (session) → (the ``bin`` dir of that venv, the folder to put
+on ``PYTHONPATH``), or skips (fails in CI) with the reason (see :func:`unavailable`).
 """
 
 from __future__ import annotations
@@ -81,8 +84,14 @@ def _venv_over(interpreter: Path, venv: Path) -> Path:
     bin_dir = venv / "bin"
     bin_dir.mkdir(parents=True)
     for entry in VENV.iterdir():
-        if entry.name not in ("bin", "pyvenv.cfg"):
+        if entry.name in ("bin", "pyvenv.cfg"):
+            continue
+        if entry.is_symlink() and not os.path.isabs(os.readlink(entry)):
+            (venv / entry.name).symlink_to(os.readlink(entry))  # lib64 -> lib
+        elif private_part(entry) is None:
             (venv / entry.name).symlink_to(entry)
+        elif entry.is_dir():  # a checkout in a private folder: links to its files instead
+            shutil.copytree(entry, venv / entry.name, copy_function=_link_or_copy, symlinks=True)
     cfg = (VENV / "pyvenv.cfg").read_text().splitlines()
     kept = [line for line in cfg if line.split("=")[0].strip() not in ("home", "executable")]
     (venv / "pyvenv.cfg").write_text(
@@ -117,43 +126,54 @@ def private_part(path: Path) -> Path | None:
     return None
 
 
-def build(target: Path) -> Path:
-    """Build the shared interpreter and venv under ``target``; returns the venv's bin dir."""
+def build(target: Path, repo: Path) -> tuple[Path, Path]:
+    """Build the shared interpreter and venv under ``target``.
+
+    Returns the venv's bin dir and the folder to put on ``PYTHONPATH`` for the project's
+    package: ``repo`` itself, or hard links to its package when ``repo`` is private.
+    """
     base = Path(sys.base_prefix)
     interpreter = _copy_interpreter(base, target / "interpreter")
     bin_dir = _venv_over(interpreter, target / "venv")
+    source = repo
+    if private_part(repo / "adit_workbench") is not None:
+        source = target / "src"
+        shutil.copytree(
+            repo / "adit_workbench",
+            source / "adit_workbench",
+            copy_function=_link_or_copy,  # .pyc files too: still valid (same mtimes)
+        )
     for dirpath, dirnames, _ in os.walk(target):
         for name in dirnames:
             folder = Path(dirpath) / name
             if not folder.is_symlink():
                 folder.chmod(folder.stat().st_mode | 0o555)
     target.chmod(0o755)
-    return bin_dir
+    return bin_dir, source
 
 
-def unavailable(repo: Path) -> str | None:
+def unavailable() -> str | None:
     """Why user servers cannot run as other OS accounts here (None: they can)."""
     if os.geteuid() != 0:
         return "user servers as their own OS accounts need root (to create the accounts)"
     if sys.prefix == sys.base_prefix:
         return "run the tests from the project's virtualenv (make venv)"
-    for path in (VENV / "lib", repo):
-        private = private_part(path)
-        if private is not None:
-            return f"{path} is private ({private} is not readable by other accounts)"
     return None
 
 
 @pytest.fixture(scope="session")
-def shared_python() -> Iterator[Path]:
-    """``bin`` of a venv every account may run (skips, or fails in CI, when impossible)."""
-    why = unavailable(Path(__file__).resolve().parents[2])
+def shared_python() -> Iterator[tuple[Path, Path]]:
+    """(``bin`` of a venv every account may run, its ``PYTHONPATH`` for the project).
+
+    Skips when impossible (not root), fails instead in CI.
+    """
+    why = unavailable()
     if why is not None:
         if IN_CI:
             pytest.fail(why, pytrace=False)
         pytest.skip(why)
     target = Path(tempfile.mkdtemp(prefix="wb-python-"))
     try:
-        yield build(target)
+        yield build(target, Path(__file__).resolve().parents[2])
     finally:
         shutil.rmtree(target, ignore_errors=True)
