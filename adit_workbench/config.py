@@ -184,6 +184,15 @@ class Settings(BaseSettings):
         description="Workbench API token (awb_...) or JupyterHub token sent to the service "
         "at ADIT_WB_SERVICE_URL. Create one with 'adit-workbench tokens create'.",
     )
+    auth_cache_seconds: int = Field(
+        default=60,
+        ge=1,
+        le=60,
+        description="Seconds the workbench service may reuse JupyterHub's answer about a "
+        "hub token, a user's hub groups and admin flag (1-60). A user removed from the hub, "
+        "or from a hub group, is refused (or loses what the group gave) at most this long "
+        "after the change; a shorter time asks the hub more often.",
+    )
     max_request_mb: float = Field(
         default=20.0,
         gt=0,

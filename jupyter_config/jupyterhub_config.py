@@ -171,8 +171,10 @@ c.Spawner.cmd = [str(VENV_BIN / "jupyterhub-singleuser")]
 if os.geteuid() == 0 and c.JupyterHub.spawner_class == "simple":
     c.Spawner.args = ["--allow-root"]  # servers run as the hub's user (root) here
 c.Spawner.default_url = "/lab"
-c.Spawner.start_timeout = 60
-c.Spawner.http_timeout = 60
+# A server imports ~1,400 modules (JupyterLab, Voilà, LSP) before it answers: seconds on
+# an idle machine, 30-40 s on a loaded 2-core one. A server cut off at 60 s is lost work.
+c.Spawner.start_timeout = 120
+c.Spawner.http_timeout = 120
 # Of the hub's own environment (which holds the settings above) only these pass on.
 c.Spawner.env_keep = ["PATH", "PYTHONPATH", "LANG", "LC_ALL", "TZ", "JUPYTERHUB_SINGLEUSER_APP"]
 public_url = str(c.JupyterHub.bind_url).rstrip("/")

@@ -6,9 +6,10 @@ Three credentials are accepted, each checked by the service itself:
   against the token table (:func:`~adit_workbench.access.authenticate_token`: unknown,
   expired and revoked tokens are refused and audited); its user also needs ``rest_api``;
 * a JupyterHub token (a user server's ``JUPYTERHUB_API_TOKEN`` or an OAuth token), checked
-  with :class:`jupyterhub.services.auth.HubAuth`, whose answers are cached at most
-  :data:`HUB_CACHE_SECONDS` so that a user or group removed at the hub is refused within a
-  minute; the token must carry the service's access scope
+  with :class:`jupyterhub.services.auth.HubAuth`, whose answers (and the user's hub groups
+  read with the service's own token) are reused at most ``ADIT_WB_AUTH_CACHE_SECONDS``
+  (default and upper bound :data:`HUB_CACHE_SECONDS`), so that a user or group removed at
+  the hub is refused within a minute; the token must carry the service's access scope
   (``access:services!service=workbench``);
 * the service's own session cookie for browsers, set after the hub's OAuth login; it holds
   the hub token, signed with a key derived from the master secret.
@@ -52,7 +53,8 @@ if TYPE_CHECKING:
 
 __all__ = ["COOKIE_NAME", "HUB_CACHE_SECONDS", "Authenticator"]
 
-#: Seconds the hub's answer about a token (and a group sync) may be reused.
+#: Longest time the hub's answer about a token (and a group sync) may be reused; the
+#: service uses ``Settings.auth_cache_seconds`` (at most this).
 HUB_CACHE_SECONDS = 60
 #: Name of the service's session cookie.
 COOKIE_NAME = "adit-workbench-session"
@@ -66,6 +68,12 @@ class Authenticator:
         self._database = database
         self._settings = settings
         self.hub_auth = hub_auth
+        self.cache_seconds = min(settings.auth_cache_seconds, HUB_CACHE_SECONDS)
+        if hub_auth is not None:
+            # HubAuth caches the hub's answers itself (300 s unless told): never longer than
+            # ours. Its cache may already exist, made with the old age.
+            hub_auth.cache_max_age = self.cache_seconds
+            hub_auth.cache.max_age = hub_auth.cache.purge_interval = self.cache_seconds
         self._synced: dict[Identity, float] = {}
         self._tokens: dict[str, tuple[str, float]] = {}
         self._hub_users: dict[str, tuple[dict[str, Any], float]] = {}
@@ -106,9 +114,9 @@ class Authenticator:
         now = time.monotonic()
         with self._lock:
             cached = self._tokens.get(key)
-        if cached is not None and now - cached[1] < HUB_CACHE_SECONDS and self._valid(token, key):
+        if cached is not None and now - cached[1] < self.cache_seconds and self._valid(token, key):
             # Checked (read only) on every request, so a revoked or expired token is refused
-            # at once; its use is recorded (a write) once per HUB_CACHE_SECONDS.
+            # at once; its use is recorded (a write) once per cache period.
             name = cached[0]
         else:
             try:
@@ -169,7 +177,7 @@ class Authenticator:
         now = time.monotonic()
         with self._lock:
             cached = self._hub_users.get(name)
-        if cached is not None and now - cached[1] < HUB_CACHE_SECONDS:
+        if cached is not None and now - cached[1] < self.cache_seconds:
             return cached[0]
         url = f"{self.hub_auth.api_url.rstrip('/')}/users/{quote(name, safe='')}"
         request = urllib.request.Request(
@@ -196,7 +204,7 @@ class Authenticator:
         now = time.monotonic()
         with self._lock:
             last = self._synced.get(identity)
-            fresh = last is not None and now - last < HUB_CACHE_SECONDS
+            fresh = last is not None and now - last < self.cache_seconds
         if fresh:
             return Access(self._database, identity.name)
         # A shared database: never the embedded bootstrap that makes its user an admin.

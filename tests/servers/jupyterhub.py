@@ -104,15 +104,18 @@ class Hub:
 
         wait_until(ready, timeout, f"server of {user}", proc=self.proc, log=self.log)
 
-    def run_in_kernel(self, user: str, code: str, *, kernel: str | None = None) -> tuple[str, str]:
+    def run_in_kernel(
+        self, user: str, code: str, *, kernel: str | None = None, timeout: float = 60
+    ) -> tuple[str, str]:
         """Run ``code`` in a kernel of the user's server (a new one unless ``kernel``).
 
-        Returns (stdout, kernel id); raises with the traceback if the code raised.
+        Returns (stdout, kernel id); raises with the traceback if the code raised, or when
+        the kernel is silent for ``timeout`` seconds.
         """
         if kernel is None:
             kernel = self._request("POST", f"/user/{user}/api/kernels", {"name": "python3"})["id"]
         ws = self.url.replace("http://", "ws://") + f"/user/{user}/api/kernels/{kernel}/channels"
-        return _run_coroutine(_execute(ws, self.token, code)), kernel
+        return _run_coroutine(_execute(ws, self.token, code, timeout)), kernel
 
     def _request(self, method: str, path: str, body: Any = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
