@@ -141,7 +141,8 @@ def _store_parts(
         else:
             headers[str(header.SOPInstanceUID)] = header
             good.append(str(part.path))
-    trail.details.update(parts=len(parts), bad_parts=len(failed))
+    received = sum(part.path.stat().st_size for part in parts)
+    trail.details.update(parts=len(parts), bad_parts=len(failed), bytes=received)
     referenced = Sequence()
     if good:
         result = guarded(request, who, name).store(_items(good))

@@ -133,8 +133,11 @@ def _relayed(relay: Relay, trail: Trail) -> Response:
     assert chunks is not None
 
     def body() -> Iterator[bytes]:
+        trail.details["bytes"] = 0
         try:
-            yield from chunks
+            for chunk in chunks:
+                trail.details["bytes"] += len(chunk)
+                yield chunk
         except GeneratorExit:
             trail.details.update(aborted=True, count=relay.parts)
             trail.close(ConnectionAbortedError(), 499)
@@ -174,7 +177,7 @@ def _prepared(
     trail: Trail,
 ) -> Generator[bytes, None, None]:
     """Each instance as it will be sent: pseudonymized, and as JSON for metadata."""
-    trail.details["count"] = 0
+    trail.details["count"] = trail.details["bytes"] = 0
     refused = 0
     spool = service.settings.data_dir
     items: Iterator[bytes | None] = source if pz is None else pseudonymized(source, pz, spool)
@@ -185,7 +188,9 @@ def _prepared(
                 trail.details["refused"] = refused
                 continue
             trail.details["count"] += 1
-            yield _metadata_json(data) if metadata else data
+            out = _metadata_json(data) if metadata else data
+            trail.details["bytes"] += len(out)
+            yield out
     finally:
         close = getattr(items, "close", None)
         if close is not None:
