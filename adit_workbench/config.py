@@ -199,6 +199,15 @@ class Settings(BaseSettings):
         description="The service refuses request bodies (batch files included) larger than "
         "this many megabytes with HTTP 413.",
     )
+    max_stow_mb: float = Field(
+        default=4000.0,
+        gt=0,
+        description="The service refuses a DICOMweb STOW-RS request body larger than this "
+        "many megabytes with HTTP 413, counted while it streams in (a declared "
+        "Content-Length above it is refused at once); nothing of a refused body is stored. "
+        "STOW bodies are spooled to the data folder part by part, so memory does not grow "
+        "with them; ADIT_WB_MAX_REQUEST_MB caps every other request body.",
+    )
 
     # -- logging ---------------------------------------------------------------------
     log_level: str = Field(default="WARNING", description="Log level of the package logger.")

@@ -15,7 +15,9 @@ retrieves the study:
 * through the service from the DIMSE node (C-GET) and from the WEB node (WADO-RS);
 * the same two with ``?pseudonym=BENCH-01`` (the project's pseudonymizer, server-side).
 
-Prints instances/s and the ratio to Orthanc (aims: >= 0.8x plain, >= 0.7x pseudonymized).
+Prints instances/s and the ratio to Orthanc (aims: >= 0.8x plain, >= 0.7x pseudonymized),
+and the service process's CPU time per instance (user + system, all threads; the least of
+the repeats), which other load on a shared machine does not inflate as it does wall time.
 Then the memory part: a fresh service process per study size retrieves a
 ``--memory-large`` and a ``--memory-small`` instance study (``--memory-size``² images) and
 reports its peak RSS (VmHWM); aim: large/small <= 1.3x. Timings are noisy (±40 % on a
@@ -110,6 +112,11 @@ class Service:
                 return int(line.split()[1]) / 1024
         return float("nan")
 
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time of the service process (all its threads) so far."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self.proc.terminate()
         try:
@@ -134,18 +141,28 @@ def _retrieve(url: str, headers: dict[str, str], params: dict[str, str] | None =
         return sum(1 for _ in _multipart(response.headers["Content-Type"], response))
 
 
-def _best(repeat: int, run: dict[str, tuple[str, dict[str, str], dict[str, str] | None]],
-          expected: int) -> dict[str, float]:  # fmt: skip
+Runs = dict[str, tuple[str, dict[str, str], dict[str, str] | None]]
+
+
+def _best(
+    repeat: int, run: Runs, expected: int, service: Service
+) -> tuple[dict[str, float], dict[str, float]]:
+    """The best wall time of each retrieve, and the least service CPU time it took
+    (steadier than wall time on a shared machine: other load does not add to it)."""
     best: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     for _ in range(repeat):
         for name, (url, headers, params) in run.items():
+            used = service.cpu_seconds()
             start = time.perf_counter()
             count = _retrieve(url, headers, params)
             seconds = time.perf_counter() - start
+            used = service.cpu_seconds() - used
             if count != expected:
                 raise SystemExit(f"{name}: {count} instances, expected {expected}")
             best[name] = min(best.get(name, seconds), seconds)
-    return best
+            cpu[name] = min(cpu.get(name, used), used)
+    return best, cpu
 
 
 def _speed(server: OrthancServer, base: Path, args: argparse.Namespace) -> None:
@@ -166,7 +183,7 @@ def _speed(server: OrthancServer, base: Path, args: argparse.Namespace) -> None:
                                              auth, pseudonym),
     }  # fmt: skip
     try:
-        best = _best(args.repeat, run, expected)
+        best, cpu = _best(args.repeat, run, expected, service)
     finally:
         service.stop()
     reference = expected / best["orthanc dicom-web"]
@@ -174,7 +191,9 @@ def _speed(server: OrthancServer, base: Path, args: argparse.Namespace) -> None:
           f"in {args.series} series, best of {args.repeat}")  # fmt: skip
     for name, seconds in best.items():
         rate = expected / seconds
-        print(f"  {name:38s} {seconds:7.2f} s  {rate:7.1f} inst/s  {rate / reference:5.2f}x")
+        used = f"{cpu[name] * 1000 / expected:5.2f}" if name != "orthanc dicom-web" else "    -"
+        print(f"  {name:38s} {seconds:7.2f} s  {rate:7.1f} inst/s  {rate / reference:5.2f}x"
+              f"  service CPU {used} ms/inst")  # fmt: skip
 
 
 def _memory(server: OrthancServer, base: Path, args: argparse.Namespace) -> None:

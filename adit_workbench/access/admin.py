@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from ..errors import InputError, NotFound
 from ..store.access import Group, GroupPermission, NodeAccess, User
 from ..store.models import Node
+from ..store.usage import UsageRow, dicomweb_usage
 from .audit import AuditRecord, read_events, record, write_csv
 from .control import effective_permissions
 from .permissions import NodeRole, Permission, parse_permission
@@ -189,6 +190,24 @@ class AccessAdmin:
         with self._database.session(write=True) as session:
             return read_events(session, user=user, action=action, since=since, limit=limit)
 
+    def usage(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        user: str | None = None,
+        node: str | None = None,
+    ) -> list[UsageRow]:
+        """DICOMweb use per user and node (requests, instances, bytes of QIDO, WADO and
+        STOW; denied and failed requests) from ``since`` to ``until`` (naive times are
+        UTC), summed from the audit log."""
+        self._access.require(Permission.ADMIN, action="usage.read")
+        since, until = _utc(since), _utc(until)
+        if since is not None and until is not None and until <= since:
+            raise InputError("'to' must be later than 'from'")
+        with self._database.session() as session:
+            return dicomweb_usage(session, since=since, until=until, user=user, node=node)
+
     def export_audit(self, target: str | Path | IO[str], *, since: datetime | None = None) -> int:
         """Write the audit log (from ``since``) as CSV; returns the number of rows."""
         self._access.require(Permission.ADMIN, action="audit.export")
@@ -227,6 +246,12 @@ class AccessAdmin:
         self, session: Session, action: str, *, node: str | None = None, **details: object
     ) -> None:
         record(session, self._access.user, action, node=node, details=details)
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
 
 
 def _get_group(session: Session, name: str, *, create: bool = False) -> Group:

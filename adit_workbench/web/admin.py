@@ -176,6 +176,25 @@ def audit(
     )
 
 
+@router.get("/admin/usage", tags=["admin"])
+def usage(
+    who: Caller = Depends(caller),
+    since: Annotated[datetime | None, Query(alias="from")] = None,
+    until: Annotated[datetime | None, Query(alias="to")] = None,
+    user: Annotated[str | None, Query(max_length=256)] = None,
+    node: Annotated[str | None, Query(max_length=64)] = None,
+) -> dict[str, Any]:
+    """DICOMweb use per user and node: QIDO, WADO and STOW requests, instances and bytes,
+    denied and failed requests, from ``from`` (inclusive) to ``to`` (exclusive), ISO
+    dates or date-times (UTC unless they carry an offset)."""
+    rows = who.access.admin.usage(since=since, until=until, user=user, node=node)
+    return {
+        "from": _json(since),
+        "to": _json(until),
+        "rows": [asdict(row) for row in rows],
+    }
+
+
 @router.put("/admin/site", tags=["admin"])
 def set_site(body: SiteRequest, who: Caller = Depends(caller)) -> dict[str, Any]:
     """Turn maintenance mode on or off and/or set the announcement."""

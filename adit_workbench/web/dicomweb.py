@@ -13,7 +13,14 @@ need the node's source role, store its destination role (403); a retrieve withou
 stores run through the caller's guarded node (its checks and audit rows); a retrieve
 checks the same :class:`~adit_workbench.access.Access` and streams undecoded bytes from a
 node of its own. Every request also leaves one ``dicomweb.*`` audit row: user, node,
-level, the UIDs as keyed hashes (never in clear), count and outcome.
+level, the UIDs as keyed hashes (never in clear), count, bytes and outcome. Admins read
+those rows summed per user and node at ``GET /api/admin/usage``
+(:mod:`adit_workbench.store.usage`).
+
+Instances are sent as stored, never transcoded: a WADO-RS Accept that names only other
+transfer syntaxes is answered 406 (naming the stored one) before any part; ``*``, no
+``transfer-syntax`` or the stored one are served. A STOW-RS body larger than
+``ADIT_WB_MAX_STOW_MB`` is refused with 413 as it streams in, before anything is stored.
 
 Pseudonymization uses the project's key and the job profile
 (:func:`~adit_workbench.jobs.execute.build_pseudonymizer`), so a pseudonymized WADO

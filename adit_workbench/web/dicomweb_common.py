@@ -41,6 +41,7 @@ __all__ = [
     "UID_PATTERN",
     "Refusal",
     "Trail",
+    "accepted_syntaxes",
     "accepts",
     "check_uid",
     "error_response",
@@ -211,6 +212,30 @@ def accepts(request: Request, *wanted: str) -> None:
     offered = ", ".join(w + ('; type="application/dicom"' if w.startswith("multi") else "")
                         for w in wanted)  # fmt: skip
     raise Refusal(406, "NotAcceptable", f"this resource is available as {offered}")
+
+
+def accepted_syntaxes(request: Request) -> frozenset[str] | None:
+    """The transfer syntaxes the Accept header names for ``application/dicom`` parts;
+    None when any will do (no Accept, a wildcard, no ``transfer-syntax`` or ``*``).
+
+    The service sends instances as stored (it does not transcode): a caller who names
+    syntaxes gets those or a 406.
+    """
+    header = request.headers.get("accept", "").strip()
+    named: set[str] = set()
+    for item in header.split(",") if header else ():
+        kind, params = media_params(item)
+        if kind in ("*/*", "multipart/*", ""):
+            return None
+        if kind != "multipart/related":
+            continue
+        if params.get("type", "application/dicom") not in ("application/dicom", "*/*", "*"):
+            continue
+        syntax = params.get("transfer-syntax")
+        if syntax is None or syntax == "*":
+            return None
+        named.add(syntax)
+    return frozenset(named) if named else None
 
 
 def text_param(request: Request, name: str) -> str | None:

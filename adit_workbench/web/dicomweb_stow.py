@@ -31,13 +31,22 @@ from .dicomweb_common import (
     refusal_for,
     service_of,
 )
-from .dicomweb_stream import SpooledPart, media_params, spool_multipart
+from .dicomweb_stream import (
+    SpooledPart,
+    StowTooLarge,
+    capped,
+    media_params,
+    spool_multipart,
+)
 
 __all__ = ["store"]
 
 _CANNOT_UNDERSTAND = 0xC000
 _PROCESSING_FAILURE = 0x0110
 _STUDY_MISMATCH = 0xA900
+#: Most bytes of a refused (too large) body read and dropped so that its client can
+#: take the 413 (see :func:`_drain`).
+_DRAIN_BYTES = 64_000_000
 
 
 async def store(request: Request, who: Caller = Depends(caller)) -> Response:
@@ -64,21 +73,51 @@ async def store(request: Request, who: Caller = Depends(caller)) -> Response:
                           'send multipart/related; type="application/dicom"')  # fmt: skip
         if not params.get("boundary"):
             raise InputError("the multipart Content-Type has no boundary")
+        max_bytes = int(service.settings.max_stow_mb * 1_000_000)
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise StowTooLarge(max_bytes)
         service.settings.ensure_data_dir()
         folder = Path(tempfile.mkdtemp(prefix="stow-", dir=service.settings.data_dir))
         try:
-            parts = await spool_multipart(request.stream(), params["boundary"], folder)
+            body = capped(request.stream(), max_bytes)
+            parts = await spool_multipart(body, params["boundary"], folder)
             answer, failed = await run_in_threadpool(
                 _store_parts, request, who, name, study, parts, trail
             )
         finally:
             await run_in_threadpool(shutil.rmtree, folder, True)
+    except StowTooLarge as exc:
+        trail.details["too_large"] = True
+        await run_in_threadpool(trail.close, exc, 413)
+        await _drain(request)
+        refusal = Refusal(413, "TooLarge", f"{exc}; see ADIT_WB_MAX_STOW_MB")
+        response = error_response(refusal)
+        response.headers["Connection"] = "close"
+        return response
     except Exception as exc:
         refusal = refusal_for(exc)
         await run_in_threadpool(trail.close, exc, refusal.status)
         return error_response(refusal)
     await run_in_threadpool(trail.close)
     return JSONResponse(answer.to_json_dict(), 409 if failed else 200, media_type=DICOM_JSON)
+
+
+async def _drain(request: Request) -> None:
+    """Read (and drop) what is left of a refused body, up to :data:`_DRAIN_BYTES`.
+
+    A client that sends its whole body before it reads the answer (requests, curl
+    without ``Expect: 100-continue``) sees a reset connection instead of the 413 when the
+    server stops reading; beyond the bound the connection is closed all the same.
+    """
+    dropped = 0
+    try:
+        async for chunk in request.stream():
+            dropped += len(chunk)
+            if dropped > _DRAIN_BYTES:
+                return
+    except Exception:  # the stream was consumed in part, or the client went away
+        return
 
 
 def _store_parts(
@@ -102,7 +141,8 @@ def _store_parts(
         else:
             headers[str(header.SOPInstanceUID)] = header
             good.append(str(part.path))
-    trail.details.update(parts=len(parts), bad_parts=len(failed))
+    received = sum(part.path.stat().st_size for part in parts)
+    trail.details.update(parts=len(parts), bad_parts=len(failed), bytes=received)
     referenced = Sequence()
     if good:
         result = guarded(request, who, name).store(_items(good))

@@ -35,14 +35,15 @@ from pydicom import Dataset, dcmread
 from ..deid import BurnedInRefused, Pseudonymizer
 from ..deid.encoded import engine_for
 from ..deid.splice import write_spliced
+from ..dicom.dimse import DimseNode, RetrieveResult
 from ..dicom.folder import iter_headers, matches
 from ..dicom.node import QueryLevel, open_node
-from ..dicom.part10 import Part10, Unsupported
+from ..dicom.part10 import Part10, Unsupported, element_end
 from ..dicom.receiver import shared_receiver
-from ..dicom.retrieve import iter_cget, iter_cmove, iter_wado_encoded
+from ..dicom.retrieve import iter_cmove, iter_wado_encoded
 from ..dicom.server import DicomServer
 from ..dicom.spec import FolderSpec, ServerSpec
-from ..errors import InputError, NodeUnreachable, NotSupported
+from ..errors import DicomStatusError, InputError, NodeUnreachable, NotSupported
 from ..transfer.fetch import choose_fetch
 
 if TYPE_CHECKING:
@@ -51,12 +52,15 @@ if TYPE_CHECKING:
 __all__ = [
     "SpooledPart",
     "StowBodyError",
+    "StowTooLarge",
+    "capped",
     "iter_instances",
     "iter_study",
     "multipart",
     "pseudonymize_bytes",
     "pseudonymized",
     "spool_multipart",
+    "transfer_syntax_of",
 ]
 
 #: Largest header block of one STOW part (a body part's MIME headers, not its data).
@@ -98,11 +102,14 @@ def iter_instances(
     sop: str | None = None,
     *,
     method: str = "auto",
+    sop_classes: tuple[str, ...] | None = None,
 ) -> Generator[bytes, None, None]:
     """The Part-10 files of a study, series or instance of ``spec``'s node, one at a time.
 
     The caller has checked access: this opens a node of its own (closed when the stream
     ends or is closed), so a retrieve never holds the association a query is using.
+    ``sop_classes``: the storage classes a C-GET proposes, when the caller knows them
+    (else one C-FIND asks the node).
     """
     if method == "auto":
         method = fetch_method(spec, settings, "auto")
@@ -125,7 +132,11 @@ def iter_instances(
         if dimse is None:
             raise NotSupported(spec.name, method.upper(), "no DIMSE address configured")
         if method == "cget":
-            yield from iter_cget(dimse, level, query, encoded=True)
+            classes = dimse.sop_classes(query) if sop_classes is None else sop_classes
+            # The C-FIND's association would sit idle in the pool for the whole C-GET,
+            # its two pynetdicom threads polling at 1 kHz for the GIL the stream needs.
+            dimse.pool.release_idle()
+            yield from _cget(dimse, level, query, classes)
         else:
             with shared_receiver(settings) as spool:
                 for path in iter_cmove(dimse, level, query, spool=spool):
@@ -135,6 +146,27 @@ def iter_instances(
                         path.unlink(missing_ok=True)
     finally:
         node.close()
+
+
+def _cget(
+    dimse: DimseNode, level: QueryLevel, query: Dataset, classes: tuple[str, ...]
+) -> Generator[bytes, None, None]:
+    """:func:`~adit_workbench.dicom.retrieve.iter_cget` (encoded) with known classes."""
+    stream = dimse.get_stream(level, query, sop_classes=classes)
+    try:
+        while True:
+            try:
+                data = next(stream)
+            except StopIteration as stop:
+                result: RetrieveResult = stop.value
+                break
+            yield data
+    finally:
+        stream.close()  # early: a C-CANCEL at the server
+    if result.failed:
+        total = result.failed + result.completed
+        raise DicomStatusError(dimse.name, "C-GET", result.status, result.category,
+                               f"{result.failed} of {total} instances failed")  # fmt: skip
 
 
 class _Failed:
@@ -147,15 +179,24 @@ class _Failed:
 _END = object()
 
 
-def series_of(spec: ServerSpec, settings: Settings, study: str) -> list[str]:
-    """The SeriesInstanceUIDs of a study (C-FIND or QIDO, as the node's capabilities say)."""
+def series_of(
+    spec: ServerSpec, settings: Settings, study: str, *, classes: bool = False
+) -> tuple[list[str], tuple[str, ...] | None]:
+    """The SeriesInstanceUIDs of a study (C-FIND or QIDO, as the node's capabilities say)
+    and, with ``classes``, its SOP classes (what a C-GET proposes), on one association."""
     query = Dataset()
     query.StudyInstanceUID = study
     query.SeriesInstanceUID = None
     node = DicomServer(spec, settings)
     try:
         found = node.find(QueryLevel.SERIES, query)
-        return sorted({str(ds.SeriesInstanceUID) for ds in found if ds.get("SeriesInstanceUID")})
+        uids = sorted({str(ds.SeriesInstanceUID) for ds in found if ds.get("SeriesInstanceUID")})
+        known = None
+        if classes and node.dimse is not None:
+            wanted = Dataset()
+            wanted.StudyInstanceUID = study
+            known = node.dimse.sop_classes(wanted)
+        return uids, known
     finally:
         node.close()
 
@@ -175,7 +216,7 @@ def iter_study(
         yield from iter_instances(spec, settings, study, method=method)
         return
     todo: queue.SimpleQueue[str] = queue.SimpleQueue()
-    series = series_of(spec, settings, study)
+    series, classes = series_of(spec, settings, study, classes=method == "cget")
     for uid in series:
         todo.put(uid)
     out: queue.Queue[object] = queue.Queue(maxsize=2 * streams)
@@ -197,7 +238,9 @@ def iter_study(
                     uid = todo.get_nowait()
                 except queue.Empty:
                     return
-                stream = iter_instances(spec, settings, study, uid, method=method)
+                stream = iter_instances(
+                    spec, settings, study, uid, method=method, sop_classes=classes
+                )
                 try:
                     for data in stream:
                         if not put(data):
@@ -339,6 +382,22 @@ def pseudonymize_bytes(pseudonymizer: Pseudonymizer, data: bytes, spool: Path) -
         Path(name).unlink(missing_ok=True)
 
 
+def transfer_syntax_of(data: bytes) -> str | None:
+    """The Transfer Syntax UID in a Part-10 file's meta (None without meta or when bad)."""
+    buf = memoryview(data)
+    if len(buf) < 144 or buf[128:132] != b"DICM":
+        return None
+    pos, end = 132, len(buf)
+    try:
+        while pos + 4 <= end and int.from_bytes(buf[pos : pos + 2], "little") == 2:
+            (tag, _vr, _start, value, stop), pos = element_end(buf, pos, end, False)
+            if tag == 0x00020010:
+                return bytes(buf[value:stop]).decode("ascii", "replace").rstrip("\0 ")
+    except ValueError:
+        return None
+    return None
+
+
 def multipart(parts: Iterator[bytes], boundary: str) -> Iterator[bytes]:
     """``multipart/related`` framing: one chunk per part, then the closing delimiter."""
     head = f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode("ascii")
@@ -350,6 +409,25 @@ def multipart(parts: Iterator[bytes], boundary: str) -> Iterator[bytes]:
 # -- STOW-RS request bodies ------------------------------------------------------------
 class StowBodyError(InputError):
     """The multipart body of a STOW-RS request is malformed."""
+
+
+class StowTooLarge(Exception):
+    """A STOW-RS request body passed the size cap (``max_bytes``) while streaming in."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(f"the STOW-RS body exceeds {max_bytes / 1_000_000:g} MB")
+        self.max_bytes = max_bytes
+
+
+async def capped(chunks: AsyncIterator[bytes], max_bytes: int) -> AsyncIterator[bytes]:
+    """``chunks`` as they come, raising :class:`StowTooLarge` at the first byte past
+    ``max_bytes`` (before that chunk reaches the spool)."""
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > max_bytes:
+            raise StowTooLarge(max_bytes)
+        yield chunk
 
 
 @dataclass

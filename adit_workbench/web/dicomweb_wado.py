@@ -12,6 +12,7 @@ from collections.abc import Generator, Iterator
 from fastapi import Depends, Request, Response
 from fastapi.responses import StreamingResponse
 from pydicom import Dataset, dcmread
+from pydicom.uid import UID
 
 from ..access import Permission
 from ..access.permissions import NodeRole
@@ -23,6 +24,7 @@ from .dicomweb_common import (
     DICOM_JSON,
     Refusal,
     Trail,
+    accepted_syntaxes,
     accepts,
     check_uid,
     guarded,
@@ -40,6 +42,7 @@ from .dicomweb_stream import (
     multipart,
     pseudonymized,
     relay_wado,
+    transfer_syntax_of,
 )
 
 log = logging.getLogger(__name__)
@@ -70,10 +73,12 @@ def _wado(request: Request, who: Caller, *, metadata: bool) -> Response:
     trail.details["metadata"] = metadata
 
     def work() -> Response:
+        syntaxes = None
         if metadata:
             accepts(request, DICOM_JSON, "application/json")
         else:
             accepts(request, "multipart/related")
+            syntaxes = accepted_syntaxes(request)
         unknown = sorted(set(request.query_params) - _WADO_PARAMS)
         if unknown:
             raise InputError(f"unknown query parameter {unknown[0][:40]!r}")
@@ -89,7 +94,8 @@ def _wado(request: Request, who: Caller, *, metadata: bool) -> Response:
         trail.details.update(facts)
         method = fetch_method(spec, service.settings, request.query_params.get("via", "auto"))
         trail.details["via"] = method
-        if method == "wado" and pz is None and not metadata and isinstance(spec, ServerSpec):
+        relayable = pz is None and not metadata and syntaxes is None
+        if method == "wado" and relayable and isinstance(spec, ServerSpec):
             relay = relay_wado(spec, service.settings, study, series, sop)
             return _relayed(relay, trail)
         if series is None:
@@ -97,6 +103,8 @@ def _wado(request: Request, who: Caller, *, metadata: bool) -> Response:
         else:
             source = iter_instances(spec, service.settings, study, series, sop, method=method)
         parts = _prepared(source, pz, service, metadata, trail)
+        if syntaxes is not None:
+            parts = _as_stored(parts, syntaxes)
         try:
             first = next(parts)  # failures before the first byte get their own status
         except StopIteration:
@@ -125,8 +133,11 @@ def _relayed(relay: Relay, trail: Trail) -> Response:
     assert chunks is not None
 
     def body() -> Iterator[bytes]:
+        trail.details["bytes"] = 0
         try:
-            yield from chunks
+            for chunk in chunks:
+                trail.details["bytes"] += len(chunk)
+                yield chunk
         except GeneratorExit:
             trail.details.update(aborted=True, count=relay.parts)
             trail.close(ConnectionAbortedError(), 499)
@@ -166,7 +177,7 @@ def _prepared(
     trail: Trail,
 ) -> Generator[bytes, None, None]:
     """Each instance as it will be sent: pseudonymized, and as JSON for metadata."""
-    trail.details["count"] = 0
+    trail.details["count"] = trail.details["bytes"] = 0
     refused = 0
     spool = service.settings.data_dir
     items: Iterator[bytes | None] = source if pz is None else pseudonymized(source, pz, spool)
@@ -177,12 +188,40 @@ def _prepared(
                 trail.details["refused"] = refused
                 continue
             trail.details["count"] += 1
-            yield _metadata_json(data) if metadata else data
+            out = _metadata_json(data) if metadata else data
+            trail.details["bytes"] += len(out)
+            yield out
     finally:
         close = getattr(items, "close", None)
         if close is not None:
             close()
         source.close()
+
+
+def _as_stored(
+    parts: Generator[bytes, None, None], syntaxes: frozenset[str]
+) -> Generator[bytes, None, None]:
+    """``parts``, each checked to be in one of the transfer syntaxes the caller accepts.
+
+    The service does not transcode. The first part decides the status (406 with the
+    stored syntax named); a later part in another syntax (a mixed study) cuts the answer
+    without its closing delimiter, so that no client takes a partial answer for whole.
+    """
+    try:
+        for data in parts:
+            stored = transfer_syntax_of(data)
+            if stored not in syntaxes:
+                shown = f"{stored} ({UID(stored).name})" if stored else "an unknown syntax"
+                asked = ", ".join(sorted(syntaxes))
+                raise Refusal(
+                    406,
+                    "NotAcceptable",
+                    f"the instances are stored as {shown} and are sent as stored; accept "
+                    f"transfer-syntax={stored or '*'} or transfer-syntax=*, not {asked}",
+                )
+            yield data
+    finally:
+        parts.close()
 
 
 def _metadata_json(data: bytes) -> bytes:
