@@ -26,6 +26,18 @@ def _open(page: Any, voila: Voila, dashboard: str, root_class: str) -> None:
     page.locator(f".{root_class}").wait_for(state="visible")
 
 
+def _wait_for_image(page: Any, css: str) -> None:
+    """Wait until the <img> matching ``css`` has data and the browser decoded it."""
+    image = page.locator(f"img{css}")
+    image.wait_for(state="visible")
+    page.wait_for_function(
+        "css => { const i = document.querySelector(css);"
+        " return i && i.src && i.complete && i.naturalWidth > 0; }",
+        arg=f"img{css}",
+    )
+    assert image.evaluate("i => i.naturalWidth") > 0
+
+
 def test_selective_transfer_search_select_transfer(
     page: Any, voila: Voila, site: Site, shot: Shot
 ) -> None:
@@ -91,6 +103,7 @@ def test_jobs_lists_a_job_with_its_tasks(page: Any, voila: Voila, site: Site, sh
     page.locator(".aw-job-list", has_text=f"{job.id}").wait_for()
     page.locator(".aw-tasks", has_text="delivered").wait_for()
     assert page.locator("button.aw-restart").count() == 1  # the admin is staff
+    _wait_for_image(page, ".aw-chart-image")
     shot(page, "jobs")
 
 
