@@ -129,6 +129,8 @@ def render_png(stats: TransferStats, *, width: float = 9.0, height: float = 2.8)
     days = sorted(stats.per_day)
     over_time.bar([d.isoformat() for d in days], [stats.per_day[d] for d in days],
                   color="#4c78a8")  # fmt: skip
+    # A few days' bars keep a bar's width instead of filling the whole axes.
+    over_time.set_xlim(-0.75, max(len(days), 7) - 0.25)
     over_time.set_title("Instances transferred per day", fontsize=10)
     over_time.tick_params(axis="x", labelrotation=30, labelsize=8)
     modalities = sorted(stats.per_modality, key=lambda m: (m == UNRECORDED, m))
@@ -154,7 +156,8 @@ class JobChart(widgets.VBox):
         super().__init__()
         self.add_class("aw-job-chart")
         self.wb = wb
-        self.image = widgets.Image(format="png", layout={"max_width": "100%"})
+        # Shown at its own size (9 x 2.8 inches at 90 dpi), not stretched to the page.
+        self.image = widgets.Image(format="png", layout={"width": "810px", "max_width": "100%"})
         self.image.add_class("aw-chart-image")
         self.error = ErrorLine()
         self.stats: TransferStats | None = None

@@ -76,7 +76,7 @@ def test_bad_batch_file_shows_row_errors(
     shot(page, "batch_query")
 
 
-def test_explorer_drill_down_to_series(page: Any, voila: Voila, shot: Shot) -> None:
+def test_explorer_drill_down_to_a_thumbnail(page: Any, voila: Voila, shot: Shot) -> None:
     _open(page, voila, "explorer", "aw-explorer")
     count = page.locator(".aw-count")
     page.locator(".aw-count", has_text="3 patients").wait_for()
@@ -92,6 +92,11 @@ def test_explorer_drill_down_to_series(page: Any, voila: Voila, shot: Shot) -> N
     page.locator(".aw-metadata", has_text="SeriesInstanceUID").wait_for()
     assert page.locator("button.aw-crumb").count() == 3
     assert count.inner_text().strip() == "2 series"
+    page.locator("button.aw-thumbnail-button").click()
+    _wait_for_image(page, ".aw-thumbnail")
+    # The PNG itself, not only an element: the widget's bytes became a decoded image.
+    size = page.locator("img.aw-thumbnail").evaluate("i => [i.naturalWidth, i.naturalHeight]")
+    assert min(size) >= 16, size
     shot(page, "explorer")
 
 

@@ -88,8 +88,13 @@ def test_explorer_drills_down_and_back(site: Site) -> None:
     assert len(widget.crumbs.children) == 3
     widget.listing.value = 0
     assert "SeriesInstanceUID" in widget.metadata.value
-    offers = callable(getattr(widget.selected, "thumbnail", None))
-    assert (widget.thumbnail_button.layout.display != "none") == offers
+    assert callable(getattr(widget.selected, "thumbnail", None))  # the sandbox offers them
+    assert widget.thumbnail_button.layout.display != "none"
+    widget.show_thumbnail()
+    eventually(lambda: widget.thumbnail.value or widget.error.value, what="thumbnail")
+    assert widget.error.value == ""
+    assert bytes(widget.thumbnail.value).startswith(b"\x89PNG")
+    assert widget.thumbnail.layout.display != "none"
     widget.back_to(0)
     assert widget.level == "patients"
     assert len(widget.crumbs.children) == 1
