@@ -106,7 +106,14 @@ class Jobs(widgets.VBox):
             self.tasks,
             self.chart,
         )
+        # The first read (every job's summary and progress) runs after the page is shown.
+        self.table.value = "<i>loading the jobs…</i>"
+        self.loaded = threading.Event()
+        threading.Thread(target=self._first_refresh, name="aw-jobs", daemon=True).start()
+
+    def _first_refresh(self) -> None:
         self.refresh()
+        self.loaded.set()
         self._live_changed()
 
     # -- the list -----------------------------------------------------------------------

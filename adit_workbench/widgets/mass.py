@@ -15,7 +15,6 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from ..jobs.mass import parse_filters
 from ._common import Background, ErrorLine, node_picker, site_banner
 from ._forms import JobRunner, PermissionFlags, text_field
 
@@ -84,21 +83,25 @@ class MassTransfer(widgets.VBox):
             widgets.HBox([self.start_button, self.progress]),
             self.job_line,
         )
-        self.check_filters()
+        # The filter parser imports the job layer's mass-transfer module (most of a
+        # second): the first verdict comes from a thread, after the page is shown.
+        self.filter_check.value = "<i>checking…</i>"
+        threading.Thread(target=self.check_filters, name="aw-filters", daemon=True).start()
 
     def check_filters(self) -> list[dict[str, Any]] | None:
         """Validate the filter text; shows the verdict and returns the filters (or None)."""
+        from ..jobs.mass import parse_filters
+
+        text = self.filters.value
         try:
-            parsed = parse_filters(self.filters.value)
+            parsed: list[dict[str, Any]] | None = parse_filters(text)
+            verdict = f'<span style="color:#2e7d32">&#10003; {len(parsed or [])} filter(s)</span>'
         except Exception as exc:
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            self.filter_check.value = (
-                f'<span style="color:#b00020">&#10007; {html.escape(text)}</span>'
-            )
-            return None
-        self.filter_check.value = (
-            f'<span style="color:#2e7d32">&#10003; {len(parsed)} filter(s)</span>'
-        )
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            parsed = None
+            verdict = f'<span style="color:#b00020">&#10007; {html.escape(reason)}</span>'
+        if self.filters.value == text:  # else a check of the newer text shows its verdict
+            self.filter_check.value = verdict
         return parsed
 
     def first_partition(self) -> tuple[date, date]:
