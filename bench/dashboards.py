@@ -58,9 +58,14 @@ HELLO_TEXT = "hello world"
 TIMEOUT_MS = 120_000
 
 
+#: Root classes that are not the dashboard's name: ``aw-batch-transfer`` is the batch
+#: query's "use for a batch transfer" button, so the batch transfer app has its own.
+_ROOTS = {"batch_transfer": "aw-batch-transfer-app"}
+
+
 def _root_class(dashboard: str) -> str:
     """The CSS class of a dashboard's root widget (``mass_transfer`` → ``aw-mass-transfer``)."""
-    return "aw-" + dashboard.replace("_", "-")
+    return _ROOTS.get(dashboard, "aw-" + dashboard.replace("_", "-"))
 
 
 def _write_hello(folder: Path) -> None:

@@ -10,55 +10,19 @@ from __future__ import annotations
 
 import html
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
 
-from ..jobs import BatchFileError, JobStatus
-from ._common import (
-    Background,
-    ErrorLine,
-    download_link,
-    follow_job,
-    has_permission,
-    html_table,
-    node_picker,
-    site_banner,
-)
+from ..jobs import JobStatus
+from ._common import ErrorLine, download_link, has_permission, html_table, node_picker, site_banner
+from ._forms import JobRunner, PermissionFlags, batch_upload, show_failure, text_field, uploaded
 
-__all__ = ["BatchQuery"]
+__all__ = ["BatchQuery", "show_failure", "uploaded"]
 
 #: Result rows shown in the page (the download has all of them).
 SHOWN_ROWS = 200
-
-
-def _text(name: str, label: str) -> widgets.Text:
-    field = widgets.Text(description=label, style={"description_width": "8em"},
-                         layout={"width": "24em"})  # fmt: skip
-    field.add_class(f"aw-field-{name}")
-    return field
-
-
-def uploaded(upload: widgets.FileUpload) -> tuple[str, bytes] | None:
-    """The name and bytes of the file in an upload widget (None when empty)."""
-    value = upload.value
-    if not value:
-        return None
-    item = value[0] if isinstance(value, (tuple, list)) else next(iter(value.values()))
-    return str(item["name"]), bytes(item["content"])
-
-
-def show_failure(exc: BaseException, error: ErrorLine, row_errors: widgets.HTML) -> None:
-    """A refused batch file as a line plus a table of its bad rows; anything else as a line."""
-    if isinstance(exc, BatchFileError):
-        rows = [{"line": e.line or "", "column": e.column, "reason": e.reason}
-                for e in exc.errors]  # fmt: skip
-        error.show(f"batch file {exc.name} has {len(rows)} problem(s); nothing was queued")
-        row_errors.value = html_table(rows, ("line", "column", "reason"))
-        return
-    error.show(exc)
 
 
 class BatchQuery(widgets.VBox):
@@ -69,32 +33,22 @@ class BatchQuery(widgets.VBox):
         self.add_class("aw-batch-query")
         self.wb = wb
         self.source = node_picker(wb, "source", "Source")
-        self.upload = widgets.FileUpload(accept=".csv,.xlsx", multiple=False,
-                                         description="Batch file")  # fmt: skip
-        self.upload.add_class("aw-upload")
-        self.project_name = _text("project_name", "Project")
-        self.ethics = _text("ethics_approval_id", "Ethics approval")
-        self.urgent: widgets.Checkbox | None = None
-        extra: list[widgets.Widget] = []
-        if has_permission(wb, "urgent"):
-            self.urgent = widgets.Checkbox(description="Urgent", indent=False)
-            self.urgent.add_class("aw-urgent")
-            extra.append(self.urgent)
+        self.upload = batch_upload()
+        self.project_name = text_field("project_name", "Project", width="24em")
+        self.ethics = text_field("ethics_approval_id", "Ethics approval", width="24em")
+        self.flags = PermissionFlags(wb, unpseudonymized=False)
+        self.urgent = self.flags.urgent
         self.start_button = widgets.Button(description="Start query", button_style="primary",
                                            icon="play")  # fmt: skip
         self.start_button.add_class("aw-start")
         self.error = ErrorLine()
         self.row_errors = widgets.HTML()
         self.row_errors.add_class("aw-row-errors")
-        self.progress = widgets.IntProgress(value=0, min=0, max=1, layout={"width": "30em"})
-        self.progress.add_class("aw-progress")
-        self.job_line = widgets.HTML()
-        self.job_line.add_class("aw-job")
+        self.runner = JobRunner(self.start_button, self._failed)
+        self.progress, self.job_line = self.runner.progress, self.runner.line
         self.results = widgets.HTML()
         self.results.add_class("aw-batch-results")
-        self.job: Any = None
         self._csv: bytes | None = None
-        self._run = Background()
         self.start_button.on_click(lambda _b: self.start())
 
         onward: list[widgets.Widget] = []
@@ -110,7 +64,7 @@ class BatchQuery(widgets.VBox):
             widgets.HTML("<h3>Batch query</h3>"),
             site_banner(wb),
             widgets.HBox([self.source, self.upload]),
-            widgets.HBox([self.project_name, self.ethics, *extra]),
+            widgets.HBox([self.project_name, self.ethics, *self.flags.widgets]),
             self.start_button,
             self.error,
             self.row_errors,
@@ -135,26 +89,24 @@ class BatchQuery(widgets.VBox):
         options: dict[str, Any] = {
             "project_name": self.project_name.value.strip(),
             "ethics_approval_id": self.ethics.value.strip(),
+            **self.flags.options(),
         }
-        if self.urgent is not None and self.urgent.value:
-            options["urgent"] = True
         source = self.source.value
-        self.start_button.disabled = True
-        self.job_line.value = "checking the file…"
+        self.runner.start(
+            lambda: self.wb.batch_query(data, source=source, name=name, **options),
+            note="checking the file…",
+            done=self._finished,
+        )
 
-        def work(stop: threading.Event) -> JobStatus:
-            self.job = self.wb.batch_query(data, source=source, name=name, **options)
-            return follow_job(self.job, self.progress, self.job_line, stop)
-
-        self._run.start(work, self._finished, self._failed)
+    @property
+    def job(self) -> Any:
+        """The job this widget created last (None before)."""
+        return self.runner.job
 
     def _failed(self, exc: BaseException) -> None:
-        self.start_button.disabled = False
-        self.job_line.value = ""
         show_failure(exc, self.error, self.row_errors)
 
     def _finished(self, status: JobStatus) -> None:
-        self.start_button.disabled = False
         if status not in (JobStatus.SUCCESS, JobStatus.WARNING) or self.job is None:
             return
         try:
@@ -182,15 +134,12 @@ class BatchQuery(widgets.VBox):
         self.error.clear()
         source, destination, data = self.source.value, self.destination.value, self._csv
         name = f"batch_query_{self.job.id}.csv"
-        self.transfer_button.disabled = True
-
-        def work(stop: threading.Event) -> JobStatus:
-            self.job = self.wb.batch_transfer(data, source=source, to=destination, name=name)
-            return follow_job(self.job, self.progress, self.job_line, stop)
-
-        self._run.start(work, lambda _s: None, self._failed)
+        self.runner.start(
+            lambda: self.wb.batch_transfer(data, source=source, to=destination, name=name),
+            button=self.transfer_button,
+        )
 
     def close(self) -> None:
         """Stop background work and close the widget."""
-        self._run.stop()
+        self.runner.stop()
         super().close()

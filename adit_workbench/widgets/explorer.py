@@ -42,14 +42,16 @@ def _png(picture: Any) -> bytes:
     """PNG bytes from what a thumbnail call may return: bytes, a PIL image or a reprable."""
     if isinstance(picture, bytes | bytearray | memoryview):
         return bytes(picture)
+    # The workbench's own Picture has a save(path) too: ask for its PNG first.
+    if callable(getattr(picture, "_repr_png_", None)):
+        return bytes(picture._repr_png_())
     if hasattr(picture, "save"):  # PIL.Image
         import io
 
         buffer = io.BytesIO()
         picture.save(buffer, format="PNG")
         return buffer.getvalue()
-    data = picture._repr_png_()
-    return bytes(data)
+    raise TypeError(f"a thumbnail came as {type(picture).__name__}, not a PNG")
 
 
 def _crumb(item: Any) -> str:

@@ -3,7 +3,8 @@
 The list comes from ``wb.jobs.list()`` (staff may tick "all users"); the chosen job's
 progress bar and task table refresh in the background while it runs. Buttons act through
 the job handle (cancel, resume, retry, restart for staff, delete); a refused action
-shows the reason in the error line.
+shows the reason in the error line. Below, a chart of instances transferred per day and
+per modality (:mod:`.charts`), drawn in the background.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ._common import (
     one_line,
     site_banner,
 )
+from .charts import JobChart
 
 __all__ = ["Jobs"]
 
@@ -82,6 +84,7 @@ class Jobs(widgets.VBox):
             button.add_class(f"aw-{name}")
             button.on_click(lambda _b, n=name: self.act(n))
             self.actions[name] = button
+        self.chart = JobChart(wb)
         self._summaries: dict[int, dict[str, Any]] = {}
         self._follow = Background()
         self._poll = Background()
@@ -101,8 +104,16 @@ class Jobs(widgets.VBox):
             widgets.HBox(list(self.actions.values())),
             self.export,
             self.tasks,
+            self.chart,
         )
+        # The first read (every job's summary and progress) runs after the page is shown.
+        self.table.value = "<i>loading the jobs…</i>"
+        self.loaded = threading.Event()
+        threading.Thread(target=self._first_refresh, name="aw-jobs", daemon=True).start()
+
+    def _first_refresh(self) -> None:
         self.refresh()
+        self.loaded.set()
         self._live_changed()
 
     # -- the list -----------------------------------------------------------------------
@@ -124,6 +135,7 @@ class Jobs(widgets.VBox):
                     known = handle.summary()
                 summaries[handle.id] = known
             self._summaries = summaries
+        self.chart.update(handles, summaries)
         rows = list(summaries.values())
         self.table.value = (
             html_table(rows, _JOB_COLUMNS, css="aw-job-list") if rows else ("<i>no jobs yet</i>")
@@ -217,4 +229,5 @@ class Jobs(widgets.VBox):
         """Stop background work and close the widget."""
         self._follow.stop()
         self._poll.stop()
+        self.chart.close()
         super().close()

@@ -15,21 +15,14 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from ..jobs.mass import parse_filters
-from ._common import Background, ErrorLine, follow_job, has_permission, node_picker, site_banner
+from ._common import Background, ErrorLine, node_picker, site_banner
+from ._forms import JobRunner, PermissionFlags, text_field
 
 __all__ = ["MassTransfer"]
 
 DEFAULT_FILTERS = '[\n  {"mode": "include", "modality": "CT"}\n]'
 #: Include-filter keys the preview can send to the node as query filters.
 _QUERY_KEYS = {"modality": "modality", "study_description": "study_description"}
-
-
-def _text(name: str, label: str, placeholder: str = "") -> widgets.Text:
-    field = widgets.Text(description=label, placeholder=placeholder,
-                         style={"description_width": "8em"}, layout={"width": "20em"})  # fmt: skip
-    field.add_class(f"aw-field-{name}")
-    return field
 
 
 def _day(text: str, what: str) -> date:
@@ -48,8 +41,8 @@ class MassTransfer(widgets.VBox):
         self.wb = wb
         self.source = node_picker(wb, "source", "Source")
         self.destination = node_picker(wb, "destination", "Destination")
-        self.start = _text("start", "From", "YYYY-MM-DD")
-        self.end = _text("end", "Until", "YYYY-MM-DD")
+        self.start = text_field("start", "From", "YYYY-MM-DD")
+        self.end = text_field("end", "Until", "YYYY-MM-DD")
         self.granularity = widgets.Dropdown(options=["daily", "weekly"], value="daily",
                                             description="Partitions")  # fmt: skip
         self.filters = widgets.Textarea(value=DEFAULT_FILTERS, description="Filters",
@@ -57,16 +50,11 @@ class MassTransfer(widgets.VBox):
         self.filters.add_class("aw-filters")
         self.filter_check = widgets.HTML()
         self.filter_check.add_class("aw-filter-check")
-        self.project_name = _text("project_name", "Project")
-        self.trial_protocol_id = _text("trial_protocol_id", "Trial ID")
-        self.unpseudonymized: widgets.Checkbox | None = None
-        flags: list[widgets.Widget] = []
-        if has_permission(wb, "transfer_unpseudonymized"):
-            self.unpseudonymized = widgets.Checkbox(
-                description="Transfer without pseudonymization", indent=False
-            )
-            self.unpseudonymized.add_class("aw-unpseudonymized")
-            flags.append(self.unpseudonymized)
+        self.project_name = text_field("project_name", "Project")
+        self.trial_protocol_id = text_field("trial_protocol_id", "Trial ID")
+        # Mass transfers run at the lowest priority: they cannot be urgent.
+        self.flags = PermissionFlags(wb, urgent=False)
+        self.unpseudonymized = self.flags.unpseudonymized
         self.preview_button = widgets.Button(description="Preview first partition", icon="eye")
         self.preview_button.add_class("aw-preview")
         self.preview = widgets.HTML()
@@ -75,13 +63,9 @@ class MassTransfer(widgets.VBox):
                                            button_style="success")  # fmt: skip
         self.start_button.add_class("aw-start")
         self.error = ErrorLine()
-        self.progress = widgets.IntProgress(value=0, min=0, max=1, layout={"width": "30em"})
-        self.progress.add_class("aw-progress")
-        self.job_line = widgets.HTML()
-        self.job_line.add_class("aw-job")
-        self.job: Any = None
+        self.runner = JobRunner(self.start_button, self.error.show)
+        self.progress, self.job_line = self.runner.progress, self.runner.line
         self._preview = Background()
-        self._run = Background()
 
         self.filters.observe(lambda _c: self.check_filters(), names="value")
         self.preview_button.on_click(lambda _b: self.run_preview())
@@ -93,27 +77,31 @@ class MassTransfer(widgets.VBox):
             widgets.HBox([self.start, self.end, self.granularity]),
             self.filters,
             self.filter_check,
-            widgets.HBox([self.project_name, self.trial_protocol_id, *flags]),
+            widgets.HBox([self.project_name, self.trial_protocol_id, *self.flags.widgets]),
             widgets.HBox([self.preview_button, self.preview]),
             self.error,
             widgets.HBox([self.start_button, self.progress]),
             self.job_line,
         )
-        self.check_filters()
+        # The filter parser imports the job layer's mass-transfer module (most of a
+        # second): the first verdict comes from a thread, after the page is shown.
+        self.filter_check.value = "<i>checking…</i>"
+        threading.Thread(target=self.check_filters, name="aw-filters", daemon=True).start()
 
     def check_filters(self) -> list[dict[str, Any]] | None:
         """Validate the filter text; shows the verdict and returns the filters (or None)."""
+        from ..jobs.mass import parse_filters
+
+        text = self.filters.value
         try:
-            parsed = parse_filters(self.filters.value)
+            parsed: list[dict[str, Any]] | None = parse_filters(text)
+            verdict = f'<span style="color:#2e7d32">&#10003; {len(parsed or [])} filter(s)</span>'
         except Exception as exc:
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            self.filter_check.value = (
-                f'<span style="color:#b00020">&#10007; {html.escape(text)}</span>'
-            )
-            return None
-        self.filter_check.value = (
-            f'<span style="color:#2e7d32">&#10003; {len(parsed)} filter(s)</span>'
-        )
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            parsed = None
+            verdict = f'<span style="color:#b00020">&#10007; {html.escape(reason)}</span>'
+        if self.filters.value == text:  # else a check of the newer text shows its verdict
+            self.filter_check.value = verdict
         return parsed
 
     def first_partition(self) -> tuple[date, date]:
@@ -178,29 +166,22 @@ class MassTransfer(widgets.VBox):
             "granularity": self.granularity.value,
             "project_name": self.project_name.value.strip(),
             "trial_protocol_id": self.trial_protocol_id.value.strip(),
+            **self.flags.options(),
         }
-        if self.unpseudonymized is not None and self.unpseudonymized.value:
-            options["pseudonymize"] = False
         source, destination = self.source.value, self.destination.value
         start, end, filters = self.start.value.strip(), self.end.value.strip(), self.filters.value
-        self.start_button.disabled = True
+        self.runner.start(
+            lambda: self.wb.mass_transfer(source=source, to=destination, start=start, end=end,
+                                          filters=filters, **options)
+        )  # fmt: skip
 
-        def work(stop: threading.Event) -> Any:
-            self.job = self.wb.mass_transfer(source=source, to=destination, start=start,
-                                             end=end, filters=filters, **options)  # fmt: skip
-            return follow_job(self.job, self.progress, self.job_line, stop)
-
-        def failed(exc: BaseException) -> None:
-            self.start_button.disabled = False
-            self.error.show(exc)
-
-        def done(_status: Any) -> None:
-            self.start_button.disabled = False
-
-        self._run.start(work, done, failed)
+    @property
+    def job(self) -> Any:
+        """The job this widget created last (None before)."""
+        return self.runner.job
 
     def close(self) -> None:
         """Stop background work and close the widget."""
         self._preview.stop()
-        self._run.stop()
+        self.runner.stop()
         super().close()

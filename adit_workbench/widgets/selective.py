@@ -15,15 +15,8 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from ._common import (
-    Background,
-    ErrorLine,
-    SelectableTable,
-    follow_job,
-    has_permission,
-    node_picker,
-    site_banner,
-)
+from ._common import Background, ErrorLine, SelectableTable, node_picker, site_banner
+from ._forms import JobRunner, PermissionFlags, text_field
 
 __all__ = ["SelectiveTransfer"]
 
@@ -59,17 +52,6 @@ SERIES_COLUMNS = (
 _FLUSH_EVERY = 0.3
 
 
-def _text(name: str, label: str, placeholder: str = "") -> widgets.Text:
-    field = widgets.Text(
-        description=label,
-        placeholder=placeholder,
-        style={"description_width": "8em"},
-        layout={"width": "20em"},
-    )
-    field.add_class(f"aw-field-{name}")
-    return field
-
-
 class SelectiveTransfer(widgets.VBox):
     """The selective-transfer dashboard as one widget: ``SelectiveTransfer(wb)``."""
 
@@ -80,14 +62,14 @@ class SelectiveTransfer(widgets.VBox):
         self.source = node_picker(wb, "source", "Source")
         self.destination = node_picker(wb, "destination", "Destination")
         self.fields = {
-            "patient_id": _text("patient_id", "Patient ID", "e.g. 1001 or 10*"),
-            "patient_name": _text("patient_name", "Patient name", "Last, First or LAST*"),
-            "patient_birth_date": _text("patient_birth_date", "Birth date", "YYYY-MM-DD"),
-            "accession_number": _text("accession_number", "Accession"),
-            "study_date_from": _text("study_date_from", "Study from", "YYYY-MM-DD"),
-            "study_date_until": _text("study_date_until", "Study until", "YYYY-MM-DD"),
-            "modality": _text("modality", "Modalities", "CT, MR"),
-            "study_description": _text("study_description", "Description", "*BRAIN*"),
+            "patient_id": text_field("patient_id", "Patient ID", "e.g. 1001 or 10*"),
+            "patient_name": text_field("patient_name", "Patient name", "Last, First or LAST*"),
+            "patient_birth_date": text_field("patient_birth_date", "Birth date", "YYYY-MM-DD"),
+            "accession_number": text_field("accession_number", "Accession"),
+            "study_date_from": text_field("study_date_from", "Study from", "YYYY-MM-DD"),
+            "study_date_until": text_field("study_date_until", "Study until", "YYYY-MM-DD"),
+            "modality": text_field("modality", "Modalities", "CT, MR"),
+            "study_description": text_field("study_description", "Description", "*BRAIN*"),
         }
         self.search_button = widgets.Button(description="Search", button_style="primary",
                                             icon="search")  # fmt: skip
@@ -109,10 +91,10 @@ class SelectiveTransfer(widgets.VBox):
         self._studies: dict[str, Any] = {}
 
         # Transfer options; permission-bound ones exist only for users who hold them.
-        self.pseudonym = _text("pseudonym", "Pseudonym", "empty: derived per patient")
-        self.trial_protocol_id = _text("trial_protocol_id", "Trial ID")
-        self.trial_protocol_name = _text("trial_protocol_name", "Trial name")
-        self.project_name = _text("project_name", "Project")
+        self.pseudonym = text_field("pseudonym", "Pseudonym", "empty: derived per patient")
+        self.trial_protocol_id = text_field("trial_protocol_id", "Trial ID")
+        self.trial_protocol_name = text_field("trial_protocol_name", "Trial name")
+        self.project_name = text_field("project_name", "Project")
         self.archive_password = widgets.Password(
             description="Archive password", style={"description_width": "8em"},
             layout={"width": "20em"},
@@ -120,30 +102,15 @@ class SelectiveTransfer(widgets.VBox):
         self.archive_password.add_class("aw-field-archive_password")
         self.nifti = widgets.Checkbox(description="Convert to NIfTI", indent=False)
         self.nifti.add_class("aw-nifti")
-        self.urgent: widgets.Checkbox | None = None
-        self.unpseudonymized: widgets.Checkbox | None = None
-        flags: list[widgets.Widget] = [self.nifti]
-        if has_permission(wb, "urgent"):
-            self.urgent = widgets.Checkbox(description="Urgent", indent=False)
-            self.urgent.add_class("aw-urgent")
-            flags.append(self.urgent)
-        if has_permission(wb, "transfer_unpseudonymized"):
-            self.unpseudonymized = widgets.Checkbox(
-                description="Transfer without pseudonymization", indent=False
-            )
-            self.unpseudonymized.add_class("aw-unpseudonymized")
-            flags.append(self.unpseudonymized)
+        self.flags = PermissionFlags(wb)
+        self.urgent, self.unpseudonymized = self.flags.urgent, self.flags.unpseudonymized
         self.transfer_button = widgets.Button(description="Transfer", button_style="success",
                                               icon="paper-plane")  # fmt: skip
         self.transfer_button.add_class("aw-transfer")
-        self.progress = widgets.IntProgress(value=0, min=0, max=1, layout={"width": "30em"})
-        self.progress.add_class("aw-progress")
-        self.job_line = widgets.HTML()
-        self.job_line.add_class("aw-job")
-        self.job: Any = None
+        self.runner = JobRunner(self.transfer_button, self.error.show)
+        self.progress, self.job_line = self.runner.progress, self.runner.line
 
         self._search = Background(on_busy=self._searching)
-        self._transfer = Background()
         self.search_button.on_click(lambda _b: self.search())
         self.stop_button.on_click(lambda _b: self.stop())
         self.transfer_button.on_click(lambda _b: self.transfer())
@@ -158,7 +125,7 @@ class SelectiveTransfer(widgets.VBox):
         options = widgets.HBox([
             widgets.VBox([self.pseudonym, self.project_name]),
             widgets.VBox([self.trial_protocol_id, self.trial_protocol_name]),
-            widgets.VBox([self.archive_password, *flags]),
+            widgets.VBox([self.archive_password, self.nifti, *self.flags.widgets]),
         ])  # fmt: skip
         self.children = (
             widgets.HTML("<h3>Selective transfer</h3>"),
@@ -301,14 +268,16 @@ class SelectiveTransfer(widgets.VBox):
             "trial_protocol_name": self.trial_protocol_name.value.strip(),
             "project_name": self.project_name.value.strip(),
             "convert_to_nifti": self.nifti.value,
+            **self.flags.options(),
         }
         if self.archive_password.value:
             options["archive_password"] = self.archive_password.value
-        if self.urgent is not None and self.urgent.value:
-            options["urgent"] = True
-        if self.unpseudonymized is not None and self.unpseudonymized.value:
-            options["pseudonymize"] = False
         return options
+
+    @property
+    def job(self) -> Any:
+        """The job this widget created last (None before)."""
+        return self.runner.job
 
     def transfer(self) -> None:
         """Create the job for the ticked studies and follow it in the background."""
@@ -323,24 +292,12 @@ class SelectiveTransfer(widgets.VBox):
             self.error.show("no destination node: you may not use any node as a destination")
             return
         source, destination, options = self.source.value, self.destination.value, self.options()
-        self.transfer_button.disabled = True
-        self.progress.value, self.progress.bar_style = 0, "info"
-        self.job_line.value = "creating the job…"
-
-        def work(stop: threading.Event) -> Any:
-            self.job = self.wb.transfer(chosen, to=destination, source=source, **options)
-            self.transfer_button.disabled = False
-            return follow_job(self.job, self.progress, self.job_line, stop)
-
-        self._transfer.start(work, lambda _status: None, self._transfer_failed)
-
-    def _transfer_failed(self, exc: BaseException) -> None:
-        self.transfer_button.disabled = False
-        self.job_line.value = ""
-        self.error.show(exc)
+        self.runner.start(
+            lambda: self.wb.transfer(chosen, to=destination, source=source, **options)
+        )
 
     def close(self) -> None:
         """Stop background work and close the widget."""
         self._search.stop()
-        self._transfer.stop()
+        self.runner.stop()
         super().close()

@@ -26,6 +26,18 @@ def _open(page: Any, voila: Voila, dashboard: str, root_class: str) -> None:
     page.locator(f".{root_class}").wait_for(state="visible")
 
 
+def _wait_for_image(page: Any, css: str) -> None:
+    """Wait until the <img> matching ``css`` has data and the browser decoded it."""
+    image = page.locator(f"img{css}")
+    image.wait_for(state="visible")
+    page.wait_for_function(
+        "css => { const i = document.querySelector(css);"
+        " return i && i.src && i.complete && i.naturalWidth > 0; }",
+        arg=f"img{css}",
+    )
+    assert image.evaluate("i => i.naturalWidth") > 0
+
+
 def test_selective_transfer_search_select_transfer(
     page: Any, voila: Voila, site: Site, shot: Shot
 ) -> None:
@@ -64,7 +76,7 @@ def test_bad_batch_file_shows_row_errors(
     shot(page, "batch_query")
 
 
-def test_explorer_drill_down_to_series(page: Any, voila: Voila, shot: Shot) -> None:
+def test_explorer_drill_down_to_a_thumbnail(page: Any, voila: Voila, shot: Shot) -> None:
     _open(page, voila, "explorer", "aw-explorer")
     count = page.locator(".aw-count")
     page.locator(".aw-count", has_text="3 patients").wait_for()
@@ -80,6 +92,11 @@ def test_explorer_drill_down_to_series(page: Any, voila: Voila, shot: Shot) -> N
     page.locator(".aw-metadata", has_text="SeriesInstanceUID").wait_for()
     assert page.locator("button.aw-crumb").count() == 3
     assert count.inner_text().strip() == "2 series"
+    page.locator("button.aw-thumbnail-button").click()
+    _wait_for_image(page, ".aw-thumbnail")
+    # The PNG itself, not only an element: the widget's bytes became a decoded image.
+    size = page.locator("img.aw-thumbnail").evaluate("i => [i.naturalWidth, i.naturalHeight]")
+    assert min(size) >= 16, size
     shot(page, "explorer")
 
 
@@ -91,6 +108,7 @@ def test_jobs_lists_a_job_with_its_tasks(page: Any, voila: Voila, site: Site, sh
     page.locator(".aw-job-list", has_text=f"{job.id}").wait_for()
     page.locator(".aw-tasks", has_text="delivered").wait_for()
     assert page.locator("button.aw-restart").count() == 1  # the admin is staff
+    _wait_for_image(page, ".aw-chart-image")
     shot(page, "jobs")
 
 

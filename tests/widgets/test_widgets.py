@@ -88,8 +88,13 @@ def test_explorer_drills_down_and_back(site: Site) -> None:
     assert len(widget.crumbs.children) == 3
     widget.listing.value = 0
     assert "SeriesInstanceUID" in widget.metadata.value
-    offers = callable(getattr(widget.selected, "thumbnail", None))
-    assert (widget.thumbnail_button.layout.display != "none") == offers
+    assert callable(getattr(widget.selected, "thumbnail", None))  # the sandbox offers them
+    assert widget.thumbnail_button.layout.display != "none"
+    widget.show_thumbnail()
+    eventually(lambda: widget.thumbnail.value or widget.error.value, what="thumbnail")
+    assert widget.error.value == ""
+    assert bytes(widget.thumbnail.value).startswith(b"\x89PNG")
+    assert widget.thumbnail.layout.display != "none"
     widget.back_to(0)
     assert widget.level == "patients"
     assert len(widget.crumbs.children) == 1
@@ -122,6 +127,7 @@ def test_jobs_lists_and_acts(site: Site) -> None:
     hits = site.wb.node("SANDBOX").find_studies(patient_id="SYN0003")
     job = site.wb.transfer(hits[:1], to="OUT", pseudonym="JOBS01").wait(progress=False)
     widget = aw.widgets.Jobs(site.wb, live=False)
+    assert widget.loaded.wait(60)  # the first read runs after the widget is shown
     assert job.id in [value for _, value in widget.choice.options]
     widget.choice.value = job.id
     eventually(lambda: "SUCCESS" in widget.job_line.value, what="job shown")
@@ -223,6 +229,7 @@ def test_jobs_offers_the_results_of_a_batch_query(site: Site) -> None:
     job = site.wb.batch_query(b"PatientID,Modality\nSYN0003,CT\n", source="SANDBOX", name="q.csv")
     job.wait(progress=False)
     widget = aw.widgets.Jobs(site.wb, live=False)
+    assert widget.loaded.wait(60)  # the first read runs after the widget is shown
     widget.choice.value = job.id
     eventually(lambda: "aw-download" in widget.export.value, what="export link")
     assert f"job_{job.id}.csv" in widget.export.value
