@@ -36,8 +36,8 @@ printf 'PatientID,Modality,Pseudonym\nSYN0001,CT,DEMO-001\nSYN0002,CT,DEMO-002\n
 step "pseudonymized batch transfer of what was found into the RESEARCH folder"
 "$wb" batch-transfer "$demo/found.xlsx" --from SANDBOX --to RESEARCH --project demo \
     --trial-id DEMO --wait
-step "leak scan: originals (the sandbox archive) against the delivered files"
-"$wb" leak-scan "$ADIT_WB_DATA_DIR/sandbox/files" "$demo/research"
+step "leak scan: the originals, fetched again from the PACS, against the delivered files"
+"$wb" jobs leak-scan 2
 step "summary"
 "$wb" jobs list
 "$wb" jobs show 2

@@ -112,6 +112,19 @@ def export_cmd(job_id: int, path: Path, pseudonym_map: bool) -> None:
     click.echo(str(written))
 
 
+@jobs_group.command("leak-scan")
+@click.argument("job_id", type=ID)
+def leak_scan_cmd(job_id: int) -> None:
+    """Search what a finished pseudonymized transfer delivered for any identifying value
+    of its originals, fetched again from the source (exit 1 if one is found)."""
+    from ..errors import PseudonymizationError
+
+    report = open_workbench().jobs.get(job_id).leak_scan()
+    click.echo(clean(report, keep_lines=True))
+    if report:
+        raise PseudonymizationError(f"{len(report.leaks)} identifying value(s) found in output")
+
+
 def _finish(job: JobHandle, wait: bool) -> int:
     click.echo(str(job.id))
     if not wait:

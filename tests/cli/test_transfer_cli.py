@@ -153,3 +153,20 @@ def test_cli_and_batch_job_give_byte_identical_files(
     assert [int(cli_out.split()[0]), int(batch_out.split()[0])] == [j for j, _, _ in jobs]
     created = [e.action for e in admin.admin.audit_events(user=USER) if e.outcome == "ok"]
     assert "job.create.selective_transfer" in created and "job.create.batch_transfer" in created
+
+
+def test_jobs_leak_scan_fetches_the_originals_again(
+    admin: Access, database: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    admin.admin.add_permission("team", Permission.SELECTIVE_TRANSFER)
+    admin.admin.add_permission("team", Permission.TRANSFER_UNPSEUDONYMIZED)
+    _, study_uid = _study(database)
+    for extra in (["--pseudonym", "SUBJ-1"], ["--no-pseudonymize"]):
+        code = main(["transfer", "--from", "SANDBOX", "--to", "OUT", "--study", study_uid, *extra])
+        assert code == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["jobs", "leak-scan", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() and not err
+    assert main(["jobs", "leak-scan", "2"]) == 2  # the originals: nothing to scan, refused
+    assert "unpseudonymized" in capsys.readouterr().err
