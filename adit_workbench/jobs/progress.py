@@ -106,13 +106,23 @@ class ProgressBar:
         self._first: tuple[int, int] | None = None
         self._shown = 0
         self._unit = ""
-        if use_tqdm:
+        # A pipe or log file gets plain lines: a tqdm bar there is a run of carriage returns.
+        self._want_tqdm = use_tqdm and self._tty
+
+    def _bar(self, p: Progress) -> Any:
+        """The tqdm bar, made at the first update (made earlier, it shows '0task' with no
+        total, and a saved notebook keeps that)."""
+        if self._tqdm is None and self._want_tqdm:
+            self._want_tqdm = False
             try:
                 from tqdm.auto import tqdm
-
-                self._tqdm = tqdm(total=None, desc=f"job {job_id}", unit="task", leave=True)
             except ImportError:
-                pass
+                return None
+            self._unit = p.unit
+            unit = "inst" if p.unit == "instances" else "task"
+            _, total = p.done_total
+            self._tqdm = tqdm(total=total, desc=f"job {self._job_id}", unit=unit, leave=True)
+        return self._tqdm
 
     def rate_eta(self, p: Progress) -> tuple[float | None, float | None]:
         """Bytes (or else units) per second since the bar started, and seconds left."""
@@ -137,8 +147,8 @@ class ProgressBar:
         """Show ``p``."""
         rate, eta = self.rate_eta(p)
         done, total = p.done_total
-        if self._tqdm is not None:
-            bar = self._tqdm
+        bar = self._bar(p)
+        if bar is not None:
             if self._unit != p.unit:  # tasks until the first instance count arrives
                 self._unit = bar.unit = "inst" if p.unit == "instances" else "task"
                 bar.reset(total=total)

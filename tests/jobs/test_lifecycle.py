@@ -109,6 +109,26 @@ def test_wait_draws_a_plain_progress_line(
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # logic, not the DB
+def test_a_pipe_gets_lines_not_a_tqdm_bar(
+    harness: Harness,
+    alice: Access,
+    fake_transfer: FakeTransfer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """tqdm is installed, but stderr is a pipe (a script, CI log, `make demo | tee`)."""
+    monkeypatch.delitem(__import__("sys").modules, "ipykernel", raising=False)
+    job = selective_transfer(
+        harness.manager(alice), ["1.2.3"], source="SANDBOX", destination="OUT", pseudonym="P"
+    )
+    harness.drain()
+    job.wait(10)
+    err = capsys.readouterr().err
+    assert "\r" not in err and "0task" not in err and "it/s" not in err
+    assert err.splitlines()[-1].startswith(f"job {job.id} SUCCESS: 1/1 instances")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # logic, not the DB
 def test_transfer_outcome_is_accounted_in_the_log(
     harness: Harness, alice: Access, fake_transfer: FakeTransfer
 ) -> None:
