@@ -17,7 +17,6 @@ Fixtures:
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import json
 import os
@@ -33,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from tests.servers._util import free_port, require, wait_until
+from tests.servers._util import free_port, require, run_coroutine, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 NODE_PREFIX = REPO / ".cache" / "node"
@@ -115,7 +114,7 @@ class Hub:
         if kernel is None:
             kernel = self._request("POST", f"/user/{user}/api/kernels", {"name": "python3"})["id"]
         ws = self.url.replace("http://", "ws://") + f"/user/{user}/api/kernels/{kernel}/channels"
-        return _run_coroutine(_execute(ws, self.token, code, timeout)), kernel
+        return run_coroutine(_execute(ws, self.token, code, timeout)), kernel
 
     def _request(self, method: str, path: str, body: Any = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
@@ -259,14 +258,3 @@ def start_jupyterhub(configurable_http_proxy: str, tmp_path: Path) -> Iterator[C
     yield start
     for hub in hubs:
         hub.stop()
-
-
-def _run_coroutine(coroutine: Any) -> Any:
-    """``asyncio.run`` that also works while this thread runs a loop (Playwright's sync
-    API keeps one running in the main thread for as long as its session fixture lives)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coroutine)
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()

@@ -3,7 +3,6 @@ service sends instances as stored, never transcoded) and the STOW-RS body size c
 
 from __future__ import annotations
 
-import asyncio
 import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from adit_workbench.sandbox.synthetic import iter_datasets
 from adit_workbench.store import Database
 from adit_workbench.store.access import AuditEvent
 from adit_workbench.web.dicomweb_stream import StowTooLarge, capped, spool_multipart
+from tests.servers._util import run_coroutine
 from tests.servers.orthanc import OrthancServer
 from tests.web.conftest import Running
 from tests.web.test_dicomweb import (  # noqa: F401  (fixtures)
@@ -181,13 +181,13 @@ def test_an_allowed_large_stow_body_is_spooled_in_flat_memory(tmp_path: Path) ->
 
     tracemalloc.start()
     try:
-        stored = asyncio.run(spool(400_000_000, tmp_path / "allowed"))
+        stored = run_coroutine(spool(400_000_000, tmp_path / "allowed"))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert stored == total
     assert peak < 5_000_000, peak
     with pytest.raises(StowTooLarge):
-        asyncio.run(spool(50_000_000, tmp_path / "refused"))
+        run_coroutine(spool(50_000_000, tmp_path / "refused"))
     written = sum(p.stat().st_size for p in (tmp_path / "refused").iterdir())
     assert written <= 50_000_000

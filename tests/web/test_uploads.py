@@ -33,6 +33,10 @@ from adit_workbench.store import nodes as node_store
 from tests.servers.orthanc import OrthancServer
 from tests.web.conftest import PATIENTS, People, Running
 
+# The upload writes what every operation writes (audit rows, nodes): the database is
+# not its subject, and tests/web/test_backends.py covers the service on PostgreSQL.
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
 PSEUDONYM = "UPL-07"
 
 
