@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from ..errors import TransferError, WorkbenchError
 from ..store.jobs import Job, Task
 from . import defaults
-from .progress import Progress, ProgressBar, format_seconds
+from .progress import Progress, follow, format_seconds
 from .status import FINAL_JOB_STATUSES, JobKind, JobStatus
 
 if TYPE_CHECKING:
@@ -254,49 +254,28 @@ class JobHandle:
                 :data:`~.defaults.NO_RUNNER_GRACE` seconds (and none could be started).
             TimeoutError: After ``timeout`` seconds.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        bar = ProgressBar(self.id, use_tqdm=True) if progress else None
-        last: Progress | None = None
-        reason = ""
-        try:
-            watchdog = _Watchdog(self)
-            while True:
-                last = p = self.progress
-                if bar is not None:
-                    bar.update(p)
-                if p.status in FINAL_JOB_STATUSES:
-                    break
-                watchdog.check(p.status)
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(f"job {self.id} is still {p.status} after {timeout} s")
-                time.sleep(poll)
-        except KeyboardInterrupt:
-            if cancel_on_interrupt:
-                self.cancel()
-                reason = "interrupted: the job was canceled"
-                note = f"job {self.id} canceled (its running tasks stop at their next instance)."
-            else:
-                reason = "interrupted: the job goes on in the background"
-                note = (
-                    f"job {self.id} goes on in the background. Stop it with "
-                    f"wb.jobs[{self.id}].cancel() or `adit-workbench jobs cancel {self.id}`; "
-                    f"see it with wb.jobs[{self.id}].wait()."
-                )
-            if bar is not None:
-                bar.close(last, reason)
-                bar = None
-            sys.stderr.write(note + "\n")
-            sys.stderr.flush()
-            raise
-        except BaseException:
-            if bar is not None:
-                bar.close(last, "stopped waiting")
-                bar = None
-            raise
+        failed = 0
+
+        def why() -> list[str]:
+            nonlocal failed
+            reasons, failed = self.reasons()
+            return reasons
+
+        last, reasons = follow(
+            self.id,
+            lambda: self.progress,
+            timeout=timeout,
+            poll=poll,
+            progress=progress,
+            cancel=self.cancel if cancel_on_interrupt else None,
+            how_to_cancel=(
+                f"Stop it with wb.jobs[{self.id}].cancel() or `adit-workbench jobs cancel "
+                f"{self.id}`; see it with wb.jobs[{self.id}].wait()."
+            ),
+            reasons=why,
+            watch=_Watchdog(self).check,
+        )
         status = last.status
-        reasons, failed = self.reasons() if status in _FAILED else ([], 0)
-        if bar is not None:
-            bar.close(last, reasons[0] if reasons else "")
         if raise_on_failure and status in _FAILED:
             verb = "failed" if status is JobStatus.FAILURE else "was canceled"
             text = "; ".join(reasons) or self.message

@@ -12,12 +12,13 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .status import JobStatus
+from .status import FINAL_JOB_STATUSES, JobStatus
 
-__all__ = ["Progress", "ProgressBar", "format_bytes", "format_seconds"]
+__all__ = ["Progress", "ProgressBar", "follow", "format_bytes", "format_seconds"]
 
 
 def format_bytes(n: float) -> str:
@@ -200,3 +201,65 @@ class ProgressBar:
             line += f" - {reason}"
         sys.stderr.write(line + "\n")
         sys.stderr.flush()
+
+
+def follow(
+    job_id: int,
+    read: Callable[[], Progress | None],
+    *,
+    timeout: float | None,
+    poll: float,
+    progress: bool,
+    cancel: Callable[[], object] | None,
+    how_to_cancel: str,
+    reasons: Callable[[], list[str]],
+    watch: Callable[[JobStatus], None] | None = None,
+) -> tuple[Progress, list[str]]:
+    """Poll ``read`` until the job is final, drawing the bar; the final progress and, for
+    a failed or canceled job, the first ``reasons()``. Both job handles wait with it.
+
+    ``read`` returns None when the progress cannot be read now (the service restarts);
+    ``watch`` sees each status (the local runner's watchdog). Ctrl-C ends waiting, with
+    a note that the job goes on (``how_to_cancel``), or cancels it when ``cancel`` is
+    given.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    bar = ProgressBar(job_id, use_tqdm=True) if progress else None
+    last: Progress | None = None
+    try:
+        while True:
+            p = read()
+            if p is not None:
+                last = p
+                if bar is not None:
+                    bar.update(p)
+                if p.status in FINAL_JOB_STATUSES:
+                    break
+                if watch is not None:
+                    watch(p.status)
+            if deadline is not None and time.monotonic() > deadline:
+                status = last.status if last is not None else "unreadable"
+                raise TimeoutError(f"job {job_id} is still {status} after {timeout} s")
+            time.sleep(poll)
+    except KeyboardInterrupt:
+        if cancel is not None:
+            cancel()
+            reason = "interrupted: the job was canceled"
+            note = f"job {job_id} canceled (its running tasks stop at their next instance)."
+        else:
+            reason = "interrupted: the job goes on in the background"
+            note = f"job {job_id} goes on in the background. {how_to_cancel}"
+        if bar is not None:
+            bar.close(last, reason)
+        sys.stderr.write(note + "\n")
+        sys.stderr.flush()
+        raise
+    except BaseException:
+        if bar is not None:
+            bar.close(last, "stopped waiting")
+        raise
+    assert last is not None  # the loop ends only on a final status
+    why = reasons() if last.status in (JobStatus.FAILURE, JobStatus.CANCELED) else []
+    if bar is not None:
+        bar.close(last, why[0] if why else "")
+    return last, why

@@ -9,14 +9,13 @@ restarts (reads reconnect by themselves).
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..jobs.handle import JobFailed, Progress
-from ..jobs.progress import ProgressBar
+from ..jobs.progress import follow
 from ..jobs.status import FINAL_JOB_STATUSES, JobKind, JobStatus
 from .client import ServiceUnavailable
 
@@ -177,55 +176,35 @@ class RemoteJobHandle:
         (unless ``raise_on_failure`` is False), :class:`TimeoutError` after ``timeout``.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        bar = ProgressBar(self.id, use_tqdm=True) if progress else None
-        last: Progress | None = None
         data: dict[str, Any] = {}
-        try:
-            while True:
-                try:
-                    data = self._client.get(f"api/jobs/{self.id}/progress")
-                except ServiceUnavailable:
-                    # The service restarts (its reads already retried for a while): the
-                    # job goes on without it, so keep waiting until our own deadline.
-                    if deadline is not None and time.monotonic() > deadline:
-                        raise
-                    time.sleep(max(poll, 1.0))
-                    continue
-                last = p = _progress(data)
-                if bar is not None:
-                    bar.update(p)
-                if p.status in FINAL_JOB_STATUSES:
-                    break
+
+        def read() -> Progress | None:
+            nonlocal data
+            try:
+                data = self._client.get(f"api/jobs/{self.id}/progress")
+            except ServiceUnavailable:
+                # The service restarts (its reads already retried for a while): the job
+                # goes on without it, so keep waiting until our own deadline.
                 if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(f"job {self.id} is still {p.status} after {timeout} s")
-                time.sleep(poll)
-        except KeyboardInterrupt:
-            if cancel_on_interrupt:
-                self.cancel()
-                reason = "interrupted: the job was canceled"
-                note = f"job {self.id} canceled (its running tasks stop at their next instance)."
-            else:
-                reason = "interrupted: the job goes on in the background"
-                note = (
-                    f"job {self.id} goes on in the background. Stop it with "
-                    f"wb.jobs[{self.id}].cancel(); see it with wb.jobs[{self.id}].wait()."
-                )
-            if bar is not None:
-                bar.close(last, reason)
-                bar = None
-            sys.stderr.write(note + "\n")
-            sys.stderr.flush()
-            raise
-        except BaseException:
-            if bar is not None:
-                bar.close(last, "stopped waiting")
-                bar = None
-            raise
+                    raise
+                time.sleep(max(poll, 1.0))
+                return None
+            return _progress(data)
+
+        last, reasons = follow(
+            self.id,
+            read,
+            timeout=timeout,
+            poll=poll,
+            progress=progress,
+            cancel=self.cancel if cancel_on_interrupt else None,
+            how_to_cancel=(
+                f"Stop it with wb.jobs[{self.id}].cancel(); see it with wb.jobs[{self.id}].wait()."
+            ),
+            reasons=self._reasons,
+        )
         status = last.status
         failed = status in (JobStatus.FAILURE, JobStatus.CANCELED)
-        reasons = self._reasons() if failed else []
-        if bar is not None:
-            bar.close(last, reasons[0] if reasons else "")
         if raise_on_failure and failed:
             verb = "failed" if status is JobStatus.FAILURE else "was canceled"
             text = "; ".join(reasons) or str(data.get("message", ""))
