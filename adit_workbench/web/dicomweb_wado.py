@@ -105,22 +105,7 @@ def _wado(request: Request, who: Caller, *, metadata: bool) -> Response:
         parts = _prepared(source, pz, service, metadata, trail)
         if syntaxes is not None:
             parts = _as_stored(parts, syntaxes)
-        try:
-            first = next(parts)  # failures before the first byte get their own status
-        except StopIteration:
-            raise Refusal(404, "NotFound", f"{name}: no such study, series or instance") from None
-        except DicomStatusError:
-            parts.close()
-            # A PACS refuses a C-GET/C-MOVE of what it does not hold (Orthanc: 0xC000):
-            # ask whether it holds it, so that an unknown study is a 404, not a 502.
-            if not _holds(request, who, name, study, series, sop):
-                raise Refusal(
-                    404, "NotFound", f"{name}: no such study, series or instance"
-                ) from None
-            raise
-        except BaseException:
-            parts.close()
-            raise
+        first = _first_part(parts, request, who, name, study, series, sop)
         return _streamed(first, parts, metadata, trail)
 
     return run(trail, work)
@@ -153,6 +138,33 @@ def _relayed(relay: Relay, trail: Trail) -> Response:
         trail.close()
 
     return StreamingResponse(body(), media_type=relay.content_type)
+
+
+def _first_part(
+    parts: Generator[bytes, None, None],
+    request: Request,
+    who: Caller,
+    name: str,
+    study: str,
+    series: str | None,
+    sop: str | None,
+) -> bytes:
+    """The first part of a retrieve: failures before the first byte get their own status
+    (404 for what the node does not hold), later ones cut the stream."""
+    try:
+        return next(parts)
+    except StopIteration:
+        raise Refusal(404, "NotFound", f"{name}: no such study, series or instance") from None
+    except DicomStatusError:
+        parts.close()
+        # A PACS refuses a C-GET/C-MOVE of what it does not hold (Orthanc: 0xC000): ask
+        # whether it holds it, so that an unknown study is a 404, not a 502.
+        if not _holds(request, who, name, study, series, sop):
+            raise Refusal(404, "NotFound", f"{name}: no such study, series or instance") from None
+        raise
+    except BaseException:
+        parts.close()
+        raise
 
 
 def _holds(

@@ -30,10 +30,9 @@ from fastapi.responses import JSONResponse
 
 from ..access import Permission
 from ..access.permissions import NodeRole
-from ..errors import DicomStatusError, InputError, WorkbenchError
+from ..errors import InputError, WorkbenchError
 from .app import Caller, caller
 from .dicomweb_common import (
-    Refusal,
     Trail,
     check_uid,
     error_response,
@@ -43,7 +42,7 @@ from .dicomweb_common import (
     text_param,
 )
 from .dicomweb_stream import fetch_method, iter_instances, iter_study
-from .dicomweb_wado import _holds, _prepared, _streamed
+from .dicomweb_wado import _first_part, _prepared, _streamed
 from .errors import _workbench_body, status_for
 
 __all__ = ["PSEUDONYMIZED_HEADER", "router"]
@@ -102,20 +101,7 @@ def _retrieve(request: Request, who: Caller) -> Response:
         else:
             source = iter_instances(spec, service.settings, study, series, sop, method=method)
         parts = _prepared(source, pz, service, False, trail)
-        try:
-            first = next(parts)  # failures before the first byte get their own status
-        except StopIteration:
-            raise Refusal(404, "NotFound", f"{name}: no such study, series or instance") from None
-        except DicomStatusError:
-            parts.close()
-            if not _holds(request, who, name, study, series, sop):
-                raise Refusal(
-                    404, "NotFound", f"{name}: no such study, series or instance"
-                ) from None
-            raise
-        except BaseException:
-            parts.close()
-            raise
+        first = _first_part(parts, request, who, name, study, series, sop)
         response = _streamed(first, parts, False, trail)
         if pz is not None:
             response.headers[PSEUDONYMIZED_HEADER] = "imposed" if imposed else "asked"
