@@ -50,6 +50,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from jupyterhub.services.service import Service
+
 c = get_config()  # type: ignore[name-defined]  # noqa: F821 (injected by JupyterHub)
 
 VENV_BIN = Path(sys.executable).parent  # the environment jupyterhub runs from
@@ -144,6 +146,11 @@ c.JupyterHub.services = [
         **managed,
     }
 ]
+# The hub exits when its managed service does not answer within the service's timeout
+# (30 s by default, JupyterHub >= 6). `serve` imports FastAPI, pandas and pydicom first:
+# 30-40 s on a loaded 2-core machine, like a user's server (spawner timeouts below).
+if "timeout" in Service.class_trait_names():
+    c.JupyterHub.services[0]["timeout"] = 120
 workers = int(env("ADIT_WB_HUB_WORKERS", "2" if env("ADIT_WB_REDIS_URL") else "0"))
 for number in range(1, workers + 1):
     c.JupyterHub.services.append(

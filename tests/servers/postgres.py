@@ -8,6 +8,10 @@ second. PostgreSQL refuses to run as root, so as root every server command runs 
 Fixtures:
 
 * ``postgres_url`` (session): ``postgresql+psycopg://workbench:…@127.0.0.1:PORT/workbench``.
+
+The role's password is made per server (:func:`new_password`): a kernel attacking the
+database (``tests/access/test_kernel_attacks.py``) must not be able to read it in this
+file. It starts with :data:`PASSWORD_PREFIX`, so that a test can still search output for it.
 * ``database_url`` (function, parametrized ``sqlite`` / ``postgresql``): an empty database
   of its own for each test, so persistence tests run on both back-ends in isolation.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 import itertools
 import os
 import pwd
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -32,7 +37,8 @@ from tests.servers._util import free_port, require, stop_process, wait_until
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 INSTALL_HINT = "the Debian package postgresql (server binaries initdb, postgres)"
 USER = "workbench"
-PASSWORD = "wb-test-pw"
+#: How every generated password begins (a test may assert it appears in no output).
+PASSWORD_PREFIX = "wb-test-pw-"
 DATABASE = "workbench"
 _counter = itertools.count(1)
 
@@ -63,12 +69,17 @@ def _as_server_user(cmd: list[str], folder: Path) -> list[str]:
     ]
 
 
-def _connect_admin(port: int, dbname: str = "postgres") -> psycopg.Connection[Any]:
+def new_password() -> str:
+    """A password for one server's role (URL-safe: it goes into database URLs as is)."""
+    return PASSWORD_PREFIX + secrets.token_urlsafe(18)
+
+
+def _connect_admin(port: int, password: str, dbname: str = "postgres") -> psycopg.Connection[Any]:
     return psycopg.connect(
         host="127.0.0.1",
         port=port,
         user=USER,
-        password=PASSWORD,
+        password=password,
         dbname=dbname,
         autocommit=True,
         connect_timeout=2,
@@ -78,18 +89,19 @@ def _connect_admin(port: int, dbname: str = "postgres") -> psycopg.Connection[An
 class PostgresServer:
     """A running throw-away cluster (what the session fixture yields internally)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, password: str) -> None:
         self.port = port
+        self.password = password
 
     def url(self, database: str = DATABASE) -> str:
-        return f"postgresql+psycopg://{USER}:{PASSWORD}@127.0.0.1:{self.port}/{database}"
+        return f"postgresql+psycopg://{USER}:{self.password}@127.0.0.1:{self.port}/{database}"
 
     def create_database(self, name: str) -> None:
-        with _connect_admin(self.port) as conn:
+        with _connect_admin(self.port, self.password) as conn:
             conn.execute(f'CREATE DATABASE "{name}" OWNER "{USER}" STRATEGY FILE_COPY')
 
     def drop_database(self, name: str) -> None:
-        with _connect_admin(self.port) as conn:
+        with _connect_admin(self.port, self.password) as conn:
             # FORCE: a test that forgot to dispose its engine must not break the next one.
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -105,7 +117,8 @@ def postgres_server() -> Iterator[PostgresServer]:
     os.chmod(base, 0o700)
     data, log = base / "data", base / "server.log"
     pwfile = base / "pw"
-    pwfile.write_text(PASSWORD + "\n")
+    password = new_password()
+    pwfile.write_text(password + "\n")
     proc: subprocess.Popen[bytes] | None = None
     try:
         env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8", "TZ": "UTC"}
@@ -158,11 +171,12 @@ def postgres_server() -> Iterator[PostgresServer]:
             proc = subprocess.Popen(server_cmd, env=env, stdout=log_fh, stderr=subprocess.STDOUT)
 
         def ready() -> bool:
-            with _connect_admin(port):
+            with _connect_admin(port, password):
                 return True
 
         wait_until(ready, 20, "PostgreSQL", proc=proc, log=log)
-        server = PostgresServer(port)
+        pwfile.unlink()  # initdb has read it; the server keeps only the SCRAM verifier
+        server = PostgresServer(port, password)
         server.create_database(DATABASE)
         yield server
     finally:
