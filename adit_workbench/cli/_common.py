@@ -1,6 +1,14 @@
 """What every command needs: the workbench for the current settings, argument types
 with bounds, and output that cannot attack the terminal reading it.
 
+Which workbench: :func:`open_workbench` is :func:`adit_workbench.workbench.connect`'s. With
+``ADIT_WB_SERVICE_URL`` and a token (``ADIT_WB_API_TOKEN``, or the hub server's own), every
+user-level command is a client of the workbench service, which checks the caller's
+permissions exactly as for a notebook or the REST API; the CLI then opens no database and
+reads no secret. Commands that only make sense where the database is (``db``, ``serve``,
+``hub``, ``sandbox``, ``worker``) are marked :func:`service_host_only`: on a client (the
+service URL set, no database configured) they stop with one line and exit code 2.
+
 Nothing heavy is imported here or at the top of any command module: ``adit-workbench
 --help`` and simple commands must not pay for pandas, SQLAlchemy and pydicom (see
 ``bench/cli.py``). Commands import what they use inside their function.
@@ -8,15 +16,22 @@ Nothing heavy is imported here or at the top of any command module: ``adit-workb
 
 from __future__ import annotations
 
+import functools
+import os
 import re
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 if TYPE_CHECKING:
+    from ..config import Settings
+    from ..remote import RemoteWorkbench
     from ..workbench import Workbench
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: Database ids: positive and within SQL's BIGINT (2**63 would end in an OverflowError).
 ID = click.IntRange(1, 2**63 - 1)
@@ -73,15 +88,101 @@ class LazyChoice(click.Choice):
         self._loaded = list(value) if value else None
 
 
+class ServiceHostOnly(click.ClickException):
+    """A command that needs the database, run where only the service URL is configured."""
+
+    exit_code = 2
+
+
+class NoServiceToken(click.ClickException):
+    """The service URL is set but nothing to show the service who is calling."""
+
+    exit_code = 2
+
+
+def _service_address(settings: Settings) -> tuple[str, str] | None:
+    """:func:`~adit_workbench.remote.discover.service_address`, without importing the
+    remote package (pandas, pydicom, the jobs layer: most of a second) where it could
+    only answer None: no service URL configured and not inside a hub user server."""
+    env = os.environ
+    in_hub_server = bool(env.get("JUPYTERHUB_USER")) and bool(env.get("JUPYTERHUB_API_TOKEN"))
+    if settings.service_url is None and not in_hub_server:
+        return None
+    from ..remote.discover import service_address
+
+    return service_address(settings)
+
+
+def is_service_client(settings: Settings | None = None) -> bool:
+    """Whether this CLI is a client of the workbench service: the service URL is set (or a
+    hub server's service is found) and no database is configured here."""
+    from ..config import get_settings
+
+    settings = settings or get_settings()
+    if settings.database_url is not None:
+        return False
+    return settings.service_url is not None or _service_address(settings) is not None
+
+
+def service_host_only(func: F) -> F:
+    """Mark a command that needs the database (or runs the service's own processes): on a
+    service client it stops with one line, exit code 2, before touching anything."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if is_service_client():
+            ctx = click.get_current_context(silent=True)
+            name = ctx.command_path if ctx is not None else "this command"
+            raise ServiceHostOnly(
+                f"'{name}' runs on the workbench service's host (ADIT_WB_SERVICE_URL is set "
+                "and no ADIT_WB_DATABASE_URL): ask its administrator"
+            )
+        return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def is_remote(wb: object) -> bool:
+    """Whether ``wb`` is a client of the workbench service (without importing the client
+    when it is not)."""
+    module = sys.modules.get("adit_workbench.remote.workbench")
+    return module is not None and isinstance(wb, module.RemoteWorkbench)
+
+
+def refuse_on_service(what: str) -> None:
+    """Stop with one line (exit 2) if ``what`` is asked of the service, which offers no
+    such operation; a no-op on the local workbench."""
+    if is_remote(open_workbench()):
+        raise ServiceHostOnly(f"{what} is not offered by the workbench service")
+
+
 @lru_cache(maxsize=1)
-def _cached() -> Workbench:
-    from ..workbench import connect_local as connect
+def _cached() -> Workbench | RemoteWorkbench:
+    from ..config import get_settings
 
-    return connect()
+    settings = get_settings()
+    address = _service_address(settings)
+    if settings.database_url is None and settings.service_url is not None and address is None:
+        # Without a token connect() would fall back to an empty embedded workbench as the
+        # OS user: never what someone who configured the service meant.
+        raise NoServiceToken(
+            "ADIT_WB_SERVICE_URL is set but no token: set ADIT_WB_API_TOKEN to a workbench "
+            "API token (a JupyterHub terminal has its server's own)"
+        )
+    if address is None:  # what connect() would open, without importing the client
+        from ..workbench import connect_local
+
+        return connect_local(settings)
+    from ..workbench import connect
+
+    return connect(settings)
 
 
-def open_workbench() -> Workbench:
-    """The workbench of this CLI run (opened once, database upgraded if embedded)."""
+def open_workbench() -> Any:
+    """The workbench of this CLI run, opened once: a client of the workbench service when
+    one is configured (see the module's docstring), else the local one (database upgraded
+    if embedded). Typed ``Any``: both offer what the commands call
+    (:class:`~adit_workbench.workbench.WorkbenchAPI` and more)."""
     return _cached()
 
 

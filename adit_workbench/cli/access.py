@@ -1,8 +1,11 @@
 """``adit-workbench access | users | tokens | audit``: who may do what, and the record of it.
 
-The CLI acts as the user :func:`~adit_workbench.workbench.connect` resolves (the local OS
-user outside a hub, the verified hub user in a hub terminal), and every command goes
-through the access layer, which checks the permission and writes the audit row.
+The CLI acts as the user :func:`~adit_workbench.workbench.connect` resolves: the local OS
+user on an embedded database, the operator on the service's account, or, with
+``ADIT_WB_SERVICE_URL`` (a hub terminal, a script with a token), the token's user as the
+service knows it. Every command goes through the access layer, which checks the
+permission and writes the audit row; as a client of the service, through its
+``/api/tokens`` and ``/api/admin/…`` routes, where the service runs that same layer.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from . import app
+from ._common import service_host_only
 
 if TYPE_CHECKING:
     from ..store import Database
@@ -34,6 +35,7 @@ def db_group() -> None:
 
 
 @db_group.command("upgrade")
+@service_host_only
 def upgrade() -> None:
     """Migrate the database to the schema this version needs."""
     database = _database()
@@ -50,6 +52,7 @@ def upgrade() -> None:
 
 
 @db_group.command("current")
+@service_host_only
 def current() -> None:
     """Print the database's schema revision and whether it needs an upgrade."""
     database = _database()
@@ -72,6 +75,7 @@ def current() -> None:
 
 @db_group.command("grant-service-role")
 @click.argument("role")
+@service_host_only
 def grant_service_role_cmd(role: str) -> None:
     """Give ROLE the workbench service's privileges on a shared PostgreSQL database.
 

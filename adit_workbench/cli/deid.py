@@ -9,7 +9,7 @@ import click
 
 from ..errors import InputError, PseudonymizationError
 from . import app
-from ._common import LazyChoice, clean
+from ._common import LazyChoice, ServiceHostOnly, clean, is_service_client
 
 #: The PS3.15 options by name, for the help text (a test keeps it in step with
 #: :class:`~adit_workbench.deid.Option`; importing that here would cost pydicom).
@@ -38,6 +38,14 @@ def _read_secret(path: Path | None, project: str | None) -> bytes:
     from ..deid.keys import MIN_SECRET_BYTES, project_key
 
     if path is None:
+        if is_service_client():
+            # master_secret() would create a new, private secret here: files pseudonymized
+            # under it would never match the site's pseudonyms.
+            raise ServiceHostOnly(
+                "the site's pseudonymization secret is held by the workbench service: give "
+                "--secret-file, or pseudonymize through the service (adit-workbench upload "
+                "or a transfer job)"
+            )
         secret = get_settings().master_secret()
     else:
         try:

@@ -39,6 +39,7 @@ import click
 
 from ..errors import ConfigurationError, InputError
 from . import app
+from ._common import service_host_only
 
 __all__ = ["hub_group"]
 
@@ -336,6 +337,7 @@ _STATE = click.option(
 @click.option("--service-port", type=int, default=10102, show_default=True,
               help="The workbench service's port (127.0.0.1).")  # fmt: skip
 @click.option("--workers", type=click.IntRange(1, 16), default=2, show_default=True)
+@service_host_only
 def start_cmd(state_dir: Path | None, port: int, service_port: int, workers: int) -> None:
     """Start PostgreSQL, Redis, the sandbox PACS, JupyterHub, the service and workers."""
     from ..config import Settings
@@ -420,6 +422,7 @@ def _stop(state: Path) -> list[str]:
 
 @hub_group.command("stop")
 @_STATE
+@service_host_only
 def stop_cmd(state_dir: Path | None) -> None:
     """Stop everything ``hub start`` started (the state and its data stay)."""
     stopped = _stop(_state_dir(state_dir))
@@ -428,6 +431,7 @@ def stop_cmd(state_dir: Path | None) -> None:
 
 @hub_group.command("status")
 @_STATE
+@service_host_only
 def status_cmd(state_dir: Path | None) -> None:
     """Say which of the hub's processes run."""
     pids = _read_json(_state_dir(state_dir) / "pids.json")

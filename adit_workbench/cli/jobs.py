@@ -15,7 +15,15 @@ import click
 
 from ..errors import ConfigurationError
 from . import app
-from ._common import ID, LazyChoice, clean, clean_frame, open_workbench
+from ._common import (
+    ID,
+    LazyChoice,
+    clean,
+    clean_frame,
+    open_workbench,
+    refuse_on_service,
+    service_host_only,
+)
 
 if TYPE_CHECKING:
     from ..jobs import JobHandle
@@ -48,11 +56,20 @@ def list_cmd(status: str | None, all_users: bool, limit: int) -> None:
     if frame.empty:
         click.echo("no jobs", err=True)
         return
-    frame["created"] = frame["created"].dt.strftime("%Y-%m-%d %H:%M")
+    # Local handles give datetimes, the service ISO text: one display for both.
+    frame["created"] = _datetimes(frame["created"]).dt.strftime("%Y-%m-%d %H:%M")
     columns = ["id", "kind", "status", "finished", "tasks", "created", "message"]
     if all_users:
         columns.insert(3, "owner")
     click.echo(clean_frame(frame[columns]).to_string(index=False))
+
+
+def _datetimes(column: Any) -> Any:
+    import pandas as pd
+
+    if column.dtype.kind == "M":
+        return column
+    return pd.to_datetime(column, errors="coerce", utc=True, format="ISO8601")
 
 
 @jobs_group.command("show")
@@ -107,6 +124,8 @@ def reset_task_cmd(task_id: int) -> None:
 @click.option("--pseudonym-map", is_flag=True, help="Mass transfer: pseudonym ↔ original.")
 def export_cmd(job_id: int, path: Path, pseudonym_map: bool) -> None:
     """Write a job's results (.csv or .xlsx)."""
+    if pseudonym_map:
+        refuse_on_service("the pseudonym map (jobs export --pseudonym-map)")
     job = open_workbench().jobs.get(job_id)
     written = job.results.pseudonym_map(path) if pseudonym_map else job.export(path)
     click.echo(str(written))
@@ -216,6 +235,7 @@ def worker_cmd(
     """
     if ctx.invoked_subcommand is not None:
         return
+    service_host_only(lambda: None)()
     from ..config import get_settings
     from ..jobs import defaults
     from ..jobs.worker import run_worker
@@ -236,6 +256,7 @@ def worker_cmd(
 
 
 @worker_cmd.command("stop")
+@service_host_only
 def worker_stop_cmd() -> None:
     """Stop the local worker of this data directory (its unfinished tasks stay PENDING)."""
     from ..config import get_settings
@@ -246,6 +267,7 @@ def worker_stop_cmd() -> None:
 
 
 @worker_cmd.command("status")
+@service_host_only
 def worker_status_cmd() -> None:
     """Whether the local worker of this data directory runs."""
     from ..config import get_settings

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from . import app
-from ._common import clean, echo_table, open_workbench
+from ._common import clean, echo_table, is_remote, open_workbench
 
 if TYPE_CHECKING:
-    from ..dicom.spec import Capabilities
+    from ..dicom.spec import Capabilities, FolderSpec, ServerSpec
 
 
 @app.group("nodes")
@@ -61,8 +61,51 @@ def list_nodes() -> None:
             probed = caps.probed_at.strftime("%Y-%m-%d %H:%M") if caps.probed_at else "never"
             rows.append((spec.name, "server", address, _supports(caps), probed))
         else:
-            rows.append((spec.name, "folder", str(spec.path), "read,write", "-"))
+            rows.append((spec.name, "folder", _folder_path(spec), "read,write", "-"))
     echo_table(rows)
+
+
+def _folder_path(spec: FolderSpec) -> str:
+    # The service does not tell its clients where its folders are.
+    return str(spec.path) if str(spec.path) not in ("", ".") else "(on the service)"
+
+
+def _spec(wb: Any, name: str) -> ServerSpec | FolderSpec:
+    from pathlib import Path
+
+    from ..dicom.spec import FolderSpec
+
+    if not is_remote(wb):
+        spec: ServerSpec | FolderSpec = wb.node_spec(name)
+        return spec
+    node = wb.node(name)
+    return node.spec if node.spec is not None else FolderSpec(node.name, Path(""))
+
+
+@nodes.command("show")
+@click.argument("name")
+def show(name: str) -> None:
+    """Show node NAME: its address or folder and what it was probed to support."""
+    from ..dicom.spec import ServerSpec
+
+    spec = _spec(open_workbench(), name)
+    if isinstance(spec, ServerSpec):
+        caps = spec.capabilities
+        probed = caps.probed_at.strftime("%Y-%m-%d %H:%M") if caps.probed_at else "never"
+        fields = [
+            ("name", spec.name),
+            ("kind", "server"),
+            ("address", f"{spec.ae_title}@{spec.host}:{spec.port}"),
+            ("dicomweb", spec.dicomweb_root_url or "-"),
+            ("supports", _supports(caps)),
+            ("probed", probed),
+            ("max results", str(spec.max_search_results)),
+            ("associations", str(spec.max_associations)),
+        ]
+    else:
+        fields = [("name", spec.name), ("kind", "folder"), ("path", _folder_path(spec))]
+    for key, value in fields:
+        click.echo(clean(f"{key:>12}: {value}"))
 
 
 @nodes.command("echo")

@@ -9,27 +9,19 @@ end optional.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from ..errors import InputError
 from . import app
-from ._common import clean, clean_frame
-
-if TYPE_CHECKING:
-    from ..dicom.query import FindNode
+from ._common import clean, clean_frame, open_workbench
 
 __all__ = ["query_cmd"]
 
 _DATE_ARG = re.compile(r"^(\d{8})?(-(\d{8})?)?$")
-
-
-def _resolve_node(name: str) -> FindNode:
-    """The live node registered as ``name`` (through the workbench facade)."""
-    from ..workbench import connect_local as connect
-
-    return connect().node(name)
+_FIND = {"patient": "find_patients", "study": "find_studies", "series": "find_series",
+         "instance": "find_instances"}  # fmt: skip
 
 
 def _date_arg(option: str, value: str | None, *, allow_range: bool = True) -> str | None:
@@ -96,9 +88,11 @@ def query_cmd(
     limit: int | None,
     fmt: str,
 ) -> None:
-    """Find patients, studies, series or instances on NODE."""
-    from ..dicom.query import find
+    """Find patients, studies, series or instances on NODE.
 
+    The node's own ``find_<level>`` (the guarded node of the local workbench, or the
+    service's query route): the same checks and audit as a notebook's query.
+    """
     filters: dict[str, Any] = {
         "patient_id": patient_id,
         "patient_name": patient_name,
@@ -113,13 +107,8 @@ def query_cmd(
         "series_uid": series_uid,
     }
     filters = {k: v for k, v in filters.items() if v not in (None, "")}
-    target = _resolve_node(node)
-    try:
-        results = find(target, level, limit=limit, via=via.lower(), **filters)
-    finally:
-        close = getattr(target, "close", None)
-        if close is not None:
-            close()
+    target = open_workbench().node(node)
+    results = getattr(target, _FIND[level.lower()])(limit=limit, via=via.lower(), **filters)
     frame = results.df
     fmt = fmt.lower()
     if fmt == "csv":  # JSON escapes control characters itself; CSV and tables must not carry them

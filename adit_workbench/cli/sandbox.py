@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from . import app
-from ._common import clean, open_workbench
+from ._common import clean, open_workbench, service_host_only
 
 
 @app.group("sandbox")
@@ -17,6 +17,7 @@ def sandbox() -> None:
 @click.option(
     "--no-get", is_flag=True, help="Refuse C-GET (to see how the workbench copes with such a PACS)."
 )
+@service_host_only
 def start(no_get: bool) -> None:
     """Start the sandbox PACS (seeded with synthetic patients on first start)."""
     status = open_workbench().start_sandbox(allow_get=not no_get)
@@ -27,6 +28,7 @@ def start(no_get: bool) -> None:
 
 
 @sandbox.command("stop")
+@service_host_only
 def stop() -> None:
     """Stop the sandbox PACS."""
     stopped = open_workbench().stop_sandbox()
@@ -34,6 +36,7 @@ def stop() -> None:
 
 
 @sandbox.command("status")
+@service_host_only
 def status() -> None:
     """Say whether the sandbox PACS runs, where, and what it holds."""
     state = open_workbench().sandbox_status()

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import click
 
 from . import app
+from ._common import service_host_only
 
 
 def hub_service_environment(env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -50,6 +51,7 @@ def _hub_auth() -> Any:
 @click.option("--port", type=int, default=None, help="Port to listen on (default 8040).")
 @click.option("--prefix", default=None, help="URL path the service is mounted under.")
 @click.option("--log-level", default="warning", show_default=True, help="uvicorn's log level.")
+@service_host_only
 def serve(host: str | None, port: int | None, prefix: str | None, log_level: str) -> None:
     """Run the workbench service (REST API under /api/, OpenAPI at /openapi.json)."""
     import uvicorn

@@ -11,6 +11,11 @@ with the same pseudonym gives the same files here and in a batch-transfer job.
 By default the command waits and shows progress (on the embedded defaults the task runs
 in this process); ``--no-wait`` only queues it for ``adit-workbench worker``. Prints the
 job id on stdout, then the job's and the task's outcome.
+
+With ``ADIT_WB_SERVICE_URL`` (a hub terminal, a script with a token) the job is created by
+the workbench service, which checks the caller's permissions and runs it in its workers;
+``--via``, ``--exclude-modality`` and ``--folder-name`` are then refused, as the service's
+transfer request has no field for them.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import click
 
 from ..errors import InputError
 from . import app
-from ._common import open_workbench
+from ._common import is_remote, open_workbench
 
 __all__ = ["transfer_cmd"]
 
@@ -100,7 +105,18 @@ def transfer_cmd(
         params["exclude_modalities"] = sorted({m.upper() for m in exclude})
     if folder_name:
         params["folder_name"] = folder_name
+    options: dict[str, Any] = {"params": params}
     wb = open_workbench()
+    if is_remote(wb):
+        asked = {"--via": via.lower() != "auto", "--exclude-modality": bool(exclude),
+                 "--folder-name": bool(folder_name)}  # fmt: skip
+        given = [name for name, value in asked.items() if value]
+        if given:
+            raise InputError(
+                f"{', '.join(given)}: not offered by the workbench service's transfer; "
+                "leave it out (the service picks the route by the source's capabilities)"
+            )
+        options = {}  # the service's request has no params (the default route is "auto")
     job = wb.transfer(
         studies,
         source=source_name,
@@ -114,7 +130,7 @@ def transfer_cmd(
         archive_password=archive_password,
         convert_to_nifti=nifti,
         urgent=urgent,
-        params=params,
+        **options,
     )
     click.echo(str(job.id))
     if not wait:

@@ -9,15 +9,169 @@ by the service, whatever a modified client believes.
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import datetime
-from typing import Any
+from functools import cached_property
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import quote
 
+from ..access.admin import GroupInfo, UserInfo
 from ..access.control import UserProfile
 from ..access.permissions import NodeRole, Permission, parse_permission, parse_role
 from ..access.site import SiteStatus
+from ..access.tokens import NewToken, TokenInfo
 from .client import ServiceClient
 
-__all__ = ["RemoteAccess"]
+__all__ = ["RemoteAccess", "RemoteAdmin", "RemoteTokens"]
+
+
+def _when(value: Any) -> datetime | None:
+    return datetime.fromisoformat(str(value)) if value else None
+
+
+def _site(data: dict[str, Any]) -> SiteStatus:
+    return SiteStatus(
+        maintenance=bool(data.get("maintenance")),
+        announcement=str(data.get("announcement") or ""),
+        updated_at=_when(data.get("updated_at")),
+        updated_by=str(data.get("updated_by") or ""),
+    )
+
+
+def _group(data: dict[str, Any]) -> GroupInfo:
+    return GroupInfo(
+        name=str(data["name"]),
+        users=tuple(str(u) for u in data.get("users") or ()),
+        permissions=tuple(str(p) for p in data.get("permissions") or ()),
+        nodes={
+            str(node): frozenset(parse_role(r) for r in roles)
+            for node, roles in (data.get("nodes") or {}).items()
+        },
+    )
+
+
+def _token(data: dict[str, Any]) -> TokenInfo:
+    return TokenInfo(
+        id=int(data["id"]),
+        user=str(data["user"]),
+        prefix=str(data["prefix"]),
+        description=str(data.get("description") or ""),
+        created_at=datetime.fromisoformat(str(data["created_at"])),
+        expires_at=_when(data.get("expires_at")),
+        last_used_at=_when(data.get("last_used_at")),
+        revoked_at=_when(data.get("revoked_at")),
+    )
+
+
+def _name(value: str) -> str:
+    return quote(value, safe="")
+
+
+class RemoteTokens:
+    """The caller's workbench API tokens (``/api/tokens``): the methods of
+    :class:`~adit_workbench.access.TokenManager`, checked by the service."""
+
+    def __init__(self, client: ServiceClient) -> None:
+        self._client = client
+
+    def create(self, *, expires: str | int | None = 30, description: str = "") -> NewToken:
+        """A new token; its secret is in the answer only."""
+        days: str | int = "never" if expires is None or str(expires) == "never" else int(expires)
+        data = self._client.post("api/tokens", {"expires": days, "description": description})
+        return NewToken(str(data["token"]), _token(data))
+
+    def list(self, *, all_users: bool = False) -> list[TokenInfo]:
+        """The caller's tokens (every user's for admins with ``all_users``)."""
+        rows = self._client.get("api/tokens", params={"all_users": all_users})
+        return [_token(row) for row in rows]
+
+    def revoke(self, token_id: int) -> TokenInfo:
+        """Revoke one of the caller's tokens (admins: anyone's)."""
+        response = self._client.request("DELETE", f"api/tokens/{int(token_id)}")
+        return _token(response.json())
+
+
+class RemoteAdmin:
+    """Access administration through ``/api/admin/…``: the methods of
+    :class:`~adit_workbench.access.AccessAdmin` the command line uses. The service
+    requires ``admin`` on each (this client checks nothing)."""
+
+    def __init__(self, client: ServiceClient) -> None:
+        self._client = client
+
+    def groups(self) -> list[GroupInfo]:
+        """Every group, sorted by name."""
+        return [_group(g) for g in self._client.get("api/admin/groups")]
+
+    def group(self, name: str) -> GroupInfo:
+        """One group (NotFound if there is none)."""
+        return _group(self._client.get(f"api/admin/groups/{_name(name)}"))
+
+    def grant(
+        self, group: str, node: str, *, source: bool = False, destination: bool = False
+    ) -> GroupInfo:
+        """Let ``group`` use ``node`` as a source and/or destination (both if neither)."""
+        body = {"node": node, "source": source, "destination": destination}
+        return _group(self._client.post(f"api/admin/groups/{_name(group)}/nodes", body))
+
+    def revoke(self, group: str, node: str, role: NodeRole | str | None = None) -> GroupInfo:
+        """Take a role (default: every role) on ``node`` away from ``group``."""
+        params = {"role": str(getattr(role, "value", role))} if role is not None else None
+        path = f"api/admin/groups/{_name(group)}/nodes/{_name(node)}"
+        return _group(self._client.request("DELETE", path, params=params).json())
+
+    def add_permission(self, group: str, permission: Permission | str) -> GroupInfo:
+        """Give ``group`` a permission."""
+        body = {"permission": str(getattr(permission, "value", permission))}
+        return _group(self._client.post(f"api/admin/groups/{_name(group)}/permissions", body))
+
+    def remove_permission(self, group: str, permission: Permission | str) -> GroupInfo:
+        """Take a permission away from ``group``."""
+        name = str(getattr(permission, "value", permission))
+        path = f"api/admin/groups/{_name(group)}/permissions/{_name(name)}"
+        return _group(self._client.request("DELETE", path).json())
+
+    def set_members(self, group: str, users: list[str]) -> GroupInfo:
+        """Set the members of ``group`` (local users)."""
+        path = f"api/admin/groups/{_name(group)}/members"
+        return _group(self._client.request("PUT", path, json={"users": list(users)}).json())
+
+    def users(self) -> list[UserInfo]:
+        """Every user who ever connected."""
+        return [
+            UserInfo(
+                name=str(u["name"]),
+                source=str(u["source"]),
+                admin=bool(u["admin"]),
+                groups=tuple(str(g) for g in u.get("groups") or ()),
+                last_seen_at=_when(u.get("last_seen_at")),
+            )
+            for u in self._client.get("api/admin/users")
+        ]
+
+    def export_audit(self, target: str | Path | IO[str], *, since: datetime | None = None) -> int:
+        """Write the audit log as CSV (from ``since``); returns the number of events."""
+        params = {"since": since.isoformat()} if since is not None else None
+        text = self._client.request("GET", "api/admin/audit", params=params).text
+        if isinstance(target, str | Path):
+            Path(target).write_text(text, encoding="utf-8", newline="")
+        else:
+            target.write(text)
+        return max(0, sum(1 for _ in csv.reader(io.StringIO(text))) - 1)
+
+    def set_maintenance(self, on: bool, *, message: str | None = None) -> SiteStatus:
+        """Turn maintenance mode on or off (and set the announcement when given)."""
+        body: dict[str, Any] = {"maintenance": on}
+        if message is not None:
+            body["announcement"] = message
+        return _site(self._client.request("PUT", "api/admin/site", json=body).json())
+
+    def set_announcement(self, message: str) -> SiteStatus:
+        """Set the announcement shown to users."""
+        body = {"announcement": message}
+        return _site(self._client.request("PUT", "api/admin/site", json=body).json())
 
 
 class RemoteAccess:
@@ -75,10 +229,14 @@ class RemoteAccess:
     def site_status(self) -> SiteStatus:
         """Maintenance mode and announcement."""
         data: dict[str, Any] = self._client.get("api/site")
-        updated = data.get("updated_at")
-        return SiteStatus(
-            maintenance=bool(data.get("maintenance")),
-            announcement=str(data.get("announcement") or ""),
-            updated_at=datetime.fromisoformat(updated) if updated else None,
-            updated_by=str(data.get("updated_by") or ""),
-        )
+        return _site(data)
+
+    @cached_property
+    def tokens(self) -> RemoteTokens:
+        """The caller's API tokens (create, list, revoke), managed by the service."""
+        return RemoteTokens(self._client)
+
+    @cached_property
+    def admin(self) -> RemoteAdmin:
+        """Access administration; the service refuses it to anyone but admins."""
+        return RemoteAdmin(self._client)
