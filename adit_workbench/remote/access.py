@@ -12,8 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from ..access.control import UserProfile
-from ..access.permissions import NodeRole, Permission, parse_permission, parse_role
+from ..access.permissions import NodeRole, Permission, UserProfile, parse_permission, parse_role
 from ..access.site import SiteStatus
 from .client import ServiceClient
 
