@@ -15,22 +15,23 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .access import Access, Permission, resolve_identity, sign_in
+from .access.identity import resolve_identity
+from .access.permissions import Permission
 from .config import Settings, get_settings
 from .dicom.spec import Capabilities, FolderSpec, ServerSpec
 from .errors import InputError
-from .store import Database, open_database
-from .store import nodes as node_store
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from .access import Access
     from .deid.pseudonymizer import Pseudonymizer
     from .dicom.node import Node
     from .jobs import JobHandle, JobManager
     from .jobs.upload import UploadResult
     from .remote import RemoteWorkbench
     from .sandbox.process import SandboxStatus
+    from .store import Database
 
 __all__ = ["SANDBOX_NODE", "Workbench", "WorkbenchAPI", "connect", "connect_local"]
 
@@ -140,6 +141,8 @@ class Workbench:
     def __init__(
         self, settings: Settings, database: Database, access: Access | None = None
     ) -> None:
+        from .access.sync import sign_in  # SQLAlchemy: not on the remote client's path
+
         self.settings = settings
         self.database = database
         self._live_nodes: dict[str, tuple[NodeSpec, Node]] = {}
@@ -166,12 +169,16 @@ class Workbench:
     # -- nodes ------------------------------------------------------------------------
     def node_specs(self) -> list[NodeSpec]:
         """The nodes (servers and folders) this user may use, sorted by name."""
+        from .store import nodes as node_store
+
         visible = set(self.access.visible_nodes())
         with self._session() as session:
             return [s for s in node_store.list_nodes(session) if s.name in visible]
 
     def node_spec(self, name: str) -> NodeSpec:
         """The stored description of one node (raises NotFound or NodeAccessDenied)."""
+        from .store import nodes as node_store
+
         self.access.require_node(name, action="node.read")
         with self._session() as session:
             return node_store.get_node(session, name)
@@ -223,6 +230,8 @@ class Workbench:
         study-root C-FIND (and QIDO/WADO/STOW when a DICOMweb URL is given) until
         :meth:`probe` measures what it really supports.
         """
+        from .store import nodes as node_store
+
         self.access.require(Permission.ADMIN, action="node.add", node=name)
         if capabilities is None:
             web = dicomweb_url is not None
@@ -253,6 +262,8 @@ class Workbench:
         warn_size_gb: float | None = None,
     ) -> FolderSpec:
         """Register a folder as a source or destination (the path is made absolute)."""
+        from .store import nodes as node_store
+
         self.access.require(Permission.ADMIN, action="node.add", node=name)
         try:
             absolute = Path(path).expanduser().resolve()
@@ -271,6 +282,8 @@ class Workbench:
 
     def remove_node(self, name: str) -> None:
         """Unregister a node (raises NotFound)."""
+        from .store import nodes as node_store
+
         self.access.require(Permission.ADMIN, action="node.remove", node=name)
         with self.access.audited("node.remove", node=name), self._session() as session:
             node_store.remove_node(session, name)
@@ -282,6 +295,7 @@ class Workbench:
     def probe(self, name: str) -> Capabilities:
         """Measure what a node really supports and store the result."""
         from .dicom.node import open_node
+        from .store import nodes as node_store
 
         self.access.require(Permission.ADMIN, action="node.probe", node=name)
         with self.access.audited("node.probe", node=name):
@@ -299,6 +313,8 @@ class Workbench:
         Its C-MOVE destinations are the workbench's own receiver and every registered
         DIMSE server, so that moves out of the sandbox work like out of a real PACS.
         """
+        from .store import nodes as node_store
+
         self.access.require(Permission.ADMIN, action="sandbox.start", node=SANDBOX_NODE)
         from .sandbox import process as sandbox
 
@@ -540,11 +556,13 @@ def connect(settings: Settings | None = None) -> Workbench | RemoteWorkbench:
     settings:
         Settings to use; by default read from the environment (``ADIT_WB_*``).
     """
-    from .remote import RemoteWorkbench, service_address
+    from .remote.discover import service_address
 
     settings = settings or get_settings()
     address = service_address(settings)
     if address is not None:
+        from .remote.workbench import RemoteWorkbench
+
         return RemoteWorkbench(*address, settings=settings)
     return connect_local(settings)
 
@@ -554,6 +572,9 @@ def connect_local(settings: Settings | None = None) -> Workbench:
 
     This is what the service itself, the CLI and embedded single-user mode run.
     """
+    from .access.sync import sign_in
+    from .store import open_database
+
     settings = settings or get_settings()
     database = open_database(settings)
     # Identity first: inside a hub this verifies the user and mirrors their hub groups.

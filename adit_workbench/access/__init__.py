@@ -15,21 +15,25 @@ scripts and the REST service authenticate with :func:`authenticate_token`.
 
 from __future__ import annotations
 
-from .admin import AccessAdmin, GroupInfo, UserInfo
-from .audit import AuditRecord, Outcome
-from .control import Access, UserProfile
-from .identity import (
-    Identity,
-    IdentitySource,
-    hub_identity,
-    local_identity,
-    operator_identity,
-    resolve_identity,
-)
-from .permissions import APP_PERMISSIONS, NodeRole, Permission
-from .site import SiteStatus
-from .sync import ADMINS_GROUP, sign_in
-from .tokens import NewToken, TokenInfo, TokenManager, authenticate_token
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .admin import AccessAdmin, GroupInfo, UserInfo
+    from .audit import AuditRecord, Outcome
+    from .control import Access
+    from .identity import (
+        Identity,
+        IdentitySource,
+        hub_identity,
+        local_identity,
+        operator_identity,
+        resolve_identity,
+    )
+    from .permissions import APP_PERMISSIONS, NodeRole, Permission, UserProfile
+    from .site import SiteStatus
+    from .sync import ADMINS_GROUP, sign_in
+    from .tokens import NewToken, TokenInfo, TokenManager, authenticate_token
 
 __all__ = [
     "ADMINS_GROUP",
@@ -56,3 +60,44 @@ __all__ = [
     "resolve_identity",
     "sign_in",
 ]
+
+#: Where each public name lives, imported on first use (PEP 562): the remote client and
+#: the widgets need ``Permission`` and ``UserProfile``, not SQLAlchemy and the store.
+_WHERE = {
+    "ADMINS_GROUP": ".sync",
+    "APP_PERMISSIONS": ".permissions",
+    "Access": ".control",
+    "AccessAdmin": ".admin",
+    "AuditRecord": ".audit",
+    "GroupInfo": ".admin",
+    "Identity": ".identity",
+    "IdentitySource": ".identity",
+    "NewToken": ".tokens",
+    "NodeRole": ".permissions",
+    "Outcome": ".audit",
+    "Permission": ".permissions",
+    "SiteStatus": ".site",
+    "TokenInfo": ".tokens",
+    "TokenManager": ".tokens",
+    "UserInfo": ".admin",
+    "UserProfile": ".permissions",
+    "authenticate_token": ".tokens",
+    "hub_identity": ".identity",
+    "local_identity": ".identity",
+    "operator_identity": ".identity",
+    "resolve_identity": ".identity",
+    "sign_in": ".sync",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -25,7 +24,14 @@ from ..errors import MaintenanceMode, NodeAccessDenied, NotFound, PermissionDeni
 from ..store.access import GroupPermission, Membership, NodeAccess, User
 from ..store.models import Node
 from .audit import Outcome, record
-from .permissions import NodeRole, Permission, expand, parse_permission, parse_role
+from .permissions import (
+    NodeRole,
+    Permission,
+    UserProfile,
+    expand,
+    parse_permission,
+    parse_role,
+)
 from .site import SiteStatus, read_site_status
 
 if TYPE_CHECKING:
@@ -34,21 +40,6 @@ if TYPE_CHECKING:
     from .tokens import TokenManager
 
 __all__ = ["Access", "UserProfile", "effective_permissions", "find_user", "node_roles"]
-
-
-@dataclass(frozen=True)
-class UserProfile:
-    """What a user is and may do, as read now."""
-
-    name: str
-    groups: tuple[str, ...]
-    permissions: frozenset[Permission]
-    nodes: Mapping[str, frozenset[NodeRole]] = field(default_factory=dict)
-
-    @property
-    def is_admin(self) -> bool:
-        """Whether the user may manage nodes, access and settings."""
-        return Permission.ADMIN in self.permissions
 
 
 def find_user(session: Session, name: str) -> User | None:

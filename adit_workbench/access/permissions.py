@@ -7,12 +7,21 @@ size (ADIT's ``is_staff``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from ..errors import InputError
 
-__all__ = ["APP_PERMISSIONS", "NodeRole", "Permission", "expand", "parse_permission", "parse_role"]
+__all__ = [
+    "APP_PERMISSIONS",
+    "NodeRole",
+    "Permission",
+    "UserProfile",
+    "expand",
+    "parse_permission",
+    "parse_role",
+]
 
 
 class Permission(StrEnum):
@@ -94,3 +103,19 @@ def parse_role(value: str | NodeRole) -> NodeRole:
         return NodeRole(str(value).strip().lower())
     except ValueError:
         raise InputError(f"unknown node role {value!r}; valid: source, destination") from None
+
+
+# Here, not in ``control``, so that the remote client builds it without the store.
+@dataclass(frozen=True)
+class UserProfile:
+    """What a user is and may do, as read now."""
+
+    name: str
+    groups: tuple[str, ...]
+    permissions: frozenset[Permission]
+    nodes: Mapping[str, frozenset[NodeRole]] = field(default_factory=dict)
+
+    @property
+    def is_admin(self) -> bool:
+        """Whether the user may manage nodes, access and settings."""
+        return Permission.ADMIN in self.permissions

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from sqlalchemy.orm import Session
-
-from ..store.access import SiteSettings
-from ..store.models import utcnow
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 __all__ = ["SiteStatus", "read_site_status", "write_site_status"]
 
@@ -25,6 +24,9 @@ class SiteStatus:
 
 def read_site_status(session: Session) -> SiteStatus:
     """The current site status (defaults when no admin ever set one)."""
+    # The store on first use: the remote client builds SiteStatus without SQLAlchemy.
+    from ..store.access import SiteSettings
+
     row = session.get(SiteSettings, 1)
     if row is None:
         return SiteStatus()
@@ -35,6 +37,9 @@ def write_site_status(
     session: Session, *, maintenance: bool, announcement: str, by: str
 ) -> SiteStatus:
     """Store a new site status (callers check the admin permission and audit)."""
+    from ..store.access import SiteSettings
+    from ..store.models import utcnow
+
     row = session.get(SiteSettings, 1)
     if row is None:
         row = SiteSettings(id=1)

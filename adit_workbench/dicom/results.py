@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast, overload
 
-import pandas as pd
 from pydicom import Dataset
 
 from ..errors import InputError, NotFound
@@ -43,6 +42,8 @@ from .display import cell, html_fields, html_table, text_block
 from .filters import Level
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from .images import Picture, Preview, Volume
     from .query import FindNode
 
@@ -610,6 +611,8 @@ class Results(Sequence[T], Generic[T]):
     @property
     def df(self) -> pd.DataFrame:
         """The results as a DataFrame with the documented columns of this level."""
+        import pandas as pd  # on first use: a second or more that a search never needs
+
         columns = list(COLUMNS[self.level])
         frame = pd.DataFrame([item.row() for item in self._items], columns=columns)
         for name in columns:

@@ -14,17 +14,22 @@ status follows from its tasks. A sweeper re-queues the tasks of workers that die
 
 from __future__ import annotations
 
-from .batchfile import BatchFileError, RowError
-from .handle import JobFailed, JobHandle, NoRunner, Progress
-from .queue import InlineBackend, QueueBackend, RQBackend
-from .rules import (
-    BATCH_QUERY_COLUMNS,
-    BATCH_TRANSFER_COLUMNS,
-    parse_batch_query,
-    parse_batch_transfer,
-)
-from .service import JobManager
-from .status import JobKind, JobStatus, TaskStatus, derive_job_status
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .batchfile import BatchFileError, RowError
+    from .handle import JobHandle
+    from .progress import JobFailed, NoRunner, Progress
+    from .queue import InlineBackend, QueueBackend, RQBackend
+    from .rules import (
+        BATCH_QUERY_COLUMNS,
+        BATCH_TRANSFER_COLUMNS,
+        parse_batch_query,
+        parse_batch_transfer,
+    )
+    from .service import JobManager
+    from .status import JobKind, JobStatus, TaskStatus, derive_job_status
 
 __all__ = [
     "BATCH_QUERY_COLUMNS",
@@ -46,3 +51,40 @@ __all__ = [
     "parse_batch_query",
     "parse_batch_transfer",
 ]
+
+#: Where each public name lives, imported on first use (PEP 562): a widget asking for
+#: ``JobStatus`` or the remote client raising ``JobFailed`` must not pull in SQLAlchemy
+#: and the store through ``handle`` and ``service``, nor pydicom through ``batchfile``.
+_WHERE = {
+    "BATCH_QUERY_COLUMNS": ".rules",
+    "BATCH_TRANSFER_COLUMNS": ".rules",
+    "BatchFileError": ".batchfile",
+    "InlineBackend": ".queue",
+    "JobFailed": ".progress",
+    "JobHandle": ".handle",
+    "JobKind": ".status",
+    "JobManager": ".service",
+    "JobStatus": ".status",
+    "NoRunner": ".progress",
+    "Progress": ".progress",
+    "QueueBackend": ".queue",
+    "RQBackend": ".queue",
+    "RowError": ".batchfile",
+    "TaskStatus": ".status",
+    "derive_job_status": ".status",
+    "parse_batch_query": ".rules",
+    "parse_batch_transfer": ".rules",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

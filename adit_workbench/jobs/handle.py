@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 from pydicom import Dataset
 from sqlalchemy import func, select
 
-from ..errors import TransferError, WorkbenchError
+from ..errors import WorkbenchError
 from ..store.jobs import Job, Task
 from . import defaults
-from .progress import Progress, follow, format_seconds
+from .progress import JobFailed, NoRunner, Progress, follow, format_seconds
 from .status import FINAL_JOB_STATUSES, JobKind, JobStatus
 
 if TYPE_CHECKING:
@@ -30,26 +30,6 @@ if TYPE_CHECKING:
     from .service import JobManager
 
 __all__ = ["JobFailed", "JobHandle", "NoRunner", "Progress"]
-
-
-class JobFailed(TransferError):
-    """``wait()`` ended on a job that failed (or was canceled); the message says why.
-
-    Attributes:
-        job_id: The job.
-        status: Its final status.
-        reasons: The first messages of its failed (or canceled) tasks.
-    """
-
-    def __init__(self, message: str, *, job_id: int, status: JobStatus, reasons: list[str]):
-        super().__init__(message)
-        self.job_id = job_id
-        self.status = status
-        self.reasons = reasons
-
-
-class NoRunner(WorkbenchError):
-    """``wait()`` found nothing running the job's tasks (no live worker) for a while."""
 
 
 #: Failed tasks named in a JobFailed message (the rest are counted).

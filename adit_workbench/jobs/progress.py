@@ -16,9 +16,40 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import TransferError, WorkbenchError
 from .status import FINAL_JOB_STATUSES, JobStatus
 
-__all__ = ["Progress", "ProgressBar", "follow", "format_bytes", "format_seconds"]
+__all__ = [
+    "JobFailed",
+    "NoRunner",
+    "Progress",
+    "ProgressBar",
+    "follow",
+    "format_bytes",
+    "format_seconds",
+]
+
+
+# The exceptions of ``wait()`` live here, beside the wait loop both job handles share,
+# not in ``handle``: the remote client raises them without importing the store.
+class JobFailed(TransferError):
+    """``wait()`` ended on a job that failed (or was canceled); the message says why.
+
+    Attributes:
+        job_id: The job.
+        status: Its final status.
+        reasons: The first messages of its failed (or canceled) tasks.
+    """
+
+    def __init__(self, message: str, *, job_id: int, status: JobStatus, reasons: list[str]):
+        super().__init__(message)
+        self.job_id = job_id
+        self.status = status
+        self.reasons = reasons
+
+
+class NoRunner(WorkbenchError):
+    """``wait()`` found nothing running the job's tasks (no live worker) for a while."""
 
 
 def format_bytes(n: float) -> str:

@@ -8,11 +8,15 @@ local :class:`~adit_workbench.workbench.Workbench`, while holding only a URL and
 
 from __future__ import annotations
 
-from .client import KeyHeldByService, ServiceClient, ServiceUnavailable
-from .discover import service_address
-from .jobs import RemoteJobHandle, RemoteJobManager, RemoteJobResults
-from .node import RemoteNode, RemoteResultStream
-from .workbench import RemoteWorkbench
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .client import KeyHeldByService, ServiceClient, ServiceUnavailable
+    from .discover import service_address
+    from .jobs import RemoteJobHandle, RemoteJobManager, RemoteJobResults
+    from .node import RemoteNode, RemoteResultStream
+    from .workbench import RemoteWorkbench
 
 __all__ = [
     "KeyHeldByService",
@@ -26,3 +30,31 @@ __all__ = [
     "ServiceUnavailable",
     "service_address",
 ]
+
+#: Where each public name lives, imported on first use (PEP 562): ``connect()`` asks
+#: ``service_address`` first, and an embedded workbench never loads the HTTP client.
+_WHERE = {
+    "KeyHeldByService": ".client",
+    "RemoteJobHandle": ".jobs",
+    "RemoteJobManager": ".jobs",
+    "RemoteJobResults": ".jobs",
+    "RemoteNode": ".node",
+    "RemoteResultStream": ".node",
+    "RemoteWorkbench": ".workbench",
+    "ServiceClient": ".client",
+    "ServiceUnavailable": ".client",
+    "service_address": ".discover",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

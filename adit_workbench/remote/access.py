@@ -14,15 +14,18 @@ import io
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from ..access.admin import GroupInfo, UserInfo
-from ..access.control import UserProfile
-from ..access.permissions import NodeRole, Permission, parse_permission, parse_role
+from ..access.permissions import NodeRole, Permission, UserProfile, parse_permission, parse_role
 from ..access.site import SiteStatus
-from ..access.tokens import NewToken, TokenInfo
 from .client import ServiceClient
+
+if TYPE_CHECKING:
+    # access.admin and access.tokens import SQLAlchemy: a kernel's client loads their
+    # records only when it meets one (tests/test_imports.py).
+    from ..access.admin import GroupInfo, UserInfo
+    from ..access.tokens import NewToken, TokenInfo
 
 __all__ = ["RemoteAccess", "RemoteAdmin", "RemoteTokens"]
 
@@ -41,6 +44,8 @@ def _site(data: dict[str, Any]) -> SiteStatus:
 
 
 def _group(data: dict[str, Any]) -> GroupInfo:
+    from ..access.admin import GroupInfo
+
     return GroupInfo(
         name=str(data["name"]),
         users=tuple(str(u) for u in data.get("users") or ()),
@@ -53,6 +58,8 @@ def _group(data: dict[str, Any]) -> GroupInfo:
 
 
 def _token(data: dict[str, Any]) -> TokenInfo:
+    from ..access.tokens import TokenInfo
+
     return TokenInfo(
         id=int(data["id"]),
         user=str(data["user"]),
@@ -80,6 +87,8 @@ class RemoteTokens:
         """A new token; its secret is in the answer only."""
         days: str | int = "never" if expires is None or str(expires) == "never" else int(expires)
         data = self._client.post("api/tokens", {"expires": days, "description": description})
+        from ..access.tokens import NewToken
+
         return NewToken(str(data["token"]), _token(data))
 
     def list(self, *, all_users: bool = False) -> list[TokenInfo]:
@@ -140,6 +149,8 @@ class RemoteAdmin:
 
     def users(self) -> list[UserInfo]:
         """Every user who ever connected."""
+        from ..access.admin import UserInfo
+
         return [
             UserInfo(
                 name=str(u["name"]),

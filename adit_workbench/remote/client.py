@@ -46,7 +46,7 @@ class ServiceUnavailable(ConfigurationError):
 
 def _classes() -> dict[str, type[WorkbenchError]]:
     from ..jobs.batchfile import BatchFileError
-    from ..jobs.handle import JobFailed
+    from ..jobs.progress import JobFailed
 
     found = {
         name: cls

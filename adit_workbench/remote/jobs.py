@@ -14,8 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..jobs.handle import JobFailed, Progress
-from ..jobs.progress import follow
+from ..jobs.progress import JobFailed, Progress, follow
 from ..jobs.status import FINAL_JOB_STATUSES, JobKind, JobStatus
 from .client import ServiceUnavailable
 
