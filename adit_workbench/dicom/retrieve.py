@@ -240,6 +240,17 @@ def _release(own: Path, folder: Path) -> None:
         own.rmdir()
 
 
+def _series_of(path: Path) -> str:
+    """The SeriesInstanceUID of a spooled file ("" when unreadable): only files that no
+    move of ours named are read for it (a PACS that leaves out the move's Message ID,
+    or a receiver in another process)."""
+    try:
+        ds = dcmread(path, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
+    except Exception:  # claimed, or broken: not ours to take
+        return ""
+    return str(ds.get("SeriesInstanceUID", "") or "")
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -258,6 +269,7 @@ def iter_cmove(
     spool: Path,
     destination: str | None = None,
     expected: Collection[str] | None = None,
+    series: str | None = None,
     root: QueryRoot | str | None = None,
     poll: float = 0.05,
 ) -> Iterator[Path]:
@@ -266,7 +278,10 @@ def iter_cmove(
     Each yielded path has been *claimed* (renamed into a private folder), so two
     consumers never get the same file; the caller deletes it when done. ``expected``
     (source SOP Instance UIDs) limits what is claimed, leaving other transfers' files
-    alone. The move has a Message ID no other move of this process has, and a receiver
+    alone. Without ``expected``, ``series`` (a whole series moved, its instances not
+    listed) limits what is claimed from the study folder to that series; this move's own
+    folder holds only what it asked for. The move has a Message ID no other move of this
+    process has, and a receiver
     here spools its instances in a folder of their own: two moves of one study at once
     each get all of it. Files that arrive for a consumer that stopped early stay
     spooled, and a re-run claims them instead of moving them again.
@@ -282,6 +297,7 @@ def iter_cmove(
     claim = folder / f".claim-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     claim.mkdir(parents=True, exist_ok=True)
     wanted = set(expected) if expected is not None else None
+    only_series = series if wanted is None else None
     outcome: dict[str, Any] = {}
     stop = threading.Event()
 
@@ -304,6 +320,8 @@ def iter_cmove(
             for path in old.glob("*.dcm"):
                 if wanted is not None and path.stem not in wanted:
                     continue
+                if only_series and _series_of(path) != only_series:
+                    continue
                 target = claim / path.name
                 try:
                     os.rename(path, target)
@@ -325,6 +343,8 @@ def iter_cmove(
             for name in names:
                 if name.startswith(".") or (wanted is not None and name[:-4] not in wanted):
                     continue
+                if only_series and source is folder and _series_of(source / name) != only_series:
+                    continue  # another transfer's, of another series of the study
                 target = claim / name
                 try:
                     os.rename(source / name, target)

@@ -225,14 +225,20 @@ def producer_for(
                 return
             level, query = move_query(plan.study_uid, series)
             batch: list[str] = []
-            for path in iter_cmove(dimse, level, query, spool=spool, expected=set(series.todo)):
+            # A whole series (a fresh destination) is not listed first: its instances
+            # are this move's, and only its own in the study folder are claimed.
+            expected = None if series.whole else set(series.todo)
+            paths = iter_cmove(
+                dimse, level, query, spool=spool, expected=expected, series=series.uid
+            )
+            for path in paths:
                 batch.append(str(path))
                 if len(batch) >= _FILE_BATCH:
                     submit.files(batch, delete=True)
                     batch = []
             submit.files(batch, delete=True)
 
-        todo = [series for series in plan.series if series.todo]
+        todo = [series for series in plan.series if series.todo or series.whole]
         # A PACS sends a C-MOVE's instances one at a time, each waiting for the
         # receiver's answer: series moved side by side keep both cores busy.
         parallel = max(1, min(len(todo), fetch.streams, source.spec.max_associations))

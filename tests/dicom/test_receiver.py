@@ -167,6 +167,34 @@ def test_cmove_through_an_in_process_receiver(
     }
 
 
+def test_a_whole_series_move_claims_only_its_series_from_the_study_folder(
+    node_settings: Settings, loaded_orthanc: OrthancServer
+) -> None:
+    """A transfer moves whole series without listing them first: it takes what the move
+    brings, and from the study folder (another transfer's files) only its series."""
+    study = archive_datasets()[0]
+    uid = str(study.StudyInstanceUID)
+    in_study = [ds for ds in archive_datasets() if ds.StudyInstanceUID == uid]
+    moved = str(in_study[0].SeriesInstanceUID)
+    other = next(ds for ds in in_study if ds.SeriesInstanceUID != moved)
+    query = Dataset()
+    query.StudyInstanceUID = uid
+    query.SeriesInstanceUID = moved
+    node = DimseNode(server_spec(loaded_orthanc), node_settings)
+    with shared_receiver(node_settings) as spool:
+        folder = study_spool(spool, node_settings.ae_title, uid)
+        folder.mkdir(parents=True, exist_ok=True)
+        foreign = folder / f"{other.SOPInstanceUID}.dcm"
+        other.save_as(foreign, enforce_file_format=True)
+        paths = list(iter_cmove(node, QueryLevel.SERIES, query, spool=spool, series=moved))
+    node.close()
+    assert {p.stem for p in paths} == {
+        str(ds.SOPInstanceUID) for ds in in_study if ds.SeriesInstanceUID == moved
+    }
+    assert foreign.is_file(), "another series' file was claimed"
+    foreign.unlink()
+
+
 def test_two_moves_of_one_study_at_once_each_get_all_of_it(
     node_settings: Settings, loaded_orthanc: OrthancServer
 ) -> None:

@@ -187,7 +187,7 @@ def test_folder_source_is_adit_upload(
     assert (again.delivered, again.skipped) == (0, 4)
 
 
-@pytest.mark.parametrize("via", ["wado", "cget"])
+@pytest.mark.parametrize("via", ["wado", "cget", "cmove"])
 @pytest.mark.parametrize("lone", [False, True], ids=["study", "lone-series"])
 def test_counts_verify_a_fresh_copy_without_listing_instances(
     via: str,
@@ -208,7 +208,9 @@ def test_counts_verify_a_fresh_copy_without_listing_instances(
     assert not listed
 
 
+@pytest.mark.parametrize("via", ["wado", "cmove"])
 def test_instances_listed_when_count_and_arrivals_disagree(
+    via: str,
     orthanc: OrthancServer,
     source: DicomServer,
     mixed: list[Dataset],
@@ -231,7 +233,7 @@ def test_instances_listed_when_count_and_arrivals_disagree(
 
     monkeypatch.setattr(study_module, "find_series", plan_then_receive)
     try:
-        result = transfer_study(source, FolderDestination(tmp_path), mixed_uid, via="wado")
+        result = transfer_study(source, FolderDestination(tmp_path), mixed_uid, via=via)
     finally:
         orthanc.rest("DELETE", f"/instances/{_orthanc_id(orthanc, str(late.SOPInstanceUID))}")
     assert result.ok, str(result)
