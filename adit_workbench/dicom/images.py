@@ -34,6 +34,7 @@ __all__ = [
     "Volume",
     "modality_values",
     "picture",
+    "shrink",
     "thumbnail_of",
     "to_uint8",
     "volume_from",
@@ -195,8 +196,34 @@ def picture(image: np.ndarray, caption: str = "", *, size: int = THUMBNAIL_SIZE)
     frame = Image.fromarray(np.ascontiguousarray(image))
     frame.thumbnail((size, size))
     buffer = io.BytesIO()
-    frame.save(buffer, format="PNG", optimize=True)
+    # zlib's fast level: a thumbnail is shown once, and optimize=True tried every level
+    # (a third of a 512×512 image's thumbnail time, for 10 % fewer bytes).
+    frame.save(buffer, format="PNG", compress_level=1)
     return Picture(buffer.getvalue(), frame.width, frame.height, caption)
+
+
+def shrink(pixels: np.ndarray, size: int) -> np.ndarray:
+    """``pixels`` (rows × columns [× samples]) reduced by a whole factor so that the longer
+    side is at most about ``size``: each output pixel the mean of a block of the input.
+
+    Done before windowing, so a 512×512 CT slice is windowed as 256×256 (a block mean,
+    not striding: striding would keep the noise of single pixels and alias fine lines).
+    """
+    rows, columns = pixels.shape[:2]
+    step = -(-max(rows, columns) // max(1, size))  # ceiling division
+    if step <= 1:
+        return pixels
+    rows, columns = rows - rows % step, columns - columns % step
+    if rows == 0 or columns == 0:  # thinner than one block: striding is all there is
+        return pixels[::step, ::step]
+    cropped = pixels[:rows, :columns]
+    # step² strided adds: several times faster than a mean over a reshaped 4-D view.
+    total = np.zeros((rows // step, columns // step, *pixels.shape[2:]), dtype=np.float32)
+    for i in range(step):
+        for j in range(step):
+            total += cropped[i::step, j::step]
+    total *= np.float32(1.0 / (step * step))
+    return total
 
 
 def thumbnail_of(ds: Dataset, caption: str = "", *, size: int = THUMBNAIL_SIZE) -> Picture:
@@ -207,7 +234,9 @@ def thumbnail_of(ds: Dataset, caption: str = "", *, size: int = THUMBNAIL_SIZE) 
     frame = frames[len(frames) // 2]
     if frame.index is not None:
         pixels = pixels[frame.index]
-    values = pixels.astype(np.float32) * np.float32(frame.slope) + np.float32(frame.intercept)
+    # Shrink first: rescale and window then touch a quarter of the pixels (or fewer).
+    values = shrink(pixels, size).astype(np.float32, copy=False)
+    values = values * np.float32(frame.slope) + np.float32(frame.intercept)
     if int(ds.get("SamplesPerPixel", 1) or 1) == 3:  # colour: no window, the whole range
         low, high = float(values.min()), float(values.max())
         return picture(

@@ -181,6 +181,7 @@ def finish_task(
     total: int | None = None,
     bytes_done: int | None = None,
     bytes_total: int | None = None,
+    modalities: dict[str, int] | None = None,
     uncount: bool = False,
 ) -> bool:
     """Record the outcome (and the last progress) if ``worker`` still owns the task;
@@ -188,10 +189,13 @@ def finish_task(
 
     A task put back to PENDING (a retriable failure) keeps its attempt count, unless
     ``uncount`` (its worker stopped: the attempt was not the task's fault).
+    ``modalities`` (instances delivered per modality) replaces an earlier attempt's.
     """
     now = utcnow()
     values: dict[str, Any] = {"status": status.value, "message": message[:4000]}
     values.update(_progress_values(done, total, bytes_done, bytes_total))
+    if modalities is not None:
+        values["modalities"] = modalities
     if status is TaskStatus.PENDING:
         values.update(worker=None, heartbeat=None, started=None)
         if uncount:

@@ -121,7 +121,7 @@ def transfer_one(
         choices["via"] = str(params["via"])
     if params.get("exclude_modalities"):
         choices["exclude_modalities"] = list(params["exclude_modalities"])
-    return _transfer_function()(
+    result = _transfer_function()(
         source,
         destination,
         study_uid,
@@ -134,6 +134,11 @@ def transfer_one(
         progress=_progress_callback(ctx, progress_base),
         cancel=ctx.cancel_event,
     )
+    # The jobs chart's instances per modality; a mass-transfer task adds up its studies.
+    counts = getattr(result, "modalities", None)
+    if isinstance(counts, dict):
+        ctx.modalities.update({str(k): int(v) for k, v in counts.items()})
+    return result
 
 
 def _archive_password(ctx: TaskContext) -> str | None:

@@ -17,6 +17,7 @@ import logging
 import sys
 import threading
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -75,6 +76,8 @@ class TaskContext:
     bytes_total: int | None = None
     #: Warnings an executor collects for the task's message.
     notes: list[str] = field(default_factory=list)
+    #: Instances delivered per modality (transfers), stored when the task ends.
+    modalities: Counter[str] = field(default_factory=Counter)
 
     @property
     def task(self) -> dict[str, Any]:
@@ -277,6 +280,7 @@ def run_task(
         total=ctx.total,
         bytes_done=ctx.bytes_done,
         bytes_total=ctx.bytes_total,
+        modalities=dict(ctx.modalities) if ctx.modalities else None,
         uncount=uncount,
     )
     if not finished:

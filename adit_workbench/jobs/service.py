@@ -172,6 +172,32 @@ class JobManager:
 
         return pd.DataFrame([j.summary() for j in self.list(**kwargs)])
 
+    def instances_per_modality(self, job_ids: Iterable[int]) -> dict[int, dict[str, int]]:
+        """Instances each job's transfer tasks delivered, per modality (the jobs chart).
+
+        Jobs whose tasks recorded none (other kinds, still running, older versions) are
+        left out, as are ids that do not exist (deleted meanwhile); another user's job
+        needs staff, like :meth:`get`.
+        """
+        ids = sorted({int(i) for i in job_ids})
+        if not ids:
+            return {}
+        with self.database.session() as session:
+            owners = dict(session.execute(select(Job.id, Job.owner).where(Job.id.in_(ids))).all())
+            if any(owner != self.access.user for owner in owners.values()):
+                self.access.require(Permission.STAFF, action="job.read")
+            rows = session.execute(
+                select(Task.job_id, Task.modalities)
+                .where(Task.job_id.in_(list(owners)), Task.modalities.is_not(None))
+                .order_by(Task.id)
+            ).all()
+        counts: dict[int, dict[str, int]] = {}
+        for job_id, modalities in rows:
+            into = counts.setdefault(int(job_id), {})
+            for modality, n in (modalities or {}).items():
+                into[str(modality)] = into.get(str(modality), 0) + int(n)
+        return counts
+
     def _job_row(self, job_id: int, *, staff_only: bool = False, action: str = "job.read") -> Job:
         with self.database.session() as session:
             job = session.get(Job, job_id)

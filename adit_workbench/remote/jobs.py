@@ -340,6 +340,14 @@ class RemoteJobManager:
         rows = self._client.get("api/jobs", params=params)
         return [RemoteJobHandle(self._client, int(row["id"])) for row in rows]
 
+    def instances_per_modality(self, job_ids: Iterable[int]) -> dict[int, dict[str, int]]:
+        """Instances each job's transfer tasks delivered, per modality (the jobs chart)."""
+        ids = sorted({int(i) for i in job_ids})
+        if not ids:
+            return {}
+        data = self._client.get("api/jobs/modalities", params={"ids": ids})
+        return {int(k): {str(m): int(n) for m, n in v.items()} for k, v in data.items()}
+
     def df(self, **kwargs: Any) -> pd.DataFrame:
         """:meth:`list` as a DataFrame."""
         import pandas as pd

@@ -118,6 +118,9 @@ class Task(Base):
     #: Bytes delivered so far and expected (None when the source does not say).
     bytes_done: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     bytes_total: Mapped[int | None] = mapped_column(BigInteger)
+    #: Instances delivered per modality (``{"CT": 120, "MR": 30}``); None until a
+    #: transfer task ends, and for tasks of other kinds or older versions.
+    modalities: Mapped[dict[str, int] | None] = mapped_column(JSON)
     created: Mapped[datetime] = mapped_column(default=utcnow)
     #: The local worker leaves a PENDING task alone until then (a retry's pause, a
     #: time window); the RQ backend holds delays in Redis instead.

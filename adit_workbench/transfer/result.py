@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable, Set
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from ..errors import TransferIncomplete
 
-__all__ = ["TransferProgress", "TransferResult", "TransferStatus"]
+__all__ = ["TransferProgress", "TransferResult", "TransferStatus", "count_by_modality"]
 
 
 class TransferStatus(StrEnum):
@@ -66,6 +69,8 @@ class TransferResult:
         The destination: a node name, folder, archive path.
     via:
         The fetch method used (``cget``, ``cmove``, ``wado``, ``folder``, ``direct-move``).
+    modalities:
+        Instances delivered per modality (``{"CT": 120, "MR": 30}``), for the jobs chart.
     """
 
     expected: int = 0
@@ -81,6 +86,7 @@ class TransferResult:
     via: str = ""
     retriable: bool = False
     failures: dict[str, str] = field(default_factory=dict, repr=False)
+    modalities: dict[str, int] = field(default_factory=dict, repr=False)
 
     @property
     def missing(self) -> int:
@@ -116,3 +122,21 @@ class TransferResult:
             parts.append(f"{self.missing} missing")
         text = ", ".join(parts) + f" of {self.expected} to {self.where} via {self.via}"
         return f"{text} ({self.message})" if self.message else text
+
+
+def count_by_modality(series: Iterable[Any], delivered: Set[str]) -> dict[str, int]:
+    """Delivered instances per modality, from a transfer plan's series.
+
+    A series whose instances were listed counts those among ``delivered`` (source SOP
+    Instance UIDs); a series fetched whole without a listing counts as the source said
+    (it was listed only when what arrived disagreed). Excluded series count nothing.
+    """
+    counts: Counter[str] = Counter()
+    for item in series:
+        if item.excluded:
+            continue
+        listed = item.instances
+        n = item.expected if listed is None else sum(1 for uid in listed if uid in delivered)
+        if n:
+            counts[item.modality or ""] += n
+    return dict(counts)

@@ -42,7 +42,7 @@ from .plan import (
     output_uid,
     streams_for,
 )
-from .result import TransferProgress, TransferResult, TransferStatus
+from .result import TransferProgress, TransferResult, TransferStatus, count_by_modality
 from .worker import WorkerConfig
 
 __all__ = ["Destination", "transfer_study"]
@@ -354,6 +354,7 @@ def _judge(
     delivered = tally.delivered - failed_sources
     result.expected = plan.expected
     result.delivered = len(delivered)
+    result.modalities = count_by_modality(plan.series, delivered)
     result.skipped = plan.skipped
     result.excluded = plan.excluded + len(tally.excluded)
     result.refused = len(tally.refused)

@@ -157,6 +157,15 @@ def list_jobs(
     ]
 
 
+@router.get("/modalities")
+def jobs_modalities(
+    who: Caller = Depends(caller),
+    ids: Annotated[list[int], Query(max_length=1000)] = [],  # noqa: B006 (FastAPI copies it)
+) -> dict[str, dict[str, int]]:
+    """Instances per modality that each job's transfer tasks delivered (the jobs chart)."""
+    return {str(k): v for k, v in who.wb.jobs.instances_per_modality(ids).items()}
+
+
 @router.get("/{job_id}")
 def show_job(job_id: JobId, who: Caller = Depends(caller)) -> dict[str, Any]:
     """One job (owner or staff)."""

@@ -1,12 +1,13 @@
 """The jobs dashboard's chart: instances transferred per day and instances per modality.
 
-Everything comes from the facade's job handles, so it draws the same over the embedded
-and the service backend: ``summary()`` (kind, status, created) and ``progress``
-(instances done) for selective and batch transfers, and for mass transfers the result
-table (``results.df``: modality and number of images per exported series; their progress
-counts studies). Selective and batch
-transfer tasks do not record the modality of what they delivered, so their instances
-count under :data:`UNRECORDED` until the facade gives one.
+Everything comes from the facade, so it draws the same over the embedded and the
+service backend: the job handles' ``summary()`` (kind, status, created) and ``progress``
+(instances done), and ``wb.jobs.instances_per_modality(ids)``: what each job's transfer
+tasks delivered, per modality, as they recorded it when they ended. Jobs whose tasks
+recorded none (run by an older version) fall back: a mass transfer to its result table
+(``results.df``: modality and number of images per exported series; its progress counts
+studies), a selective or batch transfer to :data:`UNRECORDED`. Instances of running
+tasks count under :data:`UNRECORDED` until their task ends.
 
 matplotlib (already in the ``jupyter`` extra for ``Results.plot()``) draws into a
 :class:`~matplotlib.figure.Figure` with the Agg canvas: no pyplot, so no global backend
@@ -63,9 +64,21 @@ def _day(value: Any) -> date | None:
     return None
 
 
-def _job_counts(handle: Any, kind: str) -> tuple[int, Counter[str]]:
+def _job_counts(
+    handle: Any, kind: str, recorded: Mapping[str, int] | None = None
+) -> tuple[int, Counter[str]]:
     """Instances a job delivered, and per modality where the facade tells it."""
     modalities: Counter[str] = Counter()
+    if recorded:
+        for modality, n in recorded.items():
+            modalities[str(modality) or UNRECORDED] += int(n)
+        if kind == "mass_transfer":  # its progress counts studies, not instances
+            return sum(modalities.values()), modalities
+        done = int(handle.progress.items_done or 0)
+        # Running tasks record theirs when they end; until then they are unrecorded.
+        if done > sum(modalities.values()):
+            modalities[UNRECORDED] += done - sum(modalities.values())
+        return max(done, sum(modalities.values())), modalities
     if kind != "mass_transfer":
         done = int(handle.progress.items_done or 0)
         if done:
@@ -92,21 +105,36 @@ class _Cache:
 
 
 def collect_stats(
-    handles: Iterable[Any], summaries: Mapping[int, Mapping[str, Any]], cache: _Cache | None = None
+    handles: Iterable[Any],
+    summaries: Mapping[int, Mapping[str, Any]],
+    cache: _Cache | None = None,
+    jobs: Any = None,
 ) -> TransferStats:
-    """Add up the transfer jobs among ``handles`` (``summaries`` by job id)."""
+    """Add up the transfer jobs among ``handles`` (``summaries`` by job id).
+
+    ``jobs`` (``wb.jobs``) gives the instances per modality the tasks recorded; without
+    it every job takes the fallback described in the module docstring.
+    """
     stats = TransferStats()
+    todo: list[tuple[Any, Mapping[str, Any], str]] = []
     for handle in handles:
         summary = summaries.get(handle.id) or handle.summary()
         kind = str(summary.get("kind", ""))
-        if kind not in TRANSFER_KINDS:
-            continue
+        if kind in TRANSFER_KINDS:
+            todo.append((handle, summary, kind))
+    uncached = [h.id for h, _s, _k in todo]
+    if cache is not None:
+        with cache.lock:
+            uncached = [i for i in uncached if i not in cache.final]
+    # One request for every job still to count, not one per job.
+    recorded = jobs.instances_per_modality(uncached) if jobs is not None and uncached else {}
+    for handle, summary, kind in todo:
         known = None
         if cache is not None:
             with cache.lock:
                 known = cache.final.get(handle.id)
         if known is None:
-            done, modalities = _job_counts(handle, kind)
+            done, modalities = _job_counts(handle, kind, recorded.get(handle.id))
             known = (_day(summary.get("created")), done, modalities)
             if cache is not None and summary.get("status") in FINAL:
                 with cache.lock:
@@ -187,7 +215,7 @@ class JobChart(widgets.VBox):
             self._busy, self._pending = True, None
 
         def work(_stop: threading.Event) -> tuple[TransferStats, bytes]:
-            stats = collect_stats(handles, summaries, self._cache)
+            stats = collect_stats(handles, summaries, self._cache, self.wb.jobs)
             return stats, render_png(stats)
 
         def done(result: tuple[TransferStats, bytes]) -> None:

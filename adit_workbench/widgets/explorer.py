@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import html
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +66,65 @@ def _crumb(item: Any) -> str:
     return f"patient {item.patient_id}"
 
 
+class _Thumbnails:
+    """PNG thumbnails per (node, series or instance), fetched one at a time in a thread.
+
+    Choosing a series starts its thumbnail (a C-FIND of the series' instances and a
+    C-GET of the middle one), so that the click on "Thumbnail" mostly finds it fetched;
+    choosing another series first drops the fetch that has not started yet. Fetched
+    pictures are kept (the last :attr:`KEEP`): going back to a series shows it at once.
+    """
+
+    KEEP = 64
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._futures: OrderedDict[tuple[str, str], Future[bytes]] = OrderedDict()
+
+    @staticmethod
+    def key(node: str, item: Any) -> tuple[str, str]:
+        uid = getattr(item, "sop_instance_uid", "") or getattr(item, "series_uid", "")
+        return str(node), str(uid)
+
+    def get(self, node: str, item: Any) -> Future[bytes]:
+        """The thumbnail's future: a kept or running one, else a new fetch."""
+        key = self.key(node, item)
+        with self._lock:
+            future = self._futures.get(key)
+            if future is not None and not future.cancelled():
+                self._futures.move_to_end(key)
+                return future
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="aw-thumbnail")
+            future = self._pool.submit(lambda: _png(item.thumbnail()))
+            self._futures[key] = future
+            while len(self._futures) > self.KEEP:
+                self._futures.popitem(last=False)
+            return future
+
+    def prefetch(self, node: str, item: Any) -> None:
+        """Start ``item``'s thumbnail, dropping queued fetches of items chosen before."""
+        key = self.key(node, item)
+        with self._lock:
+            for other, future in list(self._futures.items()):
+                if other != key and future.cancel():  # only what has not started
+                    del self._futures[other]
+        self.get(node, item)
+
+    def forget(self, node: str, item: Any) -> None:
+        """Drop a failed fetch, so that the next click tries again."""
+        with self._lock:
+            self._futures.pop(self.key(node, item), None)
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+            self._futures.clear()
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
 @dataclass
 class _Step:
     """One level on the path: the item opened (None for the node) and what it lists."""
@@ -98,6 +159,7 @@ class Explorer(widgets.VBox):
         self.thumbnail = widgets.Image(format="png", layout=hidden)
         self.thumbnail.add_class("aw-thumbnail")
         self._thumbs = Background()
+        self._thumb_cache = _Thumbnails()
         self.metadata.add_class("aw-metadata")
         self.error = ErrorLine()
         self.destination = node_picker(wb, "destination", "To")
@@ -228,6 +290,8 @@ class Explorer(widgets.VBox):
         self.thumbnail.layout.display = "none"
         offers = callable(getattr(item, "thumbnail", None))
         self.thumbnail_button.layout.display = "" if offers else "none"
+        if offers and self.level == "series" and self.node.value:
+            self._thumb_cache.prefetch(self.node.value, item)
 
     def show_thumbnail(self) -> None:
         """Fetch the chosen item's thumbnail in the background (PNG bytes or an image)."""
@@ -235,14 +299,22 @@ class Explorer(widgets.VBox):
         if item is None or not callable(getattr(item, "thumbnail", None)):
             return
 
+        node = str(self.node.value)
+        future = self._thumb_cache.get(node, item)
+
         def work(stop: threading.Event) -> bytes:
-            return _png(item.thumbnail())
+            return future.result()
 
         def done(data: bytes) -> None:
+            self.error.clear()
             self.thumbnail.value = data
             self.thumbnail.layout.display = ""
 
-        self._thumbs.start(work, done, self.error.show)
+        def failed(exc: BaseException) -> None:
+            self._thumb_cache.forget(node, item)
+            self.error.show(exc)
+
+        self._thumbs.start(work, done, failed)
 
     def _busy(self, busy: bool) -> None:
         self.listing.disabled = busy
@@ -275,4 +347,5 @@ class Explorer(widgets.VBox):
         self._loader.stop()
         self._transfer.stop()
         self._thumbs.stop()
+        self._thumb_cache.close()
         super().close()

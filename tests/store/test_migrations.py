@@ -53,3 +53,31 @@ def test_comparison_catches_drift(database: Database) -> None:
         diff = compare_metadata(MigrationContext.configure(conn), drifted)
     kinds = {entry[0][0] if isinstance(entry, list) else entry[0] for entry in diff}
     assert "add_column" in kinds and "modify_type" in kinds
+
+
+def test_task_modalities_up_and_down(database: Database) -> None:
+    """0005 adds ``job_task.modalities``; its downgrade drops the column, not the tasks."""
+    from sqlalchemy import inspect, select, text
+
+    from adit_workbench.store.jobs import Job, Task
+
+    def columns() -> set[str]:
+        with database.engine.connect() as conn:
+            return {c["name"] for c in inspect(conn).get_columns("job_task")}
+
+    with database.session() as session:
+        job = Job(kind="selective_transfer", owner="u", status="SUCCESS")
+        job.tasks.append(Task(status="SUCCESS", modalities={"CT": 3, "MR": 2}))
+        session.add(job)
+    with database.session() as session:
+        assert session.scalar(select(Task.modalities)) == {"CT": 3, "MR": 2}
+    config = database.alembic_config()
+    command.downgrade(config, "0004")
+    assert database.current_revision() == "0004"
+    assert "modalities" not in columns()
+    command.upgrade(config, "head")
+    assert database.current_revision() == database.head_revision()
+    assert "modalities" in columns()
+    with database.engine.connect() as conn:
+        rows = conn.execute(text("SELECT status, modalities FROM job_task")).all()
+    assert [tuple(r) for r in rows] == [("SUCCESS", None)]
