@@ -9,7 +9,7 @@ end optional.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,11 +17,25 @@ from ..errors import InputError
 from . import app
 from ._common import clean, clean_frame, open_workbench
 
+if TYPE_CHECKING:
+    from ..dicom.query import FindNode
+
 __all__ = ["query_cmd"]
 
 _DATE_ARG = re.compile(r"^(\d{8})?(-(\d{8})?)?$")
 _FIND = {"patient": "find_patients", "study": "find_studies", "series": "find_series",
          "instance": "find_instances"}  # fmt: skip
+
+
+def _resolve_node(name: str) -> FindNode:
+    """The node registered as ``name``, through the workbench of this run: a guarded live
+    node, or the service's node when the CLI is its client."""
+    node: FindNode = open_workbench().node(name)
+    return node
+
+
+def _is_remote_node(node: object) -> bool:
+    return type(node).__module__ == "adit_workbench.remote.node"
 
 
 def _date_arg(option: str, value: str | None, *, allow_range: bool = True) -> str | None:
@@ -88,11 +102,7 @@ def query_cmd(
     limit: int | None,
     fmt: str,
 ) -> None:
-    """Find patients, studies, series or instances on NODE.
-
-    The node's own ``find_<level>`` (the guarded node of the local workbench, or the
-    service's query route): the same checks and audit as a notebook's query.
-    """
+    """Find patients, studies, series or instances on NODE."""
     filters: dict[str, Any] = {
         "patient_id": patient_id,
         "patient_name": patient_name,
@@ -107,8 +117,20 @@ def query_cmd(
         "series_uid": series_uid,
     }
     filters = {k: v for k, v in filters.items() if v not in (None, "")}
-    target = open_workbench().node(node)
-    results = getattr(target, _FIND[level.lower()])(limit=limit, via=via.lower(), **filters)
+    target = _resolve_node(node)
+    try:
+        if _is_remote_node(target):
+            # The service's query route: its checks, audit and limits, the same results.
+            find_level = getattr(target, _FIND[level.lower()])
+            results = find_level(limit=limit, via=via.lower(), **filters)
+        else:
+            from ..dicom.query import find
+
+            results = find(target, level, limit=limit, via=via.lower(), **filters)
+    finally:
+        close = getattr(target, "close", None)
+        if close is not None:
+            close()
     frame = results.df
     fmt = fmt.lower()
     if fmt == "csv":  # JSON escapes control characters itself; CSV and tables must not carry them
