@@ -35,6 +35,10 @@ Environment read here (all optional):
 ``ADIT_WB_HUB_SERVICE_USER``
     OS account that runs the service and the workers and owns the data dir and the
     secret file (mode 0600). Needs a hub started as root. Default: the hub's own account.
+``ADIT_WB_HUB_DASHBOARDS_DIR``
+    The folder of Voilà dashboards that members of ``dashboard-users`` see: their server
+    is rooted there and opens ``index.ipynb``, the list of the dashboards each may use.
+    Default: ``dashboards/`` of this checkout (beside ``jupyter_config/``).
 ``ADIT_WB_HUB_AUTHENTICATOR`` / ``ADIT_WB_HUB_SPAWNER``
     Default ``pam`` and ``localprocess`` (one OS account per user). ``simple``
     (SimpleLocalProcessSpawner) runs every server as the hub's own account: demos only,
@@ -197,11 +201,22 @@ c.Spawner.server_token_scopes = [
 ]
 
 
+#: Where dashboard users' servers are rooted: the shipped dashboards, index.ipynb first.
+DASHBOARDS_DIR = Path(
+    env("ADIT_WB_HUB_DASHBOARDS_DIR") or Path(__file__).resolve().parent.parent / "dashboards"
+).absolute()
+#: The landing page of a dashboard user: the dashboards their permissions allow.
+DASHBOARDS_LANDING = "/voila/render/index.ipynb"
+
+
 def pre_spawn_hook(spawner):  # type: ignore[no-untyped-def]
-    """Dashboard users land in Voilà, served by their own server (so as themselves)."""
+    """Dashboard users land on the list of their dashboards (Voilà, not JupyterLab),
+    rendered by their own server, so as themselves: what it lists and what each
+    dashboard does follow their own permissions."""
     groups = {group.name for group in spawner.user.groups}
     if "dashboard-users" in groups:
-        spawner.default_url = "/voila/tree"
+        spawner.notebook_dir = str(DASHBOARDS_DIR)
+        spawner.default_url = DASHBOARDS_LANDING
 
 
 c.Spawner.pre_spawn_hook = pre_spawn_hook
