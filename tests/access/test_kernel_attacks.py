@@ -269,7 +269,6 @@ def test_a_monkeypatched_client_is_still_refused(target: Target) -> None:
         "import adit_workbench as aw\n"
         "from adit_workbench.access import Access, Permission\n"
         "from adit_workbench.remote.access import RemoteAccess\n"
-        "from adit_workbench.remote.client import ServiceClient\n"
         "import adit_workbench.remote.client as client_module\n"
         "saved = [(Access, n, Access.__dict__[n]) for n in ('require', 'require_node',\n"
         "          'permissions')] + [(RemoteAccess, n, RemoteAccess.__dict__[n])\n"
@@ -280,10 +279,15 @@ def test_a_monkeypatched_client_is_still_refused(target: Target) -> None:
         "RemoteAccess.has = lambda self, p: True\n"
         "RemoteAccess.is_admin = property(lambda self: True)\n"
         "RemoteAccess.permissions = lambda self: frozenset(Permission)\n"
-        "client_module.raise_error = lambda response: None  # errors pass as answers\n"
         "try:\n"
         "    wb = aw.connect()\n"
-        "    out = {'admin_shown': wb.access.is_admin}\n"
+        "    out = {'admin_shown': wb.access.is_admin, 'facade': {\n"
+        "        'add_folder': failure(lambda: wb.add_folder('EVIL', '/tmp/evil')),\n"
+        "        'remove_node': failure(lambda: wb.remove_node('PACS')),\n"
+        "        'all_jobs': failure(lambda: wb.jobs.list(all_users=True)),\n"
+        "        'transfer': failure(lambda: wb.transfer(['1.2.3.4'], source='PACS', to='OUT')),\n"
+        "    }}\n"
+        "    client_module.raise_error = lambda response: None  # errors pass as answers\n"
         "    out['add'] = failure(lambda: wb._client._session.post(wb.url + 'api/nodes',\n"
         "        json={'name': 'EVIL', 'kind': 'folder', 'path': '/tmp/evil'}).status_code)\n"
         "    out['remove'] = wb._client._session.delete(wb.url + 'api/nodes/PACS').status_code\n"
@@ -299,6 +303,8 @@ def test_a_monkeypatched_client_is_still_refused(target: Target) -> None:
         "report(out)"
     )
     assert seen["admin_shown"] is True  # the client believes it …
+    for call, outcome in seen["facade"].items():
+        assert outcome.startswith("PermissionDenied"), (call, outcome)
     assert seen["add"] == "SUCCEEDED: 403"  # … the service does not
     assert seen["remove"] == 403 and seen["grant"] == 403
     assert seen["transfer"]["error"] == "PermissionDenied"

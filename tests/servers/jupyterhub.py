@@ -129,10 +129,17 @@ class Hub:
             self.proc.send_signal(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(30)
-        # Whatever the hub left behind in its own session (proxy, servers, kernels).
+        # Whatever the hub left behind in its own session (servers, kernels).
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(5)
+        # The proxy runs in a session of its own; a hub that exited at start-up (a
+        # managed service too slow to answer) leaves it running, named in its pid file.
+        pid_file = self.base / "jupyterhub-proxy.pid"
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(pid_file.read_text().strip())
+            if b"configurable-http-proxy" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.killpg(pid, signal.SIGKILL)
 
 
 async def _execute(ws_url: str, token: str, code: str, timeout: float = 60) -> str:
