@@ -15,19 +15,23 @@ retrieves the study:
 * through the service from the DIMSE node (C-GET) and from the WEB node (WADO-RS);
 * the same two with ``?pseudonym=BENCH-01`` (the project's pseudonymizer, server-side).
 
-Prints instances/s and the ratio to Orthanc (aims: >= 0.8x plain, >= 0.7x pseudonymized),
-and the service process's CPU time per instance (user + system, all threads; the least of
-the repeats), which other load on a shared machine does not inflate as it does wall time.
+After one untimed round (the service builds its routes on its first requests), each
+``--repeat`` round retrieves the study every way back to back. Prints the median
+instances/s, the median over the rounds of each round's ratio to Orthanc (aims: >= 0.8x
+plain, >= 0.7x pseudonymized), and the service process's CPU time per instance (user +
+system, all threads; the least of the rounds), which other load on a shared machine does
+not inflate as it does wall time.
 Then the memory part: a fresh service process per study size retrieves a
 ``--memory-large`` and a ``--memory-small`` instance study (``--memory-size``² images) and
 reports its peak RSS (VmHWM); aim: large/small <= 1.3x. Timings are noisy (±40 % on a
-shared 2-core VM); ``--repeat`` keeps the best of each.
+shared 2-core VM): compare ratios, with several rounds.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,9 +44,9 @@ from adit_workbench.access import Identity, IdentitySource, sign_in
 from adit_workbench.config import Settings
 from adit_workbench.dicom.retrieve import _multipart
 from adit_workbench.dicom.spec import Capabilities, ServerSpec
-from adit_workbench.sandbox.synthetic import iter_datasets
 from adit_workbench.store import Database
 from adit_workbench.store import nodes as node_store
+from bench._orthanc import load_study
 from tests.servers._util import free_port, wait_until
 from tests.servers.orthanc import OrthancServer
 
@@ -57,21 +61,7 @@ SERVE = (
 
 
 def _load(server: OrthancServer, *, instances: int, series: int, size: int, seed: int) -> str:
-    per_series = max(1, instances // series)
-    datasets = iter_datasets(
-        patients=1, studies=1, series=series, instances=per_series,
-        rows=size, cols=size, modality="CT", seed=seed, pid_prefix=f"D{seed}",
-    )  # fmt: skip
-    study = ""
-    batch = []
-    for ds in datasets:
-        study = str(ds.StudyInstanceUID)
-        batch.append(ds)
-        if len(batch) == 50:
-            server.upload(batch)
-            batch = []
-    server.upload(batch)
-    return study
+    return load_study(server, instances=instances, series=series, size=size, seed=seed, prefix="D")
 
 
 class Service:
@@ -103,7 +93,7 @@ class Service:
         self.proc = subprocess.Popen(
             [sys.executable, "-c", SERVE, str(self.port)], env=self.env, cwd=os.getcwd()
         )
-        wait_until(lambda: _up(self.url), timeout=60, what="the workbench service")
+        wait_until(lambda: _up(self.url), timeout=180, what="the workbench service")
 
     def peak_rss_mb(self) -> float:
         """The service process's peak resident set size so far."""
@@ -141,17 +131,21 @@ def _retrieve(url: str, headers: dict[str, str], params: dict[str, str] | None =
         return sum(1 for _ in _multipart(response.headers["Content-Type"], response))
 
 
+REFERENCE = "orthanc dicom-web"
 Runs = dict[str, tuple[str, dict[str, str], dict[str, str] | None]]
 
 
-def _best(
+def _rounds(
     repeat: int, run: Runs, expected: int, service: Service
-) -> tuple[dict[str, float], dict[str, float]]:
-    """The best wall time of each retrieve, and the least service CPU time it took
-    (steadier than wall time on a shared machine: other load does not add to it)."""
-    best: dict[str, float] = {}
+) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Each retrieve's wall time per round (all runs of a round back to back, so that a
+    round's ratios compare like with like on a shared machine), and the least service
+    CPU time it took (steadier than wall time: other load does not add to it). One
+    untimed round first: the service builds its routes and opens its pools on the
+    first requests."""
+    walls: dict[str, list[float]] = {name: [] for name in run}
     cpu: dict[str, float] = {}
-    for _ in range(repeat):
+    for round_ in range(repeat + 1):
         for name, (url, headers, params) in run.items():
             used = service.cpu_seconds()
             start = time.perf_counter()
@@ -160,9 +154,10 @@ def _best(
             used = service.cpu_seconds() - used
             if count != expected:
                 raise SystemExit(f"{name}: {count} instances, expected {expected}")
-            best[name] = min(best.get(name, seconds), seconds)
-            cpu[name] = min(cpu.get(name, used), used)
-    return best, cpu
+            if round_:
+                walls[name].append(seconds)
+                cpu[name] = min(cpu.get(name, used), used)
+    return walls, cpu
 
 
 def _speed(server: OrthancServer, base: Path, args: argparse.Namespace) -> None:
@@ -172,7 +167,7 @@ def _speed(server: OrthancServer, base: Path, args: argparse.Namespace) -> None:
     auth = {"Authorization": f"Token {service.token}"}
     pseudonym = {"pseudonym": "BENCH-01", "trial_protocol_id": "T1"}
     run = {
-        "orthanc dicom-web": (f"{server.dicomweb_url}/studies/{study}", {}, None),
+        REFERENCE: (f"{server.dicomweb_url}/studies/{study}", {}, None),
         "service, DIMSE node (C-GET)": (f"{service.url}/dicom-web/DIMSE/studies/{study}", auth,
                                         None),
         "service, WEB node (WADO-RS)": (f"{service.url}/dicom-web/WEB/studies/{study}", auth,
@@ -183,17 +178,20 @@ def _speed(server: OrthancServer, base: Path, args: argparse.Namespace) -> None:
                                              auth, pseudonym),
     }  # fmt: skip
     try:
-        best, cpu = _best(args.repeat, run, expected, service)
+        walls, cpu = _rounds(args.repeat, run, expected, service)
     finally:
         service.stop()
-    reference = expected / best["orthanc dicom-web"]
     print(f"WADO-RS of one study: {expected} instances of {args.size}x{args.size} "
-          f"in {args.series} series, best of {args.repeat}")  # fmt: skip
-    for name, seconds in best.items():
-        rate = expected / seconds
-        used = f"{cpu[name] * 1000 / expected:5.2f}" if name != "orthanc dicom-web" else "    -"
-        print(f"  {name:38s} {seconds:7.2f} s  {rate:7.1f} inst/s  {rate / reference:5.2f}x"
-              f"  service CPU {used} ms/inst")  # fmt: skip
+          f"in {args.series} series, {args.repeat} rounds (medians; ratio: the median of "
+          f"each round's ratio to Orthanc)")  # fmt: skip
+    reference = walls[REFERENCE]
+    for name, times in walls.items():
+        seconds = statistics.median(times)
+        ratio = statistics.median(ref / own for ref, own in zip(reference, times, strict=True))
+        used = f"{cpu[name] * 1000 / expected:5.2f}" if name != REFERENCE else "    -"
+        rounds = " ".join(f"{ref / own:.2f}" for ref, own in zip(reference, times, strict=True))
+        print(f"  {name:38s} {seconds:7.2f} s  {expected / seconds:7.1f} inst/s  {ratio:5.2f}x"
+              f"  service CPU {used} ms/inst  (rounds: {rounds})")  # fmt: skip
 
 
 def _memory(server: OrthancServer, base: Path, args: argparse.Namespace) -> None:

@@ -10,7 +10,6 @@ import secrets
 from collections.abc import Generator, Iterator
 
 from fastapi import Depends, Request, Response
-from fastapi.responses import StreamingResponse
 from pydicom import Dataset, dcmread
 from pydicom.uid import UID
 
@@ -34,6 +33,7 @@ from .dicomweb_common import (
     run,
     service_of,
 )
+from .dicomweb_response import ThreadedStream
 from .dicomweb_stream import (
     Relay,
     fetch_method,
@@ -137,7 +137,7 @@ def _relayed(relay: Relay, trail: Trail) -> Response:
         trail.details.update(count=relay.parts, relayed=True)
         trail.close()
 
-    return StreamingResponse(body(), media_type=relay.content_type)
+    return ThreadedStream(body(), media_type=relay.content_type, name="wb-wado-relay")
 
 
 def _first_part(
@@ -273,7 +273,7 @@ def _streamed(
                 yield item if i == 0 else b"," + item
             yield b"]"
 
-        return StreamingResponse(body(array()), media_type=DICOM_JSON)
+        return ThreadedStream(body(array()), media_type=DICOM_JSON, name="wb-wado-json")
     boundary = secrets.token_hex(16)
     media = f'multipart/related; type="application/dicom"; boundary={boundary}'
-    return StreamingResponse(body(multipart(chain(), boundary)), media_type=media)
+    return ThreadedStream(body(multipart(chain(), boundary)), media_type=media, name="wb-wado")

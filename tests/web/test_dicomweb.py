@@ -498,15 +498,9 @@ def test_every_request_leaves_an_audit_row_without_uids_in_clear(
     assert wado["count"] == len(originals) and wado["study"]
 
 
-def test_wado_streams_the_first_part_before_the_last_is_read(
-    service: Running, people: People, database: Database, tmp_path: Path
-) -> None:
-    """40 instances of 0.5 MB, more than the sockets buffer: while the client holds the
-    answer after its first part, the service has not read the whole study (its audit row,
-    written when the stream ends, is not there yet); reading on finishes it."""
-    from sqlalchemy import func, select
-
-    big = tmp_path / "big"
+def _big_folder(database: Database, tmp_path: Path, name: str) -> str:
+    """A folder node ``name`` holding a study of 40 instances of 0.5 MB; its UID."""
+    big = tmp_path / name.lower()
     big.mkdir()
     study = ""
     for i, ds in enumerate(
@@ -515,24 +509,59 @@ def test_wado_streams_the_first_part_before_the_last_is_read(
         study = str(ds.StudyInstanceUID)
         ds.save_as(big / f"{i}.dcm", enforce_file_format=True)
     with database.session() as session:
-        node_store.add_folder(session, FolderSpec("BIG", big))
+        node_store.add_folder(session, FolderSpec(name, big))
+    return study
 
-    def rows() -> int:
-        with database.session() as session:
-            query = select(func.count()).select_from(AuditEvent)
-            return int(session.scalar(query.where(AuditEvent.action == "dicomweb.wado")) or 0)
 
+def _wado_rows(database: Database) -> list[AuditEvent]:
+    from sqlalchemy import select
+
+    with database.session() as session:
+        query = select(AuditEvent).where(AuditEvent.action == "dicomweb.wado")
+        rows = list(session.scalars(query).all())
+        session.expunge_all()
+        return rows
+
+
+def test_wado_streams_the_first_part_before_the_last_is_read(
+    service: Running, people: People, database: Database, tmp_path: Path
+) -> None:
+    """40 instances of 0.5 MB, more than the sockets buffer and the few megabytes the
+    service reads ahead: while the client holds the answer after its first part, the
+    service has not read the whole study (its audit row, written when the stream ends,
+    is not there yet); reading on finishes it."""
+    study = _big_folder(database, tmp_path, "BIG")
     headers = {"Authorization": f"Token {people.token('boss')}"}
     with requests.get(f"{service.url}dicom-web/BIG/studies/{study}", headers=headers,
                       stream=True, timeout=60) as answer:  # fmt: skip
         assert answer.status_code == 200
         first = answer.raw.read(600_000)
         assert b"application/dicom" in first[:200]
-        assert rows() == 0  # the service is still streaming: no end, no row
+        assert not _wado_rows(database)  # the service is still streaming: no end, no row
         rest = first + answer.raw.read()
     assert rest.count(b"Content-Type: application/dicom") == 40
     assert rest.rstrip().endswith(b"--")
-    wait_until(lambda: rows() == 1, timeout=10, what="the audit row of the finished stream")
+    wait_until(lambda: len(_wado_rows(database)) == 1, timeout=10,
+               what="the audit row of the finished stream")  # fmt: skip
+
+
+def test_wado_a_client_leaves_midway_is_audited_as_aborted(
+    service: Running, people: People, database: Database, tmp_path: Path
+) -> None:
+    """The service stops reading the study when the client hangs up after a part, and
+    its audit row says so (not ``ok``, fewer instances than the study holds)."""
+    study = _big_folder(database, tmp_path, "BIG2")
+    headers = {"Authorization": f"Token {people.token('boss')}"}
+    with requests.get(f"{service.url}dicom-web/BIG2/studies/{study}", headers=headers,
+                      stream=True, timeout=60) as answer:  # fmt: skip
+        assert answer.status_code == 200
+        assert b"application/dicom" in answer.raw.read(600_000)[:200]
+    wait_until(lambda: len(_wado_rows(database)) == 1, timeout=20,
+               what="the audit row of the abandoned stream")  # fmt: skip
+    row = _wado_rows(database)[0]
+    assert row.outcome == "failed"
+    assert row.details["aborted"] is True and row.details["status"] == 499
+    assert row.details["count"] < 40
 
 
 @pytest.mark.parametrize("node", NODES)
