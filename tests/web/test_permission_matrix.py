@@ -140,6 +140,7 @@ MATRIX: list[Row] = [
     Row("GET", "/api/nodes/{node}/studies/{study}/series/{series}/instances/{sop}",
         (200, 404, 200, 200), setup=_sandbox_uids),
     Row("GET", "/api/jobs", OK4),
+    Row("GET", "/api/jobs/modalities", OK4),  # other users' ids: tests/widgets/test_charts.py
     Row("POST", "/api/jobs/transfer", (403, 403, 201, 201),
         json={"source": "SANDBOX", "to": "OUT", "studies": ["1.2.3.4"], "pseudonym": "M"}),
     Row("POST", "/api/jobs/batch_query", (403, 403, 201, 201),

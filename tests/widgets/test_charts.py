@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 import adit_workbench as aw
+from adit_workbench.errors import PermissionDenied
 from adit_workbench.widgets.charts import UNRECORDED, collect_stats, render_png
 
 from .conftest import eventually
-from .site import Site
+from .site import RESEARCHER, Site
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -67,6 +70,9 @@ def test_service_backend_gives_the_same_modalities(site: Site) -> None:
     assert job.status == "SUCCESS"
     local = site.wb.jobs.instances_per_modality([job.id])
     assert local == {job.id: {"CT": 6}}
+    # The admin's job is not a researcher's to count (staff only, like ``jobs.get``).
+    with pytest.raises(PermissionDenied):
+        site.as_user(RESEARCHER).jobs.instances_per_modality([job.id])
     running = start_service(site.wb.settings)
     remote = RemoteWorkbench(running.url, site.wb.access.tokens.create(expires=1).token)
     try:
