@@ -30,13 +30,15 @@ child process runs a workbench C-GET transfer of a ``--memory-large`` instance s
 and of a ``--memory-small`` one (small images, to stay fast) and reports its peak RSS
 (and the largest worker's); aim: large/small <= 1.3x. Timings are noisy (±40 % on a
 shared 2-core VM): ``--repeat`` runs every contender that many times, in turns, and
-reports medians and the per-round ratios; ``--only`` runs some contenders (with the
-dcmtk anchors).
+reports medians and the per-round ratios, and each run's CPU seconds (this process
+with its workers or dcmtk tools, and Orthanc; the user paths' local worker is a process
+of its own and not counted); ``--only`` runs some contenders (with the dcmtk anchors).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -322,13 +324,17 @@ def _speed(
             shutil.rmtree(out, ignore_errors=True)
             _reap_workers()  # the last contender's workers must not run into this one
             os.sync()
+            cpu_before = _cpu(server)
             start = time.perf_counter()
             got = run(out)
             elapsed = time.perf_counter() - start
+            _reap_workers()  # their CPU counts once they are reaped
+            ours, orthanc = (a - b for a, b in zip(_cpu(server), cpu_before, strict=True))
             assert got == n, f"{label}: {got} of {n} instances"
             rate = n / elapsed
             rates.setdefault(label, []).append(rate)
-            print(f"[{round_ + 1}] {label:<42} {elapsed:6.2f} s {rate:7.1f} inst/s", flush=True)
+            print(f"[{round_ + 1}] {label:<42} {elapsed:6.2f} s {rate:7.1f} inst/s  "
+                  f"CPU {ours:5.2f} s + Orthanc {orthanc:5.2f} s", flush=True)  # fmt: skip
         shutil.rmtree(base / "out", ignore_errors=True)
     median = {label: statistics.median(got) for label, got in rates.items()}
     getscu = median["dcmtk getscu (no pseudonymization)"]
@@ -349,6 +355,20 @@ def _speed(
             text = " ".join(f"{r:.2f}" for r in ratios)
             print(f"  {label} / {name} per round: {text} (median "
                   f"{statistics.median(ratios):.2f}x)")  # fmt: skip
+
+
+def _cpu(server: OrthancServer) -> tuple[float, float]:
+    """CPU seconds so far: this process with its reaped children (workers, dcmtk tools),
+    and the bench Orthanc. A load-independent measure next to the noisy wall time."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    ours = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    orthanc = 0.0
+    if server.proc is not None:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{server.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            orthanc = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return ours, orthanc
 
 
 def _reap_workers() -> None:

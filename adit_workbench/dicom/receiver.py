@@ -50,12 +50,12 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from pydicom import dcmread
 
 from . import upperlayer as ul
-from .part10 import Part10, Unsupported
+from .part10 import Malformed, Part10, Unsupported, element_end, header, value_text
 from .paths import uid_component
 from .storescp import PeerCheck, StoreServer
 
@@ -81,6 +81,10 @@ _ROUTING = ["StudyInstanceUID", "SOPInstanceUID"]
 # C-STORE-RQ command elements naming the C-MOVE it belongs to (PS3.7 9.3.1.1)
 _MOVE_ORIGINATOR, _MOVE_MESSAGE_ID = 0x1030, 0x1031
 _CANNOT_UNDERSTAND = 0xC000
+_SOP_UID, _STUDY_UID = 0x00080018, 0x0020000D
+#: Big endian and deflated data sets: read whole (pydicom).
+_NOT_SCANNED = frozenset({"1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1"})
+_IOV_MAX = 512
 SPOOL_DIR_NAME = "receiver-spool"
 
 
@@ -237,7 +241,8 @@ class Receiver:
         self._server = StoreServer(
             self.host,
             self.port,
-            self._on_store,
+            None,
+            on_parts=self._on_store,
             ae_title=self.ae_title,
             allow=self.allow,
             timeout=self.settings.network_timeout,
@@ -270,9 +275,10 @@ class Receiver:
         self.stop()
 
     # -- C-STORE ---------------------------------------------------------------------
-    def _on_store(self, request: dict[int, bytes], data: bytes) -> int:
+    def _on_store(self, request: dict[int, bytes], syntax: str, parts: list[memoryview]) -> int:
+        meta = ul.file_meta(request, syntax)
         try:
-            study, sop = _routing(data)
+            study, sop = _routing(syntax, meta, parts)
         except Exception:  # undecodable: say so rather than store something unroutable
             return _CANNOT_UNDERSTAND
         if sop == "_invalid":
@@ -294,11 +300,16 @@ class Receiver:
             except FileNotFoundError:  # made before, expired since
                 self._made.discard(folder)
                 handle = self._create(folder, tmp)
-            with os.fdopen(handle, "wb") as out:
-                out.write(data)
+            try:
+                # The fragments as they arrived: no joined copy of the instance.
+                _write_all(handle, [meta, *parts])
+            finally:
+                os.close(handle)
             os.replace(tmp, folder / f"{sop}.dcm")
         except OSError:
             log.warning("receiver: cannot spool an instance (disk full or not writable?)")
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
             return _OUT_OF_RESOURCES
         with self._lock:
             self.received += 1
@@ -311,9 +322,52 @@ class Receiver:
         return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
 
 
-def _routing(data: bytes) -> tuple[str, str]:
-    """``(StudyInstanceUID, SOPInstanceUID as a file name)`` of an instance's Part-10
-    bytes: scanned (reading the header with pydicom cost the receiver 0.3 ms)."""
+def _write_all(handle: int, chunks: list[Any]) -> None:
+    """Write ``chunks`` in order with as few system calls as the kernel allows."""
+    for start in range(0, len(chunks), _IOV_MAX):
+        batch = [memoryview(chunk) for chunk in chunks[start : start + _IOV_MAX]]
+        while batch:
+            written = os.writev(handle, batch)
+            if written <= 0:
+                raise OSError("nothing written")
+            while batch and written >= len(batch[0]):
+                written -= len(batch.pop(0))
+            if batch and written:
+                batch[0] = batch[0][written:]
+
+
+def _head_uids(data: memoryview, implicit: bool) -> tuple[str, str] | None:
+    """``(StudyInstanceUID, SOPInstanceUID)`` from the elements that precede and are
+    the Study Instance UID; None when the first fragment does not hold them readably
+    (cut by the fragment's end, unsorted, not plain little endian): read it all then."""
+    pos, end, last = 0, len(data), -1
+    found: dict[int, str] = {}
+    try:
+        while pos < end and len(found) < 2:
+            tag = header(data, pos, end, implicit)[0]
+            if tag <= last or tag > _STUDY_UID:
+                break
+            last = tag
+            start = pos
+            pos = element_end(data, pos, end, implicit)[1]
+            if tag in (_STUDY_UID, _SOP_UID):
+                found[tag] = value_text(data[start:pos], implicit, b"")
+    except (Malformed, Unsupported):
+        return None
+    if len(found) < 2:
+        return None
+    return found[_STUDY_UID], found[_SOP_UID]
+
+
+def _routing(syntax: str, meta: bytes, parts: list[memoryview]) -> tuple[str, str]:
+    """``(StudyInstanceUID, SOPInstanceUID as a file name)`` of an arriving instance:
+    scanned from its first elements (reading the header with pydicom cost the receiver
+    0.3 ms; scanning the whole data set 0.13 ms), else from all of it."""
+    if parts and syntax not in _NOT_SCANNED:
+        head = _head_uids(parts[0], syntax == ul.IMPLICIT)
+        if head is not None:
+            return head[0], _safe(head[1])
+    data = b"".join([meta, *parts])
     try:
         scanned = Part10.parse(data)
         study, sop = scanned.text("StudyInstanceUID"), scanned.text("SOPInstanceUID")

@@ -29,12 +29,15 @@ from . import pdus
 from . import upperlayer as ul
 from .fsm import MAX_MESSAGE, MAX_PDU, Machine, State
 
-__all__ = ["PeerCheck", "StoreHandler", "StoreServer", "is_storage_class"]
+__all__ = ["PartsHandler", "PeerCheck", "StoreHandler", "StoreServer", "is_storage_class"]
 
 log = logging.getLogger(__name__)
 
 #: ``(C-STORE-RQ command fields, Part-10 bytes) -> status``.
 StoreHandler = Callable[[dict[int, bytes], bytes], int]
+#: ``(C-STORE-RQ command fields, transfer syntax, data set fragments) -> status``: the
+#: fragments as they arrived (views into the PDUs), not joined into one copy.
+PartsHandler = Callable[[dict[int, bytes], str, list[memoryview]], int]
 #: ``(calling AE title, peer IP address) -> whether it may store here``.
 PeerCheck = Callable[[str, str], bool]
 
@@ -61,6 +64,10 @@ class StoreServer:
     on_store:
         Called for each C-STORE with the request's command fields and the instance's
         Part-10 bytes; returns the status to answer (0 when kept).
+    on_parts:
+        Instead of ``on_store``: called with the command fields, the transfer syntax
+        and the data set's fragments, so that a handler writing them to a file saves
+        joining half a megabyte per instance first (the receiver).
     ae_title:
         Ours: a request calling another is rejected.
     allow:
@@ -81,8 +88,9 @@ class StoreServer:
         self,
         host: str,
         port: int,
-        on_store: StoreHandler,
+        on_store: StoreHandler | None,
         *,
+        on_parts: PartsHandler | None = None,
         ae_title: str,
         allow: PeerCheck | None = None,
         accepts: Callable[[str], bool] = is_storage_class,
@@ -92,7 +100,10 @@ class StoreServer:
         max_pdu: int = MAX_PDU,
         max_message: int = MAX_MESSAGE,
     ) -> None:
+        if (on_store is None) == (on_parts is None):
+            raise ValueError("give on_store or on_parts")
         self.on_store = on_store
+        self.on_parts = on_parts
         self.ae_title = ae_title.strip()
         self.allow = allow
         self.accepts = accepts
@@ -238,7 +249,10 @@ class StoreServer:
             elif field == ul.C_STORE_RQ and parts is not None:
                 if ul.uid(fields, ul.SOP_CLASS) != abstract or abstract == VERIFICATION:
                     status = _SOP_CLASS_NOT_SUPPORTED  # not what the context was for
+                elif self.on_parts is not None:
+                    status = self.on_parts(fields, syntax, parts)
                 else:
+                    assert self.on_store is not None
                     status = self.on_store(fields, b"".join([ul.file_meta(fields, syntax), *parts]))
                 machine.send_message(context, ul.store_response(fields, status))
             else:

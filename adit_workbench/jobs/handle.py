@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from ..errors import WorkbenchError
 from ..store.jobs import Job, Task
 from . import defaults
-from .progress import JobFailed, NoRunner, Progress, follow, format_seconds
+from .progress import JobFailed, NoRunner, Progress, files_changed, follow, format_seconds
 from .status import FINAL_JOB_STATUSES, JobKind, JobStatus
 
 if TYPE_CHECKING:
@@ -254,6 +254,7 @@ class JobHandle:
             ),
             reasons=why,
             watch=_Watchdog(self).check,
+            wake=_writes_of(self._manager.database),
         )
         status = last.status
         if raise_on_failure and status in _FAILED:
@@ -448,3 +449,12 @@ class _Watchdog:
                 f"job {self.handle.id} is {status} but nothing has run its tasks for "
                 f"{waited}: {problem}"
             )
+
+
+def _writes_of(database: Any) -> Callable[[], bool] | None:
+    """For a SQLite database, whether its file or write-ahead log changed (a worker wrote
+    progress or an outcome); None for other databases."""
+    name = database.engine.url.database if getattr(database, "is_sqlite", False) else None
+    if not name or name == ":memory:":
+        return None
+    return files_changed([Path(name), Path(f"{name}-wal")])

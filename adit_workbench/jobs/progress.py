@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..errors import TransferError, WorkbenchError
@@ -24,6 +25,7 @@ __all__ = [
     "NoRunner",
     "Progress",
     "ProgressBar",
+    "files_changed",
     "follow",
     "format_bytes",
     "format_seconds",
@@ -234,6 +236,50 @@ class ProgressBar:
         sys.stderr.flush()
 
 
+#: Seconds between ``wake`` checks while :func:`follow` waits.
+WAKE_CHECK = 0.02
+
+
+def files_changed(paths: list[Path]) -> Callable[[], bool]:
+    """A ``wake`` for :func:`follow`: whether any of ``paths`` changed (modification
+    time or size, by ``stat``: microseconds) since the last call."""
+
+    def stamps() -> list[tuple[int, int] | None]:
+        found: list[tuple[int, int] | None] = []
+        for path in paths:
+            try:
+                info = path.stat()
+            except OSError:
+                found.append(None)
+            else:
+                found.append((info.st_mtime_ns, info.st_size))
+        return found
+
+    last = stamps()
+
+    def changed() -> bool:
+        nonlocal last
+        now = stamps()
+        if now == last:
+            return False
+        last = now
+        return True
+
+    return changed
+
+
+def _pause(poll: float, wake: Callable[[], bool] | None) -> None:
+    """Sleep ``poll`` seconds, or less when ``wake`` says something was written."""
+    if wake is None:
+        time.sleep(poll)
+        return
+    end = time.monotonic() + poll
+    while (left := end - time.monotonic()) > 0:
+        time.sleep(min(WAKE_CHECK, left))
+        if wake():
+            return
+
+
 def follow(
     job_id: int,
     read: Callable[[], Progress | None],
@@ -245,12 +291,16 @@ def follow(
     how_to_cancel: str,
     reasons: Callable[[], list[str]],
     watch: Callable[[JobStatus], None] | None = None,
+    wake: Callable[[], bool] | None = None,
 ) -> tuple[Progress, list[str]]:
     """Poll ``read`` until the job is final, drawing the bar; the final progress and, for
     a failed or canceled job, the first ``reasons()``. Both job handles wait with it.
 
     ``read`` returns None when the progress cannot be read now (the service restarts);
-    ``watch`` sees each status (the local runner's watchdog). Ctrl-C ends waiting, with
+    ``watch`` sees each status (the local runner's watchdog). ``wake``, a cheap check
+    whether anything was written (the SQLite file changed), is asked every
+    :data:`WAKE_CHECK` seconds: a write is read then instead of at the next ``poll``,
+    so a job that ends is seen within a few tens of milliseconds. Ctrl-C ends waiting, with
     a note that the job goes on (``how_to_cancel``), or cancels it when ``cancel`` is
     given.
     """
@@ -271,7 +321,7 @@ def follow(
             if deadline is not None and time.monotonic() > deadline:
                 status = last.status if last is not None else "unreadable"
                 raise TimeoutError(f"job {job_id} is still {status} after {timeout} s")
-            time.sleep(poll)
+            _pause(poll, wake)
     except KeyboardInterrupt:
         if cancel is not None:
             cancel()
