@@ -57,31 +57,13 @@ from adit_workbench.config import Settings
 from adit_workbench.deid import Profile, Pseudonymizer
 from adit_workbench.dicom.server import DicomServer
 from adit_workbench.dicom.spec import Capabilities, ServerSpec
-from adit_workbench.sandbox.synthetic import iter_datasets
 from adit_workbench.transfer import FolderDestination, transfer_study
+from bench._orthanc import load_study
 from tests.servers._util import free_port, port_open
 from tests.servers.orthanc import OrthancServer
 
 SECRET = b"bench-transfer-secret-0123456789"
 CAPS = Capabilities(study_root_get=True, study_root_move=True, store=True, wado=True, qido=True)
-
-
-def _load(server: OrthancServer, *, instances: int, series: int, size: int, seed: int) -> str:
-    per_series = max(1, instances // series)
-    datasets = iter_datasets(
-        patients=1, studies=1, series=series, instances=per_series,
-        rows=size, cols=size, modality="CT", seed=seed, pid_prefix=f"B{seed}",
-    )  # fmt: skip
-    study = ""
-    batch = []
-    for ds in datasets:
-        study = str(ds.StudyInstanceUID)
-        batch.append(ds)
-        if len(batch) == 50:
-            server.upload(batch)
-            batch = []
-    server.upload(batch)
-    return study
 
 
 def _spec(server: OrthancServer) -> ServerSpec:
@@ -409,7 +391,7 @@ def _child(args: argparse.Namespace) -> None:
 def _memory(server: OrthancServer, base: Path, small: int, large: int, via: str, size: int) -> None:
     results: dict[int, dict[str, int]] = {}
     for count, seed in ((small, 7), (large, 8)):
-        study = _load(server, instances=count, series=2, size=size, seed=seed)
+        study = load_study(server, instances=count, series=2, size=size, seed=seed, prefix="B")
         out = base / f"mem-{count}"
         job = {
             "base": str(base), "study": study, "out": str(out), "via": via,
@@ -473,8 +455,8 @@ def main(argv: list[str] | None = None) -> None:
         try:
             if not args.skip_speed:
                 start = time.perf_counter()
-                study = _load(server, instances=args.instances, series=args.series,
-                              size=args.size, seed=1)  # fmt: skip
+                study = load_study(server, instances=args.instances, series=args.series,
+                                   size=args.size, seed=1, prefix="B")  # fmt: skip
                 n = server.statistics()["CountInstances"]
                 mb = int(server.statistics()["TotalDiskSizeMB"])
                 print(f"loaded {n} instances ({mb} MB) in {time.perf_counter() - start:.1f} s; "
