@@ -118,6 +118,13 @@ class ServiceClient:
         self._session = requests.Session()
         self._session.headers["Authorization"] = f"Token {token}"
         self._session.headers["User-Agent"] = "adit-workbench-remote"
+        # The environment (proxy variables, CA bundle) is read once, here: requests
+        # otherwise reads it, and looks for a ~/.netrc, on every request, a cost each
+        # query paid. Without trust_env a ~/.netrc entry cannot replace the token either.
+        found = self._session.merge_environment_settings(self.base_url, {}, None, None, None)
+        self._session.proxies.update(found["proxies"])
+        self._session.verify = found["verify"]
+        self._session.trust_env = False
 
     def __repr__(self) -> str:
         return f"<ServiceClient {self.base_url}>"

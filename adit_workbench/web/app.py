@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, FastAPI, Request
 
 from ..access import Access
-from ..errors import StoreError
+from ..errors import StoreError, WorkbenchError
+from ..store import nodes as node_store
 from ..workbench import Workbench
 from .auth import COOKIE_NAME, Authenticator
 from .errors import error_body, install_error_handlers
@@ -33,6 +34,7 @@ from .errors import error_body, install_error_handlers
 if TYPE_CHECKING:
     from ..config import Settings
     from ..store import Database
+    from ..store.nodes import NodeSpec
 
 __all__ = ["Caller", "Service", "caller", "create_app"]
 
@@ -71,6 +73,7 @@ class Service:
         self._lock = threading.Lock()
         #: Serialises ``Workbench.node()`` per user: it opens and caches live nodes.
         self.node_locks: dict[str, threading.Lock] = {}
+        self._guarded: dict[tuple[str, str], tuple[NodeSpec, Any]] = {}
 
     def workbench(self, access: Access) -> Workbench:
         """The caller's workbench (kept between requests; Access reads the database on
@@ -84,9 +87,36 @@ class Service:
                 self.node_locks[access.user] = threading.Lock()
             return wb
 
+    def guarded_node(self, who: Caller, name: str) -> tuple[Any, NodeSpec]:
+        """The caller's guarded node ``name`` (``who.wb.node(name)``) and its stored spec.
+
+        The first call goes through ``Workbench.node``, which refuses a node the user may not
+        use; later calls re-read only the spec (a query runs on every request, and this
+        saves it a second reading of the user's rights): every call on a guarded node checks
+        the user's role on the node again and audits, and a changed or removed node goes
+        through ``Workbench.node`` anew, which opens a new live node or refuses.
+        """
+        key = (who.access.user, name)
+        cached = self._guarded.get(key)
+        try:
+            with self.database.session() as session:
+                spec: NodeSpec | None = node_store.get_node(session, name)
+        except WorkbenchError:
+            spec = None
+        if cached is not None and spec is not None and cached[0] == spec:
+            return cached[1], spec
+        with self.node_locks[who.access.user]:
+            node = who.wb.node(name)
+            if spec is not None:  # read before the check: a change in between is seen next
+                self._guarded[key] = (spec, node)
+            else:
+                self._guarded.pop(key, None)
+        return node, spec if spec is not None else who.wb.node_spec(name)
+
     def close(self) -> None:
         """Close every live node and the database."""
         with self._lock:
+            self._guarded.clear()
             for wb in self._workbenches.values():
                 wb.close()
             self._workbenches.clear()

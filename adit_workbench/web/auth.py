@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from ..access import (
     Access,
@@ -41,6 +42,7 @@ from ..access import (
     authenticate_token,
     sign_in,
 )
+from ..access.control import effective_permissions
 from ..access.tokens import TOKEN_MARK
 from ..errors import PermissionDenied
 from ..store.access import ApiToken
@@ -114,31 +116,41 @@ class Authenticator:
         now = time.monotonic()
         with self._lock:
             cached = self._tokens.get(key)
-        if cached is not None and now - cached[1] < self.cache_seconds and self._valid(token, key):
+        if cached is not None and now - cached[1] < self.cache_seconds:
             # Checked (read only) on every request, so a revoked or expired token is refused
-            # at once; its use is recorded (a write) once per cache period.
-            name = cached[0]
-        else:
-            try:
-                name = authenticate_token(self._database, token).name
-            except PermissionDenied as exc:
-                raise ApiError(401, "Unauthenticated", str(exc)) from None
-            with self._lock:
-                self._tokens[key] = (name, now)
+            # at once; its use is recorded (a write) once per cache period. The token and
+            # the user's permissions are read in one transaction: this runs on every call.
+            allowed = self._valid(token, key)
+            if allowed is not None:
+                access = Access(self._database, cached[0])
+                if not allowed:  # the refusal, with its audit row, as everywhere else
+                    access.require(Permission.REST_API, action="rest.token")
+                return access
+        try:
+            name = authenticate_token(self._database, token).name
+        except PermissionDenied as exc:
+            raise ApiError(401, "Unauthenticated", str(exc)) from None
+        with self._lock:
+            self._tokens[key] = (name, now)
         access = Access(self._database, name)
         access.require(Permission.REST_API, action="rest.token")
         return access
 
-    def _valid(self, token: str, token_hash: str) -> bool:
+    def _valid(self, token: str, token_hash: str) -> bool | None:
+        """None when the token is no longer valid (the full check then refuses it, with its
+        audit row); else whether its user holds ``rest_api``."""
         prefix = token[: len(TOKEN_MARK) + 8]  # the token's public, indexed part
         with self._database.session() as session:
-            row = session.scalars(select(ApiToken).where(ApiToken.prefix == prefix)).one_or_none()
-            return (
-                row is not None
-                and hmac.compare_digest(row.token_hash, token_hash)
-                and row.revoked_at is None
-                and (row.expires_at is None or row.expires_at > utcnow())
-            )
+            found = select(ApiToken).options(joinedload(ApiToken.user))
+            row = session.scalars(found.where(ApiToken.prefix == prefix)).one_or_none()
+            if (
+                row is None
+                or not hmac.compare_digest(row.token_hash, token_hash)
+                or row.revoked_at is not None
+                or (row.expires_at is not None and row.expires_at <= utcnow())
+            ):
+                return None
+            return Permission.REST_API in effective_permissions(session, row.user)
 
     def _hub_token(self, token: str) -> Access:
         if self.hub_auth is None:
