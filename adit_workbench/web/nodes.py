@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydicom import Dataset
 from pydicom.multival import MultiValue
@@ -25,7 +24,6 @@ from ..dicom.spec import Capabilities, FolderSpec, ServerSpec
 from ..errors import InputError, WorkbenchError
 from ..store.nodes import NodeSpec
 from .app import Caller, Service, caller
-from .auth import COOKIE_NAME
 from .models import AddNodeRequest, FindRequest, QueryRequest
 
 __all__ = ["TEXT_VRS", "describe_node", "identifier_json", "router"]
@@ -171,28 +169,11 @@ def probe(name: NodeName, who: Caller = Depends(caller)) -> dict[str, Any]:
     return _capabilities(who.wb.probe(name))
 
 
-async def credentials_sent(request: Request) -> None:
-    """Dependency: 401 at once, before the body is read, when no credential was sent."""
-    service: Service = request.app.state.service
-    if service.auth.bearer(request.headers.get("authorization")) is None and not (
-        request.cookies.get(COOKIE_NAME)
-    ):
-        service.auth.access_for(None, None)  # raises the usual 401
-
-
-@router.post("/{name}/query", response_model=None, dependencies=[Depends(credentials_sent)])
-async def query(name: NodeName, body: QueryRequest, request: Request) -> Response:
-    """``find_<level>`` with the notebook's filters and limit; NDJSON when ``stream``.
-
-    Authentication and the query run in one worker thread: as a sync dependency the
-    authentication took a thread of its own, one more hand-over per query (the most
-    frequent call), which on a loaded machine cost more than the check itself.
-    """
-    return await run_in_threadpool(_query, name, body, request)
-
-
-def _query(name: str, body: QueryRequest, request: Request) -> Response:
-    who = caller(request)
+@router.post("/{name}/query", response_model=None)
+def query(
+    name: NodeName, body: QueryRequest, request: Request, who: Caller = Depends(caller)
+) -> Response:
+    """``find_<level>`` with the notebook's filters and limit; NDJSON when ``stream``."""
     bad = sorted(_RESERVED & body.filters.keys())
     if bad:
         raise InputError(f"{', '.join(bad)} is not a filter: give it beside 'filters'")
