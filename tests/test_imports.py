@@ -130,6 +130,12 @@ def test_every_advertised_name_resolves(package: str) -> None:
         module.no_such_name  # noqa: B018
 
 
+def test_widgets_offered_to_completion_before_import() -> None:
+    import adit_workbench
+
+    assert "widgets" in dir(adit_workbench) and "connect" in dir(adit_workbench)
+
+
 @pytest.mark.parametrize("package", LAZY_PACKAGES)
 def test_type_checking_imports_match_all(package: str) -> None:
     module = importlib.import_module(package)
