@@ -195,9 +195,14 @@ def kernel_seconds(site: Site, notebook: Path, remote: dict[str, str] | None = N
     env = {**os.environ, **site.env, **(remote or {})}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     command = [sys.executable, "-c", code]
-    return _timed(
-        lambda: subprocess.run(command, env=env, check=True, timeout=300, stdout=subprocess.DEVNULL)
-    )
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env, timeout=300, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:  # a figure is missing, the others still count
+        last = (done.stderr.strip().splitlines() or ["?"])[-1]
+        print(f"{notebook.stem}{' (remote)' if remote else ''} failed: {last}", file=sys.stderr)
+        return float("nan")
+    return seconds
 
 
 @contextmanager
@@ -216,6 +221,8 @@ def _service(site: Site) -> Iterator[dict[str, str]]:
 
 
 def _ms(values: list[float]) -> str:
+    if any(v != v for v in values):  # NaN: the cells failed
+        return f"{'failed':>8}"
     return f"{statistics.median(values) * 1000:8.0f}"
 
 
