@@ -68,7 +68,8 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    # widgets is offered to completion, not to ``import *`` (which would load ipywidgets).
+    return sorted(set(globals()) | set(__all__) | {"widgets"})
 
 
 __all__ = [

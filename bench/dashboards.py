@@ -15,6 +15,9 @@ in the same run:
   the ratio of each dashboard to the hello world (aim: ≤ 1.5×);
 * explorer click → rendered list: "Open" on a patient until the studies are counted,
   and on a study until the series are (aim: ≤ 0.5 s);
+* the notebook's code alone in a fresh Python ("cells"), embedded and as a client of the
+  workbench service started over the same database ("remote", a hub user's kernel:
+  a URL and a token), to tell the kernel's share of a first render from Voilà's;
 * thumbnail: ``series.thumbnail()`` through the facade, the call a dashboard's kernel
   makes (aim: ≤ 0.3 s); and in the browser too, click until the picture is shown, when
   the explorer offers thumbnails (``button.aw-thumbnail-button``, ``img.aw-thumbnail``).
@@ -181,22 +184,45 @@ def facade_thumbnails(site: Site, rounds: int) -> list[float]:
     return [_timed(lambda: series.thumbnail()._repr_png_()) for _ in range(rounds)]
 
 
-def kernel_seconds(site: Site, notebook: Path) -> float:
+def kernel_seconds(site: Site, notebook: Path, remote: dict[str, str] | None = None) -> float:
     """Seconds a fresh Python takes to run the notebook's code cells (no browser, no
-    Voilà): the part of a first render spent in the kernel, in imports and ``connect()``."""
+    Voilà): the part of a first render spent in the kernel, in imports and ``connect()``;
+    with ``remote`` (service URL and token) as a hub user's kernel, a client of the service."""
     code = "\n".join(
         cell.source for cell in nbformat.read(notebook, as_version=4).cells
         if cell.cell_type == "code"
     )  # fmt: skip
-    env = {**os.environ, **site.env}
+    env = {**os.environ, **site.env, **(remote or {})}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     command = [sys.executable, "-c", code]
-    return _timed(
-        lambda: subprocess.run(command, env=env, check=True, timeout=300, stdout=subprocess.DEVNULL)
-    )
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env, timeout=300, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:  # a figure is missing, the others still count
+        last = (done.stderr.strip().splitlines() or ["?"])[-1]
+        print(f"{notebook.stem}{' (remote)' if remote else ''} failed: {last}", file=sys.stderr)
+        return float("nan")
+    return seconds
+
+
+@contextmanager
+def _service(site: Site) -> Iterator[dict[str, str]]:
+    """The workbench service over the site's database, and the environment of a kernel
+    that uses it (as in a JupyterHub user server: a URL and a token, nothing else)."""
+    from adit_workbench.config import get_settings
+    from tests.web.conftest import start_service, stop_service
+
+    running = start_service(get_settings())
+    try:
+        token = site.wb.access.tokens.create(expires=1).token
+        yield {"ADIT_WB_SERVICE_URL": running.url, "ADIT_WB_API_TOKEN": token}
+    finally:
+        stop_service(running)
 
 
 def _ms(values: list[float]) -> str:
+    if any(v != v for v in values):  # NaN: the cells failed
+        return f"{'failed':>8}"
     return f"{statistics.median(values) * 1000:8.0f}"
 
 
@@ -239,15 +265,25 @@ def main(argv: list[str] | None = None) -> int:
                 name: [kernel_seconds(site, root / f"{name}.ipynb") for _ in range(args.rounds)]
                 for name in renders
             }
+            with _service(site) as remote_env:
+                remote = {
+                    name: [
+                        kernel_seconds(site, root / f"{name}.ipynb", remote_env)
+                        for _ in range(args.rounds)
+                    ]
+                    for name in renders
+                }
 
     hello = statistics.median(renders[HELLO])
     print(f"first render through Voilà, median of {args.rounds} (hello world alternating)")
-    print("('cells ms': the notebook's code alone in a fresh Python, no Voilà)")
-    print(f"{'notebook':<28}{'ms':>8}  {'× hello':>8}  {'cells ms':>8}")
+    print("('cells ms': the notebook's code alone in a fresh Python, no Voilà, embedded;")
+    print(" 'remote': the same as a client of the workbench service, as in a hub user server)")
+    print(f"{'notebook':<28}{'ms':>8}  {'× hello':>8}  {'cells ms':>8}  {'remote':>8}")
     for name, values in renders.items():
         ratio = statistics.median(values) / hello
         flag = "" if name == HELLO or ratio <= 1.5 else "  (aim ≤ 1.5×)"
-        print(f"{name:<28}{_ms(values)}  {ratio:8.2f}  {_ms(kernel[name])}{flag}")
+        cells = f"{_ms(kernel[name])}  {_ms(remote[name])}"
+        print(f"{name:<28}{_ms(values)}  {ratio:8.2f}  {cells}{flag}")
     print()
     print(f"{'interaction':<28}{'ms':>8}  aim")
     for label, values in clicks.items():

@@ -60,6 +60,7 @@ import adit_workbench.widgets
 from adit_workbench.remote import RemoteWorkbench, RemoteNode, RemoteJobHandle
 from adit_workbench.jobs import JobFailed, JobStatus
 from adit_workbench.access import Permission, UserProfile, SiteStatus
+from adit_workbench.jobs.upload import iter_folder  # the remote upload reads folders too
 print(json.dumps({"type": type(wb).__name__, "modules": sorted(sys.modules)}))
 """
     found = _modules_after(
@@ -83,6 +84,22 @@ print(json.dumps({"modules": sorted(sys.modules)}))
     found = _modules_after(code, tmp_path)
     heavy = (*NOT_ON_REMOTE_PATH, "pydicom", "pydantic", "requests")
     assert _loaded(found["modules"], heavy) == []
+
+
+def test_widget_modules_load_no_backend(tmp_path: Path) -> None:
+    """What a dashboard's first cell imports before its widget shows: ipywidgets, not
+    the store, pandas, pydicom or matplotlib (those come with the first search or chart)."""
+    code = """
+import json, sys
+from adit_workbench import widgets
+for name in widgets.__all__:
+    getattr(widgets, name)
+print(json.dumps({"modules": sorted(sys.modules)}))
+"""
+    found = _modules_after(code, tmp_path)
+    heavy = ("sqlalchemy", "adit_workbench.store", "pandas", "pydicom", "matplotlib")
+    assert _loaded(found["modules"], heavy) == []
+    assert _loaded(found["modules"], ("ipywidgets",))
 
 
 def _type_checking_names(module: ModuleType) -> set[str]:
@@ -111,6 +128,12 @@ def test_every_advertised_name_resolves(package: str) -> None:
     assert set(module.__all__) <= set(dir(module))
     with pytest.raises(AttributeError, match="no_such_name"):
         module.no_such_name  # noqa: B018
+
+
+def test_widgets_offered_to_completion_before_import() -> None:
+    import adit_workbench
+
+    assert "widgets" in dir(adit_workbench) and "connect" in dir(adit_workbench)
 
 
 @pytest.mark.parametrize("package", LAZY_PACKAGES)

@@ -26,7 +26,6 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import IO, Any
 
-from ..dicom.part10 import Malformed, read_regular
 from ..errors import InputError
 from . import defaults
 
@@ -147,6 +146,8 @@ def _load(
     source: str | Path | bytes | IO[bytes], name: str | None, max_bytes: int
 ) -> tuple[bytes, str]:
     if isinstance(source, (str, Path)):
+        from ..dicom.part10 import Malformed, read_regular  # pydicom: only for a path
+
         path = Path(source)
         label = name or path.name
         try:

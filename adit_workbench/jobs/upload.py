@@ -32,20 +32,16 @@ from typing import TYPE_CHECKING, Any
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from ..access.guarded import GuardedNode
 from ..access.permissions import NodeRole, Permission
 from ..dicom.display import html_table, text_block
-from ..dicom.node import open_node
 from ..dicom.part10 import Malformed, check_bytes, check_elements, read_regular
 from ..errors import InputError
-from ..store import nodes as node_store
-from ..transfer.worker import WorkerConfig, prepare
-from .execute import build_pseudonymizer
 
 if TYPE_CHECKING:
     from ..access import Access
     from ..config import Settings
     from ..store import Database
+    from ..transfer.worker import WorkerConfig
 
 __all__ = ["UploadItem", "UploadResult", "iter_folder", "upload_files"]
 
@@ -186,6 +182,8 @@ class _Feed:
         return None
 
     def __call__(self, items: Iterable[UploadItem]) -> Iterator[Any]:
+        from ..transfer.worker import prepare
+
         previous: Path | None = None
         for name, source in items:
             if previous is not None:  # the node asked for the next: the previous is sent
@@ -253,6 +251,13 @@ def upload_files(
     one person. Without one, each patient gets the pseudonym the project key derives.
     ``via`` (``"dimse"``/``"dicomweb"``) picks C-STORE or STOW-RS on a server.
     """
+    # Here, not at the top: iter_folder is the remote client's too, which has no store.
+    from ..access.guarded import GuardedNode
+    from ..dicom.node import open_node
+    from ..store import nodes as node_store
+    from ..transfer.worker import WorkerConfig
+    from .execute import build_pseudonymizer
+
     access.require(Permission.UPLOAD, action="upload", node=destination)
     # A node the user may not use at all is refused as if it did not exist (404).
     access.require_node(destination, action="upload")

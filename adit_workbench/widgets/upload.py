@@ -18,12 +18,14 @@ from __future__ import annotations
 import html
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from ..jobs.upload import UploadItem, UploadResult, iter_folder
 from ._common import Background, ErrorLine, html_table, node_picker, site_banner
+
+if TYPE_CHECKING:
+    from ..jobs.upload import UploadItem, UploadResult
 
 __all__ = ["Upload"]
 
@@ -122,6 +124,8 @@ class Upload(widgets.VBox):
         self.folder_info.value = "counting…"
 
         def work(stop: threading.Event) -> tuple[int, int]:
+            from ..jobs.upload import iter_folder  # pydicom, in the background
+
             count = size = 0
             for _name, path in iter_folder(folder):
                 if stop.is_set():
@@ -167,6 +171,8 @@ class Upload(widgets.VBox):
         self.status.value = "uploading…"
 
         def counted(stop: threading.Event) -> Iterator[UploadItem]:
+            from ..jobs.upload import iter_folder
+
             for n, item in enumerate(iter_folder(folder), 1):
                 if stop.is_set():
                     return
