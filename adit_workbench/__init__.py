@@ -18,6 +18,8 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from ._lazy import lazy_exports
+
 if TYPE_CHECKING:
     from .config import Settings, get_settings
     from .deid import Option, Profile, Pseudonymizer, scan_leaks
@@ -29,23 +31,26 @@ if TYPE_CHECKING:
 #: starts in a fraction of the time when ``adit-workbench --help`` does not pull in
 #: pandas, SQLAlchemy and pydicom through this package's ``__init__``.
 _LAZY = {
-    "Settings": "config",
-    "get_settings": "config",
-    "Option": "deid",
-    "Profile": "deid",
-    "Pseudonymizer": "deid",
-    "scan_leaks": "deid",
-    "InputError": "errors",
-    "NodeError": "errors",
-    "PermissionDenied": "errors",
-    "WorkbenchError": "errors",
-    "BatchFileError": "jobs",
-    "JobFailed": "jobs",
-    "JobStatus": "jobs",
-    "Workbench": "workbench",
-    "WorkbenchAPI": "workbench",
-    "connect": "workbench",
+    "Settings": ".config",
+    "get_settings": ".config",
+    "Option": ".deid",
+    "Profile": ".deid",
+    "Pseudonymizer": ".deid",
+    "scan_leaks": ".deid",
+    "InputError": ".errors",
+    "NodeError": ".errors",
+    "PermissionDenied": ".errors",
+    "WorkbenchError": ".errors",
+    "BatchFileError": ".jobs",
+    "JobFailed": ".jobs",
+    "JobStatus": ".jobs",
+    "Workbench": ".workbench",
+    "WorkbenchAPI": ".workbench",
+    "connect": ".workbench",
 }
+
+
+_exports, __dir__ = lazy_exports(__name__, _LAZY, extra=("widgets",))
 
 
 def __getattr__(name: str) -> Any:
@@ -57,19 +62,12 @@ def __getattr__(name: str) -> Any:
             value = version("adit-workbench")
         except PackageNotFoundError:  # running from a source tree without installation
             value = "0.0.0"
-    elif name == "widgets":  # ipywidgets stays out of plain imports
+    elif name == "widgets":  # offered to completion, not to ``import *`` (ipywidgets)
         value = import_module(".widgets", __name__)
-    elif name in _LAZY:
-        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
     else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        return _exports(name)
     globals()[name] = value
     return value
-
-
-def __dir__() -> list[str]:
-    # widgets is offered to completion, not to ``import *`` (which would load ipywidgets).
-    return sorted(set(globals()) | set(__all__) | {"widgets"})
 
 
 __all__ = [
