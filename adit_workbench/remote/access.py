@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     # access.admin and access.tokens import SQLAlchemy: a kernel's client loads their
     # records only when it meets one (tests/test_imports.py).
     from ..access.admin import GroupInfo, UserInfo
+    from ..access.audit import AuditRecord
     from ..access.tokens import NewToken, TokenInfo
 
 __all__ = ["RemoteAccess", "RemoteAdmin", "RemoteTokens"]
@@ -171,6 +172,33 @@ class RemoteAdmin:
         else:
             target.write(text)
         return max(0, sum(1 for _ in csv.reader(io.StringIO(text))) - 1)
+
+    def audit_events(
+        self,
+        *,
+        user: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[AuditRecord]:
+        """Audit rows, oldest first, optionally filtered."""
+        from ..access.audit import AuditRecord, Outcome
+
+        asked = {"user": user, "action": action, "limit": limit,
+                 "since": since.isoformat() if since is not None else None}  # fmt: skip
+        params = {k: v for k, v in asked.items() if v is not None}
+        return [
+            AuditRecord(
+                id=int(e["id"]),
+                at=datetime.fromisoformat(str(e["at"])),
+                user=str(e["user"]),
+                action=str(e["action"]),
+                node=str(e["node"]) if e.get("node") is not None else None,
+                outcome=Outcome(e["outcome"]),
+                details=dict(e.get("details") or {}),
+            )
+            for e in self._client.get("api/admin/audit/events", params=params)
+        ]
 
     def set_maintenance(self, on: bool, *, message: str | None = None) -> SiteStatus:
         """Turn maintenance mode on or off (and set the announcement when given)."""

@@ -176,6 +176,19 @@ def audit(
     )
 
 
+@router.get("/admin/audit/events", tags=["admin"])
+def audit_events(
+    who: Caller = Depends(caller),
+    user: Annotated[str | None, Query(max_length=256)] = None,
+    action: Annotated[str | None, Query(max_length=64)] = None,
+    since: datetime | None = None,
+    limit: Annotated[int | None, Query(ge=1, le=10_000)] = None,
+) -> list[dict[str, Any]]:
+    """Audit rows as JSON, oldest first, optionally filtered (the admin dashboard)."""
+    events = who.access.admin.audit_events(user=user, action=action, since=since, limit=limit)
+    return [_json(asdict(event)) for event in events]
+
+
 @router.get("/admin/usage", tags=["admin"])
 def usage(
     who: Caller = Depends(caller),

@@ -178,6 +178,7 @@ MATRIX: list[Row] = [
         json={"users": []}),
     Row("GET", "/api/admin/users", ADMIN_ONLY),
     Row("GET", "/api/admin/audit", ADMIN_ONLY),
+    Row("GET", "/api/admin/audit/events", ADMIN_ONLY),
     Row("GET", "/api/admin/usage", ADMIN_ONLY),
     Row("PUT", "/api/admin/site", ADMIN_ONLY, json={"announcement": "hello"}),
 ]  # fmt: skip

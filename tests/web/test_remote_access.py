@@ -28,3 +28,27 @@ def test_permissions_nodes_and_site_status_read_alike(wb_for: Any, people: Peopl
     status = alice.access.site_status()
     assert status.maintenance and status.announcement == "Back at noon"
     assert "Back at noon" in site_banner(alice).value
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_admin_dashboard_reads_the_audit_log_on_both_backends(
+    wb_for: Any, people: People
+) -> None:
+    from adit_workbench.errors import PermissionDenied
+    from adit_workbench.widgets import Admin
+
+    boss = wb_for("boss")
+    with pytest.raises(PermissionDenied):
+        wb_for("alice").access.admin.audit_events(limit=5)
+    here = people.admin.admin.audit_events(action="audit.read", user="alice")
+    assert [(e.user, e.outcome) for e in here] == [("alice", "denied")]
+    seen = boss.access.admin.audit_events(action="audit.read")
+    assert [(e.id, e.user, e.action, e.outcome) for e in seen[: len(here)]] == [
+        (e.id, e.user, e.action, e.outcome) for e in here
+    ]
+    widget = Admin(boss)
+    try:
+        assert "aw-audit-list" in widget.audit.value and "alice" in widget.audit.value
+        assert widget.group.options  # the groups, read through the same backend
+    finally:
+        widget.close()
