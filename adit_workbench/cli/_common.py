@@ -17,7 +17,6 @@ Nothing heavy is imported here or at the top of any command module: ``adit-workb
 from __future__ import annotations
 
 import functools
-import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -100,28 +99,16 @@ class NoServiceToken(click.ClickException):
     exit_code = 2
 
 
-def _service_address(settings: Settings) -> tuple[str, str] | None:
-    """:func:`~adit_workbench.remote.discover.service_address`, without importing the
-    remote package (pandas, pydicom, the jobs layer: most of a second) where it could
-    only answer None: no service URL configured and not inside a hub user server."""
-    env = os.environ
-    in_hub_server = bool(env.get("JUPYTERHUB_USER")) and bool(env.get("JUPYTERHUB_API_TOKEN"))
-    if settings.service_url is None and not in_hub_server:
-        return None
-    from ..remote.discover import service_address
-
-    return service_address(settings)
-
-
 def is_service_client(settings: Settings | None = None) -> bool:
     """Whether this CLI is a client of the workbench service: the service URL is set (or a
     hub server's service is found) and no database is configured here."""
     from ..config import get_settings
+    from ..remote.discover import service_address
 
     settings = settings or get_settings()
     if settings.database_url is not None:
         return False
-    return settings.service_url is not None or _service_address(settings) is not None
+    return settings.service_url is not None or service_address(settings) is not None
 
 
 def service_host_only(func: F) -> F:
@@ -159,9 +146,10 @@ def refuse_on_service(what: str) -> None:
 @lru_cache(maxsize=1)
 def _cached() -> Workbench | RemoteWorkbench:
     from ..config import get_settings
+    from ..remote.discover import service_address
 
     settings = get_settings()
-    address = _service_address(settings)
+    address = service_address(settings)
     if settings.database_url is None and settings.service_url is not None and address is None:
         # Without a token connect() would fall back to an empty embedded workbench as the
         # OS user: never what someone who configured the service meant.
@@ -169,13 +157,13 @@ def _cached() -> Workbench | RemoteWorkbench:
             "ADIT_WB_SERVICE_URL is set but no token: set ADIT_WB_API_TOKEN to a workbench "
             "API token (a JupyterHub terminal has its server's own)"
         )
-    if address is None:  # what connect() would open, without importing the client
+    if address is None:
         from ..workbench import connect_local
 
         return connect_local(settings)
-    from ..workbench import connect
+    from ..remote.workbench import RemoteWorkbench
 
-    return connect(settings)
+    return RemoteWorkbench(*address, settings=settings)  # connect()'s, asking the hub once
 
 
 def open_workbench() -> Any:
