@@ -143,7 +143,7 @@ def transfer_one(
 
 def _archive_password(ctx: TaskContext) -> str | None:
     """The job's archive password, unsealed here in the worker and nowhere else."""
-    from .sealed import unseal
+    from ..store.sealed import unseal
 
     stored = ctx.job.get("archive_password")
     return unseal(ctx.settings, stored) if stored else None

@@ -19,11 +19,11 @@ from ..access import Access, NodeRole, Permission
 from ..errors import InputError, NotFound, PermissionDenied
 from ..store.jobs import Job, Task
 from ..store.models import utcnow
+from ..store.sealed import seal
 from . import defaults
 from .claim import stale_tasks, write_session
 from .queue import InlineBackend, QueueBackend, RQBackend
 from .runner import after_task, cancel_local, task_timeout
-from .sealed import seal
 from .status import (
     FINAL_JOB_STATUSES,
     FINAL_TASK_STATUSES,

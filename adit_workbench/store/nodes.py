@@ -5,10 +5,13 @@ rows never leave this module. Every function takes an open
 :class:`~sqlalchemy.orm.Session` (from :meth:`Database.session`) and leaves committing to
 it. Input is validated here, before the database sees it, so that errors name the field
 (:class:`~adit_workbench.errors.InputError`) instead of surfacing as constraint failures.
+A server's DICOMweb ``Authorization`` header is stored sealed (:mod:`.sealed`) under this
+process's master secret, which only the service and its workers hold.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -17,8 +20,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, with_polymorphic
 
+from ..config import get_settings
 from ..dicom.spec import Capabilities, FolderSpec, ServerSpec
-from ..errors import InputError, NotFound
+from ..errors import ConfigurationError, InputError, NotFound
 from .models import (
     AE_TITLE_LENGTH,
     HOST_LENGTH,
@@ -29,6 +33,7 @@ from .models import (
     DicomServer,
     Node,
 )
+from .sealed import NODE_CREDENTIAL, is_sealed, seal, unseal
 
 __all__ = [
     "NodeSpec",
@@ -43,6 +48,7 @@ __all__ = [
 NodeSpec = ServerSpec | FolderSpec
 
 _ANY_NODE = with_polymorphic(Node, [DicomServer, DicomFolder])
+_log = logging.getLogger(__name__)
 
 
 # -- public API ------------------------------------------------------------------------
@@ -141,7 +147,8 @@ def _server_fields_to_row(spec: ServerSpec, row: DicomServer) -> None:
     row.dicomweb_qido_prefix = spec.dicomweb_qido_prefix
     row.dicomweb_wado_prefix = spec.dicomweb_wado_prefix
     row.dicomweb_stow_prefix = spec.dicomweb_stow_prefix
-    row.dicomweb_authorization = spec.dicomweb_authorization
+    auth = spec.dicomweb_authorization
+    row.dicomweb_authorization = seal(get_settings(), auth, NODE_CREDENTIAL) if auth else None
     row.max_search_results = spec.max_search_results
     row.max_associations = spec.max_associations
     _capabilities_to_row(spec.capabilities, row)
@@ -169,7 +176,7 @@ def _to_spec(row: Node) -> NodeSpec:
             dicomweb_qido_prefix=row.dicomweb_qido_prefix,
             dicomweb_wado_prefix=row.dicomweb_wado_prefix,
             dicomweb_stow_prefix=row.dicomweb_stow_prefix,
-            dicomweb_authorization=row.dicomweb_authorization,
+            dicomweb_authorization=_open_credential(row),
             max_search_results=row.max_search_results,
             max_associations=row.max_associations,
         )
@@ -184,6 +191,26 @@ def _to_spec(row: Node) -> NodeSpec:
 
 
 # -- helpers ---------------------------------------------------------------------------
+def _open_credential(row: DicomServer) -> str | None:
+    """The clear ``Authorization`` header of ``row``; None, with a warning, when it cannot
+    be opened (sealed under another master secret): one node's DICOMweb then answers 401,
+    and every other node stays usable."""
+    stored = row.dicomweb_authorization
+    if not stored:
+        return None
+    try:
+        if not is_sealed(stored):  # written around the store (raw SQL): not ours to trust
+            raise ConfigurationError("not sealed")
+        return unseal(get_settings(), stored, NODE_CREDENTIAL)
+    except ConfigurationError:
+        _log.warning(
+            "node %s: its DICOMweb credential cannot be opened with this master secret; "
+            "register the node again with its credential",
+            row.name,
+        )
+        return None
+
+
 def _get_row(session: Session, name: str) -> Node:
     row = session.scalars(select(_ANY_NODE).where(_ANY_NODE.name == name)).one_or_none()
     if row is None:

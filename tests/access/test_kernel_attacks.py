@@ -32,6 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from adit_workbench.access import Access, Identity, IdentitySource, sign_in
+from adit_workbench.config import get_settings
 from adit_workbench.dicom.spec import FolderSpec, ServerSpec
 from adit_workbench.store import Database
 from adit_workbench.store import nodes as node_store
@@ -171,7 +172,12 @@ def target(
             alice, bob = accounts["alice"], accounts["bob"]
             out_dir = accounts["base"] / "out"
             database = Database(database_url)
-            bob_job = _seed(database, out_dir, bob)
+            with pytest.MonkeyPatch.context() as env:
+                # Seeded as the service's host would: node credentials sealed under its secret.
+                env.setenv("ADIT_WB_SECRET_FILE", settings["secret"])
+                get_settings.cache_clear()
+                bob_job = _seed(database, out_dir, bob)
+            get_settings.cache_clear()
             hub.set_groups(alice, ["radiology"])
             health = f"{hub.url}/services/workbench/api/health"
             wait_until(

@@ -15,9 +15,9 @@ from adit_workbench.dicom.query import find_studies
 from adit_workbench.errors import ConfigurationError
 from adit_workbench.jobs import JobStatus
 from adit_workbench.jobs.kinds import selective_transfer
-from adit_workbench.jobs.sealed import is_sealed, seal, unseal
 from adit_workbench.store import nodes as node_store
 from adit_workbench.store.jobs import Job
+from adit_workbench.store.sealed import is_sealed, seal, unseal
 from tests.transfer.conftest import zip_datasets
 
 from .conftest import Harness

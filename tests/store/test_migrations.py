@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -81,3 +82,33 @@ def test_task_modalities_up_and_down(database: Database) -> None:
     with database.engine.connect() as conn:
         rows = conn.execute(text("SELECT status, modalities FROM job_task")).all()
     assert [tuple(r) for r in rows] == [("SUCCESS", None)]
+
+
+def test_stored_node_credentials_are_sealed_by_0006(database: Database, data_dir: Path) -> None:
+    """Rows written before 0006 held the header in clear: the upgrade seals them, the
+    downgrade opens them again, and the store reads the sealed value back."""
+    from sqlalchemy import text
+
+    from adit_workbench.dicom.spec import ServerSpec
+    from adit_workbench.store import nodes
+    from adit_workbench.store.sealed import is_sealed
+
+    spec = ServerSpec("OLD", "OLD", "pacs", 104, dicomweb_authorization="Bearer clear-token")
+    with database.session() as session:
+        nodes.add_server(session, spec)
+
+    def stored() -> str:
+        with database.engine.connect() as conn:
+            return str(
+                conn.execute(text("SELECT dicomweb_authorization FROM dicom_server")).scalar()
+            )
+
+    assert is_sealed(stored())
+    config = database.alembic_config()
+    command.downgrade(config, "0005")  # as a row written before 0006 was
+    assert stored() == "Bearer clear-token"
+    command.upgrade(config, "head")
+    assert is_sealed(stored()) and "clear-token" not in stored()
+    with database.session() as session:
+        got = nodes.get_node(session, "OLD")
+    assert isinstance(got, ServerSpec) and got.dicomweb_authorization == "Bearer clear-token"

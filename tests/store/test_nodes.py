@@ -11,10 +11,18 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from adit_workbench.config import get_settings
 from adit_workbench.dicom.spec import Capabilities, FolderSpec, ServerSpec
 from adit_workbench.errors import InputError, NotFound
 from adit_workbench.store import Database, nodes
 from adit_workbench.store.models import DicomServer, Node
+from adit_workbench.store.sealed import is_sealed
+
+
+@pytest.fixture(autouse=True)
+def _own_secret(data_dir: Path) -> None:
+    """Credentials are sealed under the master secret: each test has its own."""
+
 
 SECRET = "Bearer very-secret-token-4711"
 
@@ -248,9 +256,32 @@ def test_authorization_header_never_shown(
     with caplog.at_level(logging.DEBUG, logger="sqlalchemy"), database.session() as session:
         nodes.add_server(session, spec)
         row = session.scalars(select(DicomServer)).one()
-        assert row.dicomweb_authorization == SECRET
+        # Sealed at rest: backups and SQL sessions see a Fernet token, not the header.
+        assert is_sealed(row.dicomweb_authorization) and SECRET not in row.dicomweb_authorization
         assert SECRET not in repr(row) and SECRET not in str(row)
         got = nodes.get_node(session, "PACS")
         assert SECRET not in repr(got) and SECRET not in str(got)
     assert "INSERT INTO" in caplog.text  # proves logging was captured
+    assert SECRET not in caplog.text
+
+
+def test_a_credential_sealed_under_another_secret_leaves_the_node_usable(
+    database: Database,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with database.session() as session:
+        nodes.add_server(session, full_server())
+        nodes.add_folder(session, full_folder())
+    other = data_dir.parent / "other.key"
+    other.write_text("ab" * 32 + "\n")
+    monkeypatch.setenv("ADIT_WB_SECRET_FILE", str(other))
+    get_settings.cache_clear()
+    with caplog.at_level(logging.WARNING), database.session() as session:
+        got = nodes.get_node(session, "PACS")
+        assert [n.name for n in nodes.list_nodes(session)] == ["PACS", "RESEARCH"]
+    assert isinstance(got, ServerSpec) and got.dicomweb_authorization is None
+    assert got.dicomweb_root_url == full_server().dicomweb_root_url
+    assert "node PACS: its DICOMweb credential cannot be opened" in caplog.text
     assert SECRET not in caplog.text

@@ -5,7 +5,7 @@ recorded only its instance count, so its modalities were lost once it ended. A J
 mapping (``{"CT": 120, "MR": 30}``), nullable: tasks of older versions and of other
 kinds have none.
 
-Revision ID: 0005_task_modalities
+Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-03
 """
