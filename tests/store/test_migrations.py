@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -84,12 +85,16 @@ def test_task_modalities_up_and_down(database: Database) -> None:
     assert [tuple(r) for r in rows] == [("SUCCESS", None)]
 
 
-def test_stored_node_credentials_are_sealed_by_0006(database: Database, data_dir: Path) -> None:
+def test_stored_node_credentials_are_sealed_by_0006(
+    database: Database, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Rows written before 0006 held the header in clear: the upgrade seals them, the
     downgrade opens them again, and the store reads the sealed value back."""
     from sqlalchemy import text
 
+    from adit_workbench.config import get_settings
     from adit_workbench.dicom.spec import ServerSpec
+    from adit_workbench.errors import ConfigurationError
     from adit_workbench.store import nodes
     from adit_workbench.store.sealed import is_sealed
 
@@ -107,6 +112,14 @@ def test_stored_node_credentials_are_sealed_by_0006(database: Database, data_dir
     config = database.alembic_config()
     command.downgrade(config, "0005")  # as a row written before 0006 was
     assert stored() == "Bearer clear-token"
+    # Where the master secret is not, 0006 refuses rather than seal under a new one.
+    monkeypatch.setenv("ADIT_WB_SECRET_FILE", str(data_dir / "elsewhere.key"))
+    get_settings.cache_clear()
+    with pytest.raises(ConfigurationError, match="ADIT_WB_SECRET_FILE"):
+        command.upgrade(config, "head")
+    assert stored() == "Bearer clear-token" and database.current_revision() == "0005"
+    monkeypatch.delenv("ADIT_WB_SECRET_FILE")
+    get_settings.cache_clear()
     command.upgrade(config, "head")
     assert is_sealed(stored()) and "clear-token" not in stored()
     with database.session() as session:

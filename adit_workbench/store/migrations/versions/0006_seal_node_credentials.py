@@ -14,9 +14,13 @@ Create Date: 2026-12-03
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from alembic import context, op
+
+if TYPE_CHECKING:
+    from adit_workbench.config import Settings
 
 revision: str = "0006"
 down_revision: str | None = "0005"
@@ -46,15 +50,28 @@ def _rewrite(change: Callable[[str], str | None]) -> None:
             )
 
 
-def upgrade() -> None:
+def _settings() -> Settings:
+    """This host's settings, if they name an existing master secret: sealing under a
+    secret made up here would lock the service out of every stored credential."""
     from adit_workbench.config import get_settings
+    from adit_workbench.errors import ConfigurationError
+
+    settings = get_settings()
+    if not (settings.secret_file or settings.data_dir / "secret.key").exists():
+        raise ConfigurationError(
+            "migration 0006 seals stored DICOMweb credentials with the master secret: run "
+            "'adit-workbench db upgrade' where ADIT_WB_SECRET_FILE names the service's secret"
+        )
+    return settings
+
+
+def upgrade() -> None:
     from adit_workbench.store.sealed import NODE_CREDENTIAL, is_sealed, seal
 
-    _rewrite(lambda v: v if is_sealed(v) else seal(get_settings(), v, NODE_CREDENTIAL))
+    _rewrite(lambda v: v if is_sealed(v) else seal(_settings(), v, NODE_CREDENTIAL))
 
 
 def downgrade() -> None:
-    from adit_workbench.config import get_settings
     from adit_workbench.store.sealed import NODE_CREDENTIAL, is_sealed, unseal
 
-    _rewrite(lambda v: unseal(get_settings(), v, NODE_CREDENTIAL) if is_sealed(v) else v)
+    _rewrite(lambda v: unseal(_settings(), v, NODE_CREDENTIAL) if is_sealed(v) else v)
