@@ -342,13 +342,18 @@ def test_the_audit_log_cannot_be_disabled_or_edited(target: Target) -> None:
         "    for path in ('api/admin/audit', f'api/admin/audit/{" + str(first) + "}'):\n"
         "        out[f'{method} {path}'] = api(method, path, json={'outcome': 'ok'})\n"
         "out['GET api/admin/audit'] = api('GET', 'api/admin/audit')\n"
+        "out['GET api/admin/audit/events'] = api('GET', 'api/admin/audit/events')\n"
         "paths = api('GET', 'openapi.json')[1]['paths']\n"
         "out['routes'] = {p: sorted(m) for p, m in paths.items() if 'audit' in p}\n"
         "report(out)"
     )
     routes = seen.pop("routes")
-    assert routes == {"/services/workbench/api/admin/audit": ["get"]}  # read-only, admins
+    assert routes == {  # read-only, admins
+        "/services/workbench/api/admin/audit": ["get"],
+        "/services/workbench/api/admin/audit/events": ["get"],
+    }
     assert seen.pop("GET api/admin/audit")[0] == 403
+    assert seen.pop("GET api/admin/audit/events")[0] == 403
     for call, (status, body) in seen.items():
         assert status in (404, 405), (call, status, body)
         assert body["error"] in ("NotFound", "MethodNotAllowed"), body
