@@ -182,6 +182,10 @@ class SandboxPacs:
         """Stop serving (idempotent); the archive stays usable and ``start()`` may follow."""
         with self._lock:
             if self._server is not None:
+                # Shutting down joins every association's thread: a client's idle
+                # association (a pooled one) would hold it until its timeout, 10 s.
+                for assoc in list(self._server.active_associations):
+                    assoc.abort()
                 self._server.shutdown()
                 self._server = None
 
