@@ -250,6 +250,12 @@ class Settings(BaseSettings):
             raise ConfigurationError(f"cannot create data dir {self.data_dir}: {exc}") from exc
         return self.data_dir
 
+    @property
+    def secret_path(self) -> Path:
+        """Where the master secret is: ``secret_file``, else ``secret.key`` in the data
+        folder (which :meth:`master_secret` creates on first use)."""
+        return self.secret_file or self.data_dir / "secret.key"
+
     def master_secret(self) -> bytes:
         """The pseudonymization master secret, generated on first use.
 

@@ -63,6 +63,8 @@ def unseal(settings: Settings, sealed: str, purpose: bytes = JOB_SECRET) -> str:
     """
     if not is_sealed(sealed):
         raise ConfigurationError("a stored secret is unsealed; give it again")
+    if not settings.secret_path.exists():  # opening must not make up a new master secret
+        raise ConfigurationError("a stored secret cannot be opened: no master secret here")
     try:
         clear = _fernet(settings, purpose).decrypt(sealed[len(PREFIX) :].encode("ascii"))
     except (InvalidToken, ValueError):

@@ -30,7 +30,12 @@ def test_seal_round_trip_and_other_secrets(job_settings: Settings, tmp_path: Pat
     assert is_sealed(sealed) and PASSWORD not in sealed
     assert sealed != seal(job_settings, PASSWORD)  # a fresh IV each time
     assert unseal(job_settings, sealed) == PASSWORD
-    other = Settings(data_dir=tmp_path / "elsewhere")  # another master secret
+    nowhere = Settings(data_dir=tmp_path / "nowhere")  # no master secret: none made up
+    with pytest.raises(ConfigurationError, match="no master secret here"):
+        unseal(nowhere, sealed)
+    assert not nowhere.secret_path.exists()
+    other = Settings(data_dir=tmp_path / "elsewhere")
+    other.master_secret()  # another master secret
     with pytest.raises(ConfigurationError, match="another master secret") as info:
         unseal(other, sealed)
     assert PASSWORD not in str(info.value)

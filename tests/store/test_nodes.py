@@ -285,3 +285,11 @@ def test_a_credential_sealed_under_another_secret_leaves_the_node_usable(
     assert got.dicomweb_root_url == full_server().dicomweb_root_url
     assert "node PACS: its DICOMweb credential cannot be opened" in caplog.text
     assert SECRET not in caplog.text
+    # Where there is no master secret at all, reading makes none up.
+    missing = data_dir.parent / "missing.key"
+    monkeypatch.setenv("ADIT_WB_SECRET_FILE", str(missing))
+    get_settings.cache_clear()
+    with database.session() as session:
+        got = nodes.get_node(session, "PACS")
+    assert isinstance(got, ServerSpec) and got.dicomweb_authorization is None
+    assert not missing.exists()

@@ -57,7 +57,7 @@ def _settings() -> Settings:
     from adit_workbench.errors import ConfigurationError
 
     settings = get_settings()
-    if not (settings.secret_file or settings.data_dir / "secret.key").exists():
+    if not settings.secret_path.exists():
         raise ConfigurationError(
             "migration 0006 seals stored DICOMweb credentials with the master secret: run "
             "'adit-workbench db upgrade' where ADIT_WB_SECRET_FILE names the service's secret"
