@@ -20,7 +20,9 @@ import requests
 
 import tests.servers.jupyterhub as hub_fixture
 from adit_workbench.access import Identity, IdentitySource, Permission, sign_in
+from adit_workbench.config import Settings
 from adit_workbench.dicom.spec import Capabilities, FolderSpec, ServerSpec
+from adit_workbench.jobs.local import stop_worker
 from adit_workbench.sandbox.pacs import SandboxPacs
 from adit_workbench.store import Database
 from adit_workbench.store import nodes as node_store
@@ -113,9 +115,12 @@ def test_kernels_are_clients_of_the_hub_service(
     pacs: SandboxPacs,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
     service_dir = tmp_path / "service"
     service_dir.mkdir()
+    # The service runs jobs in its local worker, a session of its own that outlives the hub.
+    request.addfinalizer(lambda: stop_worker(Settings(data_dir=service_dir), timeout=10))
     (tmp_path / "out").mkdir()
     database = _prepare_database(
         f"sqlite:///{service_dir / 'workbench.sqlite3'}", pacs, tmp_path / "out"
